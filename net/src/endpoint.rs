@@ -1,0 +1,410 @@
+//! The node's single QUIC endpoint (peers and clients, told apart by ALPN)
+//! and the client-side endpoint.
+//!
+//! Admission, after the TLS handshake verified the certificate chain:
+//! ALPN peer needs a node certificate (not our own id); ALPN client needs a
+//! client certificate. Anything else is closed with [`close_code::REFUSED`]
+//! and a logged reason. A node certificate on ALPN client is refused too: a
+//! node talks to another node only over its peer link.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{info, warn, Instrument};
+
+use crate::identity::{node_dns_name, remote_of};
+use crate::peer::{run_inbound, start_links};
+use crate::{
+    ClientTls, NetConfig, NetError, NodeId, NodeTls, PeerReceiver, PeerSender, Remote, ALPN_CLIENT,
+    ALPN_PEER,
+};
+
+/// QUIC application close codes used by paxlog.
+pub mod close_code {
+    use quinn::VarInt;
+    /// Orderly shutdown or link restart.
+    pub const SHUTDOWN: VarInt = VarInt::from_u32(0);
+    /// The certificate may not be used this way (wrong ALPN, unknown peer).
+    pub const REFUSED: VarInt = VarInt::from_u32(1);
+    /// Too many pending connections.
+    pub const BUSY: VarInt = VarInt::from_u32(2);
+    /// A malformed or oversized frame.
+    pub const PROTOCOL: VarInt = VarInt::from_u32(3);
+}
+
+/// Handshakes in progress at once; further attempts are refused.
+const HANDSHAKES_MAX: usize = 64;
+/// Peer connections accepted before `peers()` was called.
+const PENDING_PEER_CONNS_MAX: usize = 16;
+/// Uni streams a peer may have open at once (it uses one).
+const PEER_UNI_STREAMS_MAX: u32 = 4;
+
+/// An authenticated client connection; the node runtime serves its streams.
+#[derive(Debug)]
+pub struct ClientConn {
+    /// The name from the client's verified certificate.
+    pub name: String,
+    pub conn: quinn::Connection,
+}
+
+/// Dials peers from the node's endpoint with its node certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    pub(crate) node_id: NodeId,
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+}
+
+impl Dialer {
+    /// Connects to `addr` and requires its certificate to be node `id`'s.
+    pub(crate) async fn connect_peer(
+        &self,
+        addr: SocketAddr,
+        id: NodeId,
+    ) -> Result<quinn::Connection, NetError> {
+        connect(
+            &self.endpoint,
+            self.config.clone(),
+            addr,
+            &node_dns_name(id),
+        )
+        .await
+    }
+}
+
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+    server_name: &str,
+) -> Result<quinn::Connection, NetError> {
+    endpoint
+        .connect_with(config, addr, server_name)
+        .map_err(|source| NetError::Connect { addr, source })?
+        .await
+        .map_err(|source| NetError::Connection { addr, source })
+}
+
+fn transport(
+    cfg: &NetConfig,
+    bidi_streams: u32,
+    uni_streams: u32,
+) -> Result<Arc<quinn::TransportConfig>, NetError> {
+    let idle = quinn::IdleTimeout::try_from(Duration::from_millis(cfg.idle_timeout_ms))
+        .map_err(|_| NetError::Config("idle_timeout_ms too large".into()))?;
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(idle))
+        .keep_alive_interval(Some(Duration::from_millis(cfg.keep_alive_ms)))
+        .max_concurrent_bidi_streams(bidi_streams.into())
+        .max_concurrent_uni_streams(uni_streams.into());
+    Ok(Arc::new(t))
+}
+
+/// One node's endpoint: serves peers and clients, dials peers.
+#[derive(Debug)]
+pub struct NodeEndpoint {
+    node_id: NodeId,
+    endpoint: quinn::Endpoint,
+    cfg: NetConfig,
+    dialer: Dialer,
+    clients: tokio::sync::Mutex<mpsc::Receiver<ClientConn>>,
+    /// Taken by the first `peers()` call.
+    peer_conns: Mutex<Option<mpsc::Receiver<(NodeId, quinn::Connection)>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl NodeEndpoint {
+    /// Binds `listen` and starts accepting. Must run inside a tokio runtime.
+    pub fn bind(listen: SocketAddr, tls: NodeTls, cfg: NetConfig) -> Result<Self, NetError> {
+        cfg.validate()?;
+        let crypto = QuicServerConfig::try_from(tls.server.clone())
+            .map_err(|_| NetError::NoInitialCipherSuite)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport(
+            &cfg,
+            cfg.client_streams_max,
+            PEER_UNI_STREAMS_MAX,
+        )?);
+        let endpoint =
+            quinn::Endpoint::server(server, listen).map_err(|source| NetError::Bind {
+                addr: listen,
+                source,
+            })?;
+
+        let dial_crypto = QuicClientConfig::try_from(tls.dial.clone())
+            .map_err(|_| NetError::NoInitialCipherSuite)?;
+        let mut dial = quinn::ClientConfig::new(Arc::new(dial_crypto));
+        // Our dialed connections only send; the peer opens nothing on them.
+        dial.transport_config(transport(&cfg, 0, 0)?);
+        let dialer = Dialer {
+            node_id: tls.node_id,
+            endpoint: endpoint.clone(),
+            config: dial,
+        };
+
+        let (client_tx, client_rx) = mpsc::channel(cfg.client_accept_capacity);
+        let (peer_tx, peer_rx) = mpsc::channel(PENDING_PEER_CONNS_MAX);
+        let span = tracing::info_span!("endpoint", node = tls.node_id);
+        let accept = tokio::spawn(
+            accept_loop(endpoint.clone(), tls.node_id, client_tx, peer_tx).instrument(span),
+        );
+        Ok(Self {
+            node_id: tls.node_id,
+            endpoint,
+            cfg,
+            dialer,
+            clients: tokio::sync::Mutex::new(client_rx),
+            peer_conns: Mutex::new(Some(peer_rx)),
+            tasks: Mutex::new(vec![accept]),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // The socket is bound for the endpoint's life; failing here means the OS lost it.
+        self.endpoint
+            .local_addr()
+            .expect("a bound UDP socket has a local address")
+    }
+
+    pub fn config(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    /// The next authenticated client connection; `None` after shutdown.
+    pub async fn accept_client(&self) -> Option<ClientConn> {
+        self.clients.lock().await.recv().await
+    }
+
+    /// Starts the peer links (once per endpoint): one outbound link per entry
+    /// of `peers` (our own id is skipped) and the inbound reader. Inbound
+    /// connections from nodes not in `peers` are refused.
+    pub fn peers<M>(
+        &self,
+        peers: BTreeMap<NodeId, SocketAddr>,
+    ) -> Result<(PeerSender<M>, PeerReceiver<M>), NetError>
+    where
+        M: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let conns = self
+            .peer_conns
+            .lock()
+            .expect("peer_conns lock poisoned")
+            .take()
+            .ok_or(NetError::PeersAlreadyStarted)?;
+        let mut peers = peers;
+        peers.remove(&self.node_id);
+        let (sender, mut tasks) = start_links::<M>(self.dialer.clone(), &peers, &self.cfg);
+        let (in_tx, in_rx) = mpsc::channel(self.cfg.inbound_capacity);
+        tasks.push(tokio::spawn(run_inbound::<M>(
+            self.node_id,
+            conns,
+            peers,
+            in_tx,
+            self.cfg.frame_bytes_max,
+        )));
+        self.tasks
+            .lock()
+            .expect("tasks lock poisoned")
+            .extend(tasks);
+        Ok((sender, PeerReceiver { rx: in_rx }))
+    }
+
+    /// Dials `addr` as a peer, requiring its certificate to be node `id`'s.
+    /// The link tasks use this; exposed for diagnostics and tests.
+    pub async fn connect_peer(
+        &self,
+        addr: SocketAddr,
+        id: NodeId,
+    ) -> Result<quinn::Connection, NetError> {
+        self.dialer.connect_peer(addr, id).await
+    }
+
+    /// Closes every connection, stops all tasks and waits until the endpoint is idle.
+    pub async fn shutdown(self) {
+        self.stop();
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks lock poisoned"));
+        for task in tasks {
+            // Aborted tasks end with a cancellation error, which is the point.
+            let _ = task.await;
+        }
+        self.endpoint.wait_idle().await;
+    }
+
+    fn stop(&self) {
+        self.endpoint.close(close_code::SHUTDOWN, b"shutdown");
+        for task in self.tasks.lock().expect("tasks lock poisoned").iter() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for NodeEndpoint {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    node_id: NodeId,
+    clients: mpsc::Sender<ClientConn>,
+    peers: mpsc::Sender<(NodeId, quinn::Connection)>,
+) {
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+    let mut admissions = tokio::task::JoinSet::new();
+    while let Some(incoming) = endpoint.accept().await {
+        // Reap finished admissions so the set stays bounded by HANDSHAKES_MAX.
+        while admissions.try_join_next().is_some() {}
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            warn!(remote = %incoming.remote_address(), "refusing connection: too many handshakes");
+            incoming.refuse();
+            continue;
+        };
+        let (clients, peers) = (clients.clone(), peers.clone());
+        admissions.spawn(
+            async move {
+                let remote = incoming.remote_address();
+                match incoming.await {
+                    Ok(conn) => admit(conn, node_id, &clients, &peers),
+                    Err(e) => info!(%remote, error = %e, "handshake failed"),
+                }
+                drop(permit);
+            }
+            .in_current_span(),
+        );
+    }
+    // Aborting the accept loop drops `admissions`, which aborts them too.
+}
+
+fn admit(
+    conn: quinn::Connection,
+    node_id: NodeId,
+    clients: &mpsc::Sender<ClientConn>,
+    peers: &mpsc::Sender<(NodeId, quinn::Connection)>,
+) {
+    let addr = conn.remote_address();
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    let remote = match remote_of(&conn) {
+        Ok(r) => r,
+        Err(e) => return refuse(&conn, close_code::REFUSED, &format!("{e}")),
+    };
+    match (alpn.as_deref(), remote) {
+        (Some(ALPN_PEER), Remote::Node(id)) if id != node_id => {
+            conn.set_max_concurrent_bi_streams(0u32.into());
+            if peers.try_send((id, conn.clone())).is_err() {
+                refuse(&conn, close_code::BUSY, "peer connections backlog full");
+            }
+        }
+        (Some(ALPN_CLIENT), Remote::Client(name)) => {
+            conn.set_max_concurrent_uni_streams(0u32.into());
+            info!(%addr, client = %name, "client connected");
+            if clients
+                .try_send(ClientConn {
+                    name,
+                    conn: conn.clone(),
+                })
+                .is_err()
+            {
+                refuse(&conn, close_code::BUSY, "client backlog full");
+            }
+        }
+        (alpn, remote) => {
+            let alpn = alpn.map(String::from_utf8_lossy);
+            refuse(
+                &conn,
+                close_code::REFUSED,
+                &format!("{remote} may not use ALPN {alpn:?}"),
+            );
+        }
+    }
+}
+
+fn refuse(conn: &quinn::Connection, code: quinn::VarInt, reason: &str) {
+    warn!(remote = %conn.remote_address(), %reason, "refusing connection");
+    conn.close(code, reason.as_bytes());
+}
+
+/// A client's endpoint: dials nodes with the client certificate.
+#[derive(Debug)]
+pub struct ClientEndpoint {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    cfg: NetConfig,
+}
+
+impl ClientEndpoint {
+    /// Binds an ephemeral IPv4 port with default limits.
+    pub fn new(tls: ClientTls) -> Result<Self, NetError> {
+        Self::with_config(
+            tls,
+            NetConfig::default(),
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+        )
+    }
+
+    /// Binds `bind` (use an IPv6 address to reach IPv6 nodes).
+    pub fn with_config(tls: ClientTls, cfg: NetConfig, bind: SocketAddr) -> Result<Self, NetError> {
+        cfg.validate()?;
+        let crypto =
+            QuicClientConfig::try_from(tls.config).map_err(|_| NetError::NoInitialCipherSuite)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        // Room for server-opened streams (subscription pushes).
+        config.transport_config(transport(&cfg, 16, 16)?);
+        let endpoint = quinn::Endpoint::client(bind)
+            .map_err(|source| NetError::Bind { addr: bind, source })?;
+        Ok(Self {
+            endpoint,
+            config,
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    /// Connects to node `node_id` at `addr`; fails unless the server proves
+    /// it is that node under the cluster CA. With TLS 1.3 the server may
+    /// still refuse our certificate after this returns: that shows on the
+    /// first stream operation.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        node_id: NodeId,
+    ) -> Result<quinn::Connection, NetError> {
+        connect(
+            &self.endpoint,
+            self.config.clone(),
+            addr,
+            &node_dns_name(node_id),
+        )
+        .await
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        self.endpoint.local_addr().map_err(|source| NetError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })
+    }
+}
+
+impl Drop for ClientEndpoint {
+    fn drop(&mut self) {
+        self.endpoint.close(close_code::SHUTDOWN, b"shutdown");
+    }
+}

@@ -1,0 +1,306 @@
+//! Length-prefixed, versioned postcard frames with a hard size limit.
+//!
+//! Wire format of one frame:
+//!
+//! ```text
+//! [u32 big-endian length L][u8 FRAME_VERSION][postcard body, L-1 bytes]
+//! ```
+//!
+//! `L` counts the version byte and the body, and must be in
+//! `1..=frame_bytes_max`; a larger `L` is refused before any buffer is
+//! allocated. A frame whose body does not decode to exactly one message
+//! (bad bytes, or bytes left over) is an error.
+
+use std::marker::PhantomData;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Default limit of one frame (version byte + body).
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 4 << 20;
+/// Version tag of the frame format; bumped on any incompatible change.
+pub const FRAME_VERSION: u8 = 1;
+const PREFIX_BYTES: usize = 4;
+
+/// A frame that could not be encoded, read or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("empty frame (no version byte)")]
+    Empty,
+    #[error("frame version {got}, expected {FRAME_VERSION}")]
+    Version { got: u8 },
+    #[error("stream ended inside a frame")]
+    Truncated,
+    #[error("{0} bytes left over after the message")]
+    TrailingBytes(usize),
+    #[error("length prefix says {prefix} bytes, buffer holds {actual}")]
+    LengthMismatch { prefix: usize, actual: usize },
+    #[error("decoding: {0}")]
+    Decode(postcard::Error),
+    #[error("encoding: {0}")]
+    Encode(postcard::Error),
+    #[error("stream: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Encodes `msg` as one complete frame (prefix included).
+pub fn encode<M: Serialize>(msg: &M, frame_bytes_max: usize) -> Result<Bytes, FrameError> {
+    let body_len = postcard::experimental::serialized_size(msg).map_err(FrameError::Encode)?;
+    let len = body_len + 1;
+    if len > frame_bytes_max || len > u32::MAX as usize {
+        return Err(FrameError::TooLarge {
+            len,
+            max: frame_bytes_max,
+        });
+    }
+    let mut buf = BytesMut::with_capacity(PREFIX_BYTES + len);
+    buf.put_u32(len as u32);
+    buf.put_u8(FRAME_VERSION);
+    let mut writer = buf.writer();
+    postcard::to_io(msg, &mut writer).map_err(FrameError::Encode)?;
+    let buf = writer.into_inner();
+    assert_eq!(
+        buf.len(),
+        PREFIX_BYTES + len,
+        "serialized_size disagrees with to_io"
+    );
+    Ok(buf.freeze())
+}
+
+/// Decodes one complete frame (prefix included); pure, for tests and fuzzing.
+pub fn decode<M: DeserializeOwned>(buf: &[u8], frame_bytes_max: usize) -> Result<M, FrameError> {
+    let Some((prefix, rest)) = buf.split_first_chunk::<PREFIX_BYTES>() else {
+        return Err(FrameError::Truncated);
+    };
+    let len = check_len(u32::from_be_bytes(*prefix), frame_bytes_max)?;
+    if rest.len() != len {
+        return Err(FrameError::LengthMismatch {
+            prefix: len,
+            actual: rest.len(),
+        });
+    }
+    decode_payload(rest)
+}
+
+/// Validates a length prefix against the limit.
+fn check_len(prefix: u32, frame_bytes_max: usize) -> Result<usize, FrameError> {
+    let len = prefix as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > frame_bytes_max {
+        return Err(FrameError::TooLarge {
+            len,
+            max: frame_bytes_max,
+        });
+    }
+    Ok(len)
+}
+
+/// Decodes the version byte + body of a frame.
+fn decode_payload<M: DeserializeOwned>(payload: &[u8]) -> Result<M, FrameError> {
+    let Some((&version, body)) = payload.split_first() else {
+        return Err(FrameError::Empty);
+    };
+    if version != FRAME_VERSION {
+        return Err(FrameError::Version { got: version });
+    }
+    let (msg, rest) = postcard::take_from_bytes(body).map_err(FrameError::Decode)?;
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes(rest.len()));
+    }
+    Ok(msg)
+}
+
+/// Reads frames of `M` from a stream (a quinn `RecvStream` by default).
+#[derive(Debug)]
+pub struct FrameReader<M, R = quinn::RecvStream> {
+    inner: R,
+    frame_bytes_max: usize,
+    /// Reused between frames. Invariant: `buf.capacity()` never exceeds
+    /// `frame_bytes_max` (it is sized only from a checked length).
+    buf: Vec<u8>,
+    _msg: PhantomData<fn() -> M>,
+}
+
+impl<M: DeserializeOwned, R: AsyncRead + Unpin> FrameReader<M, R> {
+    pub fn new(inner: R, frame_bytes_max: usize) -> Self {
+        Self {
+            inner,
+            frame_bytes_max,
+            buf: Vec::new(),
+            _msg: PhantomData,
+        }
+    }
+
+    /// The next message; `Ok(None)` when the stream ended cleanly between frames.
+    pub async fn read(&mut self) -> Result<Option<M>, FrameError> {
+        let mut prefix = [0u8; PREFIX_BYTES];
+        let mut filled = 0;
+        while filled < PREFIX_BYTES {
+            let n = self.inner.read(&mut prefix[filled..]).await?;
+            if n == 0 {
+                return if filled == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+            filled += n;
+        }
+        let len = check_len(u32::from_be_bytes(prefix), self.frame_bytes_max)?;
+        self.buf.clear();
+        // Exact, not amortized doubling, so the buffer never exceeds the limit.
+        self.buf.reserve_exact(len);
+        self.buf.resize(len, 0);
+        assert!(self.buf.capacity() <= self.frame_bytes_max);
+        match self.inner.read_exact(&mut self.buf).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(FrameError::Truncated)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let msg = decode_payload(&self.buf);
+        // Do not pin a large buffer after one big frame.
+        if self.buf.capacity() > 64 << 10 {
+            self.buf = Vec::new();
+        }
+        msg.map(Some)
+    }
+
+    /// Bytes currently reserved for the frame buffer (at most `frame_bytes_max`).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+/// Writes frames of `M` to a stream (a quinn `SendStream` by default).
+#[derive(Debug)]
+pub struct FrameWriter<M, W = quinn::SendStream> {
+    inner: W,
+    frame_bytes_max: usize,
+    _msg: PhantomData<fn(&M)>,
+}
+
+impl<M: Serialize, W: AsyncWrite + Unpin> FrameWriter<M, W> {
+    pub fn new(inner: W, frame_bytes_max: usize) -> Self {
+        Self {
+            inner,
+            frame_bytes_max,
+            _msg: PhantomData,
+        }
+    }
+
+    /// Encodes and writes one frame; a too-large message is refused and
+    /// nothing is written.
+    pub async fn write(&mut self, msg: &M) -> Result<(), FrameError> {
+        let frame = encode(msg, self.frame_bytes_max)?;
+        self.inner.write_all(&frame).await?;
+        Ok(())
+    }
+
+    /// Flushes and ends the stream cleanly (the reader then sees `Ok(None)`).
+    pub async fn finish(&mut self) -> Result<(), FrameError> {
+        self.inner.shutdown().await?;
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+/// Opens a bidi stream on `conn` and frames it: requests out, responses in.
+pub async fn framed_bi<Req: Serialize, Resp: DeserializeOwned>(
+    conn: &quinn::Connection,
+    frame_bytes_max: usize,
+) -> Result<(FrameWriter<Req>, FrameReader<Resp>), quinn::ConnectionError> {
+    let (send, recv) = conn.open_bi().await?;
+    Ok((
+        FrameWriter::new(send, frame_bytes_max),
+        FrameReader::new(recv, frame_bytes_max),
+    ))
+}
+
+/// Accepts the next bidi stream on `conn` and frames it: requests in,
+/// responses out. `None` when the connection closed.
+pub async fn accept_framed_bi<Req: DeserializeOwned, Resp: Serialize>(
+    conn: &quinn::Connection,
+    frame_bytes_max: usize,
+) -> Option<(FrameReader<Req>, FrameWriter<Resp>)> {
+    let (send, recv) = conn.accept_bi().await.ok()?;
+    Some((
+        FrameReader::new(recv, frame_bytes_max),
+        FrameWriter::new(send, frame_bytes_max),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let msg = (7u64, "hello".to_string(), vec![1u8, 2, 3]);
+        let frame = encode(&msg, 1024).expect("fits");
+        assert_eq!(frame[4], FRAME_VERSION);
+        let back: (u64, String, Vec<u8>) = decode(&frame, 1024).expect("decodes");
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn oversized_is_refused_both_ways() {
+        let msg = vec![0u8; 100];
+        assert!(matches!(encode(&msg, 50), Err(FrameError::TooLarge { .. })));
+        let frame = encode(&msg, 1024).expect("fits");
+        assert!(matches!(
+            decode::<Vec<u8>>(&frame, 50),
+            Err(FrameError::TooLarge { len: 102, max: 50 })
+        ));
+    }
+
+    #[test]
+    fn bad_version_and_trailing_bytes() {
+        let mut frame = encode(&5u32, 64).expect("fits").to_vec();
+        frame[4] = 9;
+        assert!(matches!(
+            decode::<u32>(&frame, 64),
+            Err(FrameError::Version { got: 9 })
+        ));
+        let mut frame = encode(&5u8, 64).expect("fits").to_vec();
+        frame.push(0);
+        frame[3] += 1;
+        assert!(matches!(
+            decode::<u8>(&frame, 64),
+            Err(FrameError::TrailingBytes(1))
+        ));
+    }
+
+    #[tokio::test]
+    async fn reader_tells_clean_end_from_truncation() {
+        let frame = encode(&"abc".to_string(), 64).expect("fits");
+        let mut two = frame.to_vec();
+        two.extend_from_slice(&frame);
+        let mut r = FrameReader::<String, _>::new(&two[..], 64);
+        assert_eq!(r.read().await.expect("first").as_deref(), Some("abc"));
+        assert_eq!(r.read().await.expect("second").as_deref(), Some("abc"));
+        assert!(r.read().await.expect("clean end").is_none());
+
+        for cut in [2, 4, frame.len() - 1] {
+            let mut r = FrameReader::<String, _>::new(&frame[..cut], 64);
+            assert!(
+                matches!(r.read().await, Err(FrameError::Truncated)),
+                "cut {cut}"
+            );
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The `paxlog` command line: one file per subcommand.
+
+mod append;
+mod certs;
+mod dev;
+mod read;
+mod serve;
+mod status;
+mod trim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+use crate::cluster::ClusterFile;
+
+#[derive(Debug, Parser)]
+#[command(name = "paxlog", version, about = "A Multi-Paxos replicated log over QUIC and RocksDB")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Generate a cluster CA, node certificates and client certificates.
+    Certs(certs::Args),
+    /// Run one node.
+    Serve(serve::Args),
+    /// Start a local cluster (certificates, nodes as child processes) and show it working.
+    Dev(dev::Args),
+    /// Append values (arguments, or one per line from stdin); prints each chosen index.
+    Append(append::Args),
+    /// Print chosen entries from --from to --to as INDEX<TAB>VALUE.
+    Read(read::ReadArgs),
+    /// Print chosen entries from --from on; with --follow, keep printing new ones.
+    Tail(read::TailArgs),
+    /// Show every node's role, ballot, chosen index, last index, trim point and peer lag.
+    Status(status::Args),
+    /// Trim the log up to and including an index (replicated to every node).
+    Trim(trim::Args),
+}
+
+/// Options every client command takes.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// The cluster file (see README).
+    #[arg(long, env = "PAXLOG_CLUSTER")]
+    pub cluster: PathBuf,
+    /// Client certificate name (default: `client` in the cluster file).
+    #[arg(long, env = "PAXLOG_CLIENT")]
+    pub client: Option<String>,
+    /// Give up after this long (e.g. 500ms, 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl ClientArgs {
+    pub fn connect(&self) -> anyhow::Result<Client> {
+        let file = ClusterFile::load(&self.cluster)?;
+        Ok(Client::from_cluster_file(&file, self.client.as_deref(), self.timeout)?)
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Certs(args) => certs::run(args),
+        Cmd::Serve(args) => serve::run(args).await,
+        Cmd::Dev(args) => dev::run(args).await,
+        Cmd::Append(args) => append::run(args).await,
+        Cmd::Read(args) => read::run_read(args).await,
+        Cmd::Tail(args) => read::run_tail(args).await,
+        Cmd::Status(args) => status::run(args).await,
+        Cmd::Trim(args) => trim::run(args).await,
+    }
+}
+
+/// Renders a value for the terminal: UTF-8 as is (tabs/newlines escaped), else hex.
+pub fn render_value(bytes: &[u8], hex: bool) -> String {
+    match (hex, std::str::from_utf8(bytes)) {
+        (false, Ok(text)) => text.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t"),
+        _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}

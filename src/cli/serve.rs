@@ -1,0 +1,134 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use paxlog_storage::NodeId;
+
+use crate::cluster::{ClusterFile, DEFAULT_CLUSTER_ID};
+use crate::node::{self, NodeConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The cluster file; alternatively give --listen, --peer and --certs.
+    #[arg(long, env = "PAXLOG_CLUSTER")]
+    pub cluster: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long, env = "PAXLOG_ID")]
+    pub id: NodeId,
+    /// Data directory (created if missing; remembers its node and cluster ids).
+    #[arg(long, env = "PAXLOG_DATA")]
+    pub data: PathBuf,
+    /// Address to listen on (default: this node's addr in the cluster file).
+    #[arg(long, env = "PAXLOG_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Another member, as ID=ADDR; repeat for each peer (without --cluster).
+    #[arg(long = "peer", env = "PAXLOG_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Certificate directory (without --cluster).
+    #[arg(long, env = "PAXLOG_CERTS")]
+    pub certs: Option<PathBuf>,
+    /// Cluster id (without --cluster); a data directory refuses another.
+    #[arg(long, env = "PAXLOG_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// Admin HTTP address for /metrics, /livez, /readyz.
+    #[arg(long, env = "PAXLOG_ADMIN")]
+    pub admin: Option<SocketAddr>,
+    /// Election timeout range in milliseconds, as MIN..MAX.
+    #[arg(long, env = "PAXLOG_ELECTION_TIMEOUT_MS", value_parser = parse_range)]
+    pub election_timeout_ms: Option<(u64, u64)>,
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once("..").ok_or("expected MIN..MAX, e.g. 300..600")?;
+    let a: u64 = a.trim().parse().map_err(|e| format!("bad MIN: {e}"))?;
+    let b: u64 = b.trim().parse().map_err(|e| format!("bad MAX: {e}"))?;
+    if a == 0 || a >= b {
+        return Err("need 0 < MIN < MAX".into());
+    }
+    Ok((a, b))
+}
+
+fn parse_peer(s: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
+    let (id, addr) = s.split_once('=').with_context(|| format!("--peer {s:?}: expected ID=ADDR"))?;
+    let id: NodeId = id.trim().parse().with_context(|| format!("--peer {s:?}: bad id"))?;
+    let addr: SocketAddr = addr.trim().parse().with_context(|| format!("--peer {s:?}: bad address"))?;
+    Ok((id, addr))
+}
+
+pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
+    let (cluster_id, mut members, certs, admin) = match &args.cluster {
+        Some(path) => {
+            if !args.peers.is_empty() || args.certs.is_some() {
+                bail!("give either --cluster or --peer/--certs, not both");
+            }
+            let file = ClusterFile::load(path)?;
+            let entry = file
+                .node(args.id)
+                .with_context(|| format!("node {} is not in {}", args.id, path.display()))?;
+            (file.cluster_id.clone(), file.addrs(), file.certs.clone(), entry.admin)
+        }
+        None => {
+            let certs = args.certs.clone().context("without --cluster, --certs is required")?;
+            let listen = args.listen.context("without --cluster, --listen is required")?;
+            let mut members = BTreeMap::new();
+            members.insert(args.id, listen);
+            for peer in &args.peers {
+                let (id, addr) = parse_peer(peer)?;
+                if members.insert(id, addr).is_some() {
+                    bail!("node {id} is given twice");
+                }
+            }
+            let cluster_id = args.cluster_id.clone().unwrap_or_else(|| DEFAULT_CLUSTER_ID.into());
+            (cluster_id, members, certs, None)
+        }
+    };
+    if let Some(listen) = args.listen {
+        members.insert(args.id, listen);
+    }
+    let mut config = NodeConfig::new(cluster_id, args.id, members, certs, args.data.clone())?;
+    config.admin = args.admin.or(admin);
+    if let Some((min, max)) = args.election_timeout_ms {
+        config.core.election_timeout_min_ms = min;
+        config.core.election_timeout_max_ms = max;
+    }
+    Ok(config)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = node_config(&args)?;
+    let node_id = config.node_id;
+    let handle = node::start(config)
+        .await
+        .with_context(|| format!("starting node {node_id} with data in {}", args.data.display()))?;
+    eprintln!(
+        "paxlog node {node_id} serving on {}{}",
+        handle.local_addr(),
+        handle.admin_addr().map(|a| format!(", admin on http://{a}")).unwrap_or_default()
+    );
+    let stopper = handle.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("paxlog node {node_id}: shutting down");
+        stopper.stop();
+    });
+    handle.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

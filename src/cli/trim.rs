@@ -1,0 +1,21 @@
+use std::process::ExitCode;
+
+use paxlog_storage::Index;
+
+use super::ClientArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Trim every index up to and including this one.
+    #[arg(long)]
+    pub upto: Index,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let client = args.client.connect()?;
+    let index = client.trim(args.upto).await?;
+    println!("trim up to {} chosen at index {index}", args.upto);
+    Ok(ExitCode::SUCCESS)
+}

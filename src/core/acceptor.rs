@@ -1,0 +1,222 @@
+//! The acceptor role: promises (Phase 1) and accepts (Phase 2).
+//! Every reply that reflects a promise or an accept is queued behind the
+//! write that made it durable (`Io::send_durable`).
+
+use bytes::Bytes;
+use paxlog_storage::{Accepted, Ballot, Index, NodeId, ReadLimit, Store};
+
+use super::replica::{Replica, RoleState};
+use super::Message;
+
+impl<S: Store> Replica<S> {
+    /// A Prepare is ignored while this node hears a live leader (or is one
+    /// with a quorum): a node cut off from the leader cannot depose it.
+    fn ignore_prepare(&self, ballot: Ballot, now_ms: u64) -> Option<Option<NodeId>> {
+        if ballot < self.promised {
+            return Some(self.leader);
+        }
+        if ballot == self.promised {
+            return None; // a later round of a promise already given
+        }
+        match &self.role {
+            RoleState::Leader(ls) if self.leader_has_quorum_contact(ls, now_ms) => {
+                Some(Some(self.config.node_id))
+            }
+            RoleState::Leader(_) => None,
+            _ if self.hears_live_leader(now_ms) && self.leader != Some(ballot.node) => {
+                Some(self.leader)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn on_prepare(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        from_index: Index,
+        now_ms: u64,
+    ) {
+        self.see_ballot(ballot);
+        if self.suspect {
+            return; // never vote with state that may be lost
+        }
+        if let Some(leader) = self.ignore_prepare(ballot, now_ms) {
+            let promised = self.promised;
+            self.io.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised,
+                    leader,
+                },
+            );
+            return;
+        }
+        if ballot > self.promised {
+            if !matches!(self.role, RoleState::Follower) {
+                self.become_follower(None, now_ms);
+            }
+            self.leader = None;
+            self.leader_contact_ms = None;
+            self.raise_promise(ballot);
+        }
+        let limit = ReadLimit {
+            entries_max: self.config.catchup_entries_max,
+            bytes_max: self.config.catchup_bytes_max,
+        };
+        let (entries, next_index) = match self.read_entries(from_index, Index::MAX, limit) {
+            Ok(r) => r,
+            Err(e) => return self.fail(&e),
+        };
+        let message = Message::Promise {
+            ballot,
+            from_index,
+            entries,
+            next_index,
+            chosen_index: self.chosen_index,
+            trim_index: self.trim_index,
+        };
+        let ungated = self.config.mutated("reply_before_persist");
+        self.io.send_durable(from, message, ungated);
+    }
+
+    /// Contact from the leader of `ballot` (not below our promise).
+    fn on_leader_contact(&mut self, from: NodeId, ballot: Ballot, now_ms: u64) {
+        if matches!(self.role, RoleState::Leader(_) | RoleState::Candidate(_)) {
+            self.become_follower(Some(from), now_ms);
+        }
+        self.leader = Some(from);
+        self.leader_contact_ms = Some(now_ms);
+        self.peer_contact_ms.insert(from, now_ms);
+        self.see_ballot(ballot);
+        self.reset_election_deadline(now_ms);
+    }
+
+    pub(crate) fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        first_index: Index,
+        values: Vec<Bytes>,
+        chosen_index: Index,
+        now_ms: u64,
+    ) {
+        self.see_ballot(ballot);
+        if self.suspect {
+            return;
+        }
+        let below_promise = ballot < self.promised;
+        if below_promise && !self.config.mutated("accept_below_promise") {
+            let promised = self.promised;
+            self.io.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised,
+                    leader: self.leader,
+                },
+            );
+            return;
+        }
+        if !below_promise {
+            self.on_leader_contact(from, ballot, now_ms);
+        }
+        if ballot > self.promised {
+            // An accept implies the promise; both land in one atomic batch.
+            self.raise_promise(ballot);
+        }
+        let mut indexes = Vec::with_capacity(values.len());
+        for (offset, value) in values.into_iter().enumerate() {
+            let index = first_index + offset as Index;
+            if index <= self.trim_index {
+                continue;
+            }
+            if index <= self.chosen_index {
+                // A chosen value never changes: only confirm the same value.
+                if self.value_at(index).as_ref() == Some(&value) {
+                    indexes.push(index);
+                }
+                continue;
+            }
+            assert!(
+                ballot >= self.promised || self.config.mutated("accept_below_promise"),
+                "Invariant: never accept below the promise"
+            );
+            self.store_accept(index, Accepted { ballot, value });
+            indexes.push(index);
+        }
+        let message = Message::Accepted {
+            ballot,
+            indexes,
+            chosen_index: self.chosen_index,
+        };
+        let ungated = self.config.mutated("reply_before_persist");
+        self.io.send_durable(from, message, ungated);
+        if !below_promise {
+            self.learn_chosen_from_leader(from, ballot, chosen_index, now_ms);
+        }
+    }
+
+    pub(crate) fn on_heartbeat(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        chosen_index: Index,
+        now_ms: u64,
+    ) {
+        self.see_ballot(ballot);
+        if ballot < self.promised {
+            let promised = self.promised;
+            self.io.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised,
+                    leader: self.leader,
+                },
+            );
+            return;
+        }
+        self.on_leader_contact(from, ballot, now_ms);
+        self.learn_chosen_from_leader(from, ballot, chosen_index, now_ms);
+        let chosen_index = self.chosen_index;
+        self.io.send(
+            from,
+            Message::HeartbeatAck {
+                ballot,
+                chosen_index,
+            },
+        );
+    }
+
+    pub(crate) fn on_catchup_request(&mut self, from: NodeId, from_index: Index) {
+        if from_index > self.chosen_index && from_index > self.trim_index + 1 {
+            return;
+        }
+        let limit = ReadLimit {
+            entries_max: self.config.catchup_entries_max,
+            bytes_max: self.config.catchup_bytes_max,
+        };
+        let first_index = from_index.max(self.trim_index + 1);
+        let (entries, _) = match self.read_entries(first_index, self.chosen_index, limit) {
+            Ok(r) => r,
+            Err(e) => return self.fail(&e),
+        };
+        // Only a consecutive run is useful to a learner.
+        let mut values = Vec::with_capacity(entries.len());
+        for (i, a) in entries {
+            if i != first_index + values.len() as Index {
+                break;
+            }
+            values.push(a.value);
+        }
+        let message = Message::Catchup {
+            first_index,
+            values,
+            chosen_index: self.chosen_index,
+            trim_index: self.trim_index,
+        };
+        self.io.send(from, message);
+    }
+}

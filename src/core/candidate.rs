@@ -1,0 +1,252 @@
+//! Election and Phase 1: timeouts, Prepare/Promise, value adoption, and the
+//! role changes `become_follower` / `become_leader`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use paxlog_storage::{Accepted, Ballot, Index, NodeId, ReadLimit, Store};
+
+use super::replica::{Replica, RoleState};
+use super::{Command, Message, ProposeError, Reply};
+
+/// Phase 1 in progress at one ballot.
+#[derive(Debug)]
+pub(crate) struct Candidate {
+    pub(crate) ballot: Ballot,
+    pub(crate) from_index: Index,
+    /// Acceptor → where its promise continues (`None`: fully reported).
+    pub(crate) promises: BTreeMap<NodeId, Option<Index>>,
+    /// Per index, the reported entry with the highest ballot.
+    pub(crate) adopted: BTreeMap<Index, Accepted>,
+    /// Values some acceptor reported as chosen.
+    pub(crate) chosen: BTreeMap<Index, Bytes>,
+    pub(crate) max_trim: Index,
+}
+
+impl Candidate {
+    fn complete(&self) -> usize {
+        self.promises.values().filter(|n| n.is_none()).count()
+    }
+
+    fn absorb(&mut self, entries: Vec<(Index, Accepted)>, chosen_index: Index, trim_index: Index) {
+        self.max_trim = self.max_trim.max(trim_index);
+        for (index, accepted) in entries {
+            if index <= chosen_index {
+                if let Some(v) = self.chosen.get(&index) {
+                    assert_eq!(v, &accepted.value, "Invariant: one chosen value per index");
+                }
+                self.chosen.insert(index, accepted.value.clone());
+            }
+            let higher = self
+                .adopted
+                .get(&index)
+                .is_none_or(|a| a.ballot < accepted.ballot);
+            if higher {
+                self.adopted.insert(index, accepted);
+            }
+        }
+    }
+}
+
+impl<S: Store> Replica<S> {
+    pub(crate) fn on_election_timeout(&mut self, now_ms: u64) {
+        if self.suspect || self.members_len() == 0 {
+            self.reset_election_deadline(now_ms);
+            return;
+        }
+        self.become_candidate(now_ms);
+    }
+
+    fn become_candidate(&mut self, now_ms: u64) {
+        let base = self.promised.max(self.max_seen);
+        let ballot = Ballot::new(base.counter + 1, self.config.node_id);
+        self.fail_waiters();
+        self.raise_promise(ballot);
+        let from_index = self.chosen_index + 1;
+        self.role = RoleState::Candidate(Candidate {
+            ballot,
+            from_index,
+            promises: BTreeMap::new(),
+            adopted: BTreeMap::new(),
+            chosen: BTreeMap::new(),
+            max_trim: 0,
+        });
+        self.leader = None;
+        self.leader_contact_ms = None;
+        self.reset_election_deadline(now_ms);
+        // Prepares wait for our own promise to be durable: a restarted node
+        // then never picks this ballot again, so a ballot has one leader.
+        let peers: Vec<NodeId> = self.config.peers().collect();
+        for to in peers {
+            self.io
+                .send_durable(to, Message::Prepare { ballot, from_index }, false);
+        }
+    }
+
+    /// Our own promise counts only once it is durable.
+    pub(crate) fn candidate_on_own_promise(&mut self, promise: Ballot, now_ms: u64) {
+        let RoleState::Candidate(cs) = &self.role else {
+            return;
+        };
+        if cs.ballot != promise || cs.promises.contains_key(&self.config.node_id) {
+            return;
+        }
+        let from_index = cs.from_index;
+        let limit = ReadLimit {
+            entries_max: usize::MAX,
+            bytes_max: usize::MAX,
+        };
+        let (entries, _) = match self.read_entries(from_index, Index::MAX, limit) {
+            Ok(r) => r,
+            Err(e) => return self.fail(&e),
+        };
+        let (chosen_index, trim_index) = (self.chosen_index, self.trim_index);
+        let me = self.config.node_id;
+        if let RoleState::Candidate(cs) = &mut self.role {
+            cs.absorb(entries, chosen_index, trim_index);
+            cs.promises.insert(me, None);
+        }
+        self.maybe_become_leader(now_ms);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        _from_index: Index,
+        entries: Vec<(Index, Accepted)>,
+        next_index: Option<Index>,
+        chosen_index: Index,
+        trim_index: Index,
+        now_ms: u64,
+    ) {
+        self.peer_contact_ms.insert(from, now_ms);
+        let RoleState::Candidate(cs) = &mut self.role else {
+            return;
+        };
+        if cs.ballot != ballot || cs.promises.get(&from).is_some_and(|n| n.is_none()) {
+            return;
+        }
+        cs.absorb(entries, chosen_index, trim_index);
+        cs.promises.insert(from, next_index);
+        if let Some(from_index) = next_index {
+            self.io.send(from, Message::Prepare { ballot, from_index });
+        }
+        self.maybe_request_catchup(from, chosen_index, now_ms);
+        self.maybe_become_leader(now_ms);
+    }
+
+    pub(crate) fn on_nack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        promised: Ballot,
+        leader: Option<NodeId>,
+        now_ms: u64,
+    ) {
+        self.see_ballot(promised);
+        self.peer_contact_ms.insert(from, now_ms);
+        let mine = match &self.role {
+            RoleState::Candidate(cs) => cs.ballot == ballot,
+            RoleState::Leader(ls) => ls.ballot == ballot,
+            RoleState::Follower => false,
+        };
+        if !mine {
+            return;
+        }
+        if promised > ballot {
+            self.become_follower(None, now_ms);
+        } else if let Some(l) = leader.filter(|&l| l != self.config.node_id) {
+            // A live leader elsewhere: stand down and learn through `from`.
+            if matches!(self.role, RoleState::Candidate(_)) {
+                self.become_follower(None, now_ms);
+                self.leader = Some(l);
+                self.catchup_sent_ms = None;
+                self.maybe_request_catchup(from, Index::MAX, now_ms);
+            }
+        }
+    }
+
+    pub(crate) fn become_follower(&mut self, leader: Option<NodeId>, now_ms: u64) {
+        if matches!(self.role, RoleState::Leader(_)) {
+            tracing::debug!(node = self.config.node_id, "stepping down");
+        }
+        self.fail_waiters();
+        self.role = RoleState::Follower;
+        self.leader = leader;
+        self.reset_election_deadline(now_ms);
+    }
+
+    /// Leadership lost: anything proposed may or may not get chosen.
+    pub(crate) fn fail_waiters(&mut self) {
+        for (_, ids) in std::mem::take(&mut self.waiters) {
+            for id in ids {
+                self.io.reply(Reply {
+                    id,
+                    result: Err(ProposeError::Indeterminate),
+                });
+            }
+        }
+    }
+
+    fn maybe_become_leader(&mut self, now_ms: u64) {
+        let quorum = self.config.quorum();
+        let RoleState::Candidate(cs) = &self.role else {
+            return;
+        };
+        if cs.complete() < quorum {
+            return;
+        }
+        let RoleState::Candidate(cs) = std::mem::replace(&mut self.role, RoleState::Follower)
+        else {
+            return;
+        };
+        self.become_leader(cs, now_ms);
+    }
+
+    fn become_leader(&mut self, cs: Candidate, now_ms: u64) {
+        assert_eq!(
+            cs.ballot.node, self.config.node_id,
+            "Invariant: a node leads only its own ballots"
+        );
+        assert_eq!(self.promised, cs.ballot, "a leader holds its own promise");
+        if cs.max_trim > self.chosen_index {
+            self.skip_to_trim(cs.max_trim);
+        }
+        let skip_adoption = self.config.mutated("skip_value_adoption");
+        // Values reported chosen right after our chosen index are learned directly.
+        if !skip_adoption {
+            while let Some(value) = cs.chosen.get(&(self.chosen_index + 1)) {
+                self.learn_chosen_value(self.chosen_index + 1, value.clone());
+            }
+        }
+        let start = self.chosen_index + 1;
+        let end = cs
+            .adopted
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.chosen_index);
+        let mut log = Vec::new();
+        for index in start..=end {
+            let value = match (cs.chosen.get(&index), cs.adopted.get(&index)) {
+                _ if skip_adoption => Command::Noop.encode(),
+                (Some(chosen), adopted) => {
+                    if let Some(a) = adopted {
+                        assert_eq!(&a.value, chosen, "Invariant: a chosen value never changes");
+                    }
+                    chosen.clone()
+                }
+                (None, Some(a)) => a.value.clone(),
+                (None, None) => Command::Noop.encode(),
+            };
+            log.push((index, value));
+        }
+        tracing::debug!(node = self.config.node_id, ballot = %cs.ballot, start, end, "became leader");
+        self.leader = Some(self.config.node_id);
+        self.leader_contact_ms = None;
+        self.start_leading(cs.ballot, start, log, now_ms);
+    }
+}

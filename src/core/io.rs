@@ -1,0 +1,149 @@
+//! The core's output queues: staged writes become ticketed `Persist`
+//! batches; messages that reflect a promise or an accept wait, as data, for
+//! the ticket of the write that made them true.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use paxlog_storage::{Accepted, Ballot, Index, NodeId, WriteBatch};
+
+use super::{Message, Outbound, Persist, Reply, Ticket};
+
+#[derive(Debug, Default)]
+pub(crate) struct Io {
+    staged_promise: Option<Ballot>,
+    staged_accepts: BTreeMap<Index, Accepted>,
+    staged_bytes: usize,
+    staged_chosen: Option<Index>,
+    staged_trim: Option<Index>,
+    writes: VecDeque<Persist>,
+    /// Batches handed out and not yet persisted, oldest first.
+    /// Invariant: tickets are consecutive, from `persisted_ticket + 1`.
+    inflight: VecDeque<(u64, WriteBatch)>,
+    /// The ticket the next flushed batch gets.
+    next_ticket: u64,
+    /// Invariant: never decreases; every ticket `<=` it is durable.
+    persisted_ticket: u64,
+    ready: VecDeque<Outbound>,
+    gated: VecDeque<(u64, Outbound)>,
+    replies: VecDeque<Reply>,
+}
+
+impl Io {
+    pub(crate) fn new() -> Self {
+        Io {
+            next_ticket: 1,
+            ..Io::default()
+        }
+    }
+
+    pub(crate) fn stage_promise(&mut self, ballot: Ballot) {
+        assert!(self.staged_promise.is_none_or(|p| p <= ballot));
+        self.staged_promise = Some(ballot);
+    }
+
+    pub(crate) fn stage_accept(&mut self, index: Index, accepted: Accepted) {
+        self.staged_bytes += accepted.value.len();
+        self.staged_accepts.insert(index, accepted);
+    }
+
+    pub(crate) fn stage_chosen(&mut self, chosen_index: Index) {
+        assert!(self.staged_chosen.is_none_or(|c| c <= chosen_index));
+        self.staged_chosen = Some(chosen_index);
+    }
+
+    pub(crate) fn stage_trim(&mut self, trim_index: Index) {
+        self.staged_trim = Some(self.staged_trim.map_or(trim_index, |t| t.max(trim_index)));
+        // Entries at or below the trim point must not be rewritten by this batch.
+        self.staged_accepts.retain(|&i, _| i > trim_index);
+    }
+
+    pub(crate) fn staged_len(&self) -> (usize, usize) {
+        (self.staged_accepts.len(), self.staged_bytes)
+    }
+
+    fn staged_is_empty(&self) -> bool {
+        self.staged_promise.is_none()
+            && self.staged_accepts.is_empty()
+            && self.staged_chosen.is_none()
+            && self.staged_trim.is_none()
+    }
+
+    /// Turns the staged changes into one ticketed batch (group commit).
+    pub(crate) fn flush(&mut self) {
+        if self.staged_is_empty() {
+            return;
+        }
+        let batch = WriteBatch {
+            promise: self.staged_promise.take(),
+            accepts: std::mem::take(&mut self.staged_accepts)
+                .into_iter()
+                .collect(),
+            chosen_index: self.staged_chosen.take(),
+            trim_index: self.staged_trim.take(),
+        };
+        self.staged_bytes = 0;
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.inflight.push_back((ticket, batch.clone()));
+        self.writes.push_back(Persist {
+            ticket: Ticket(ticket),
+            batch,
+        });
+    }
+
+    /// The ticket whose persistence makes everything staged so far durable.
+    pub(crate) fn gate(&self) -> u64 {
+        if self.staged_is_empty() {
+            self.next_ticket - 1
+        } else {
+            self.next_ticket
+        }
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        self.ready.push_back(Outbound { to, message });
+    }
+
+    /// Queues `message` behind the write of everything staged so far.
+    pub(crate) fn send_durable(&mut self, to: NodeId, message: Message, ungated: bool) {
+        let gate = self.gate();
+        if ungated || gate <= self.persisted_ticket {
+            self.send(to, message);
+        } else {
+            self.gated.push_back((gate, Outbound { to, message }));
+        }
+    }
+
+    pub(crate) fn reply(&mut self, reply: Reply) {
+        self.replies.push_back(reply);
+    }
+
+    /// Marks `ticket` durable; returns its batch.
+    pub(crate) fn persisted(&mut self, ticket: Ticket) -> WriteBatch {
+        let (t, batch) = self
+            .inflight
+            .pop_front()
+            .unwrap_or_else(|| panic!("on_persisted({}) with no write in flight", ticket.0));
+        assert_eq!(t, ticket.0, "tickets must be persisted in order");
+        self.persisted_ticket = t;
+        while self.gated.front().is_some_and(|(g, _)| *g <= t) {
+            if let Some((_, out)) = self.gated.pop_front() {
+                self.ready.push_back(out);
+            }
+        }
+        batch
+    }
+
+    pub(crate) fn poll_write(&mut self) -> Option<Persist> {
+        self.flush();
+        self.writes.pop_front()
+    }
+
+    pub(crate) fn poll_message(&mut self) -> Option<Outbound> {
+        self.ready.pop_front()
+    }
+
+    pub(crate) fn poll_reply(&mut self) -> Option<Reply> {
+        self.replies.pop_front()
+    }
+}

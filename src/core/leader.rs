@@ -1,0 +1,436 @@
+//! The leader role (Phase 2): proposals, pipelined and batched Accepts with
+//! a bounded window per acceptor, quorum counting, heartbeats, and stepping
+//! down when a quorum is no longer heard.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
+
+use super::quorum::chosen_prefix;
+use super::replica::{Replica, RoleState};
+use super::{Command, Message, Proposal, ProposalCommand, ProposeError, Reply};
+
+#[derive(Debug)]
+pub(crate) struct LeaderEntry {
+    pub(crate) value: Bytes,
+    /// Acceptors whose accept at our ballot is durable (ourselves included
+    /// only after our own write persisted).
+    pub(crate) acks: BTreeSet<NodeId>,
+}
+
+/// Replication state of one acceptor.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// Next index to send.
+    pub(crate) next_index: Index,
+    /// Invariant: every index `<= match_index` from our start is acknowledged
+    /// (or known to the peer by catch-up); `match_index < next_index`.
+    pub(crate) match_index: Index,
+    /// `(last index, bytes)` per Accept in flight, oldest first.
+    sent: VecDeque<(Index, usize)>,
+    inflight_bytes: usize,
+    last_progress_ms: u64,
+}
+
+impl Progress {
+    fn inflight_entries(&self) -> usize {
+        (self.next_index - 1 - self.match_index) as usize
+    }
+
+    fn on_match(&mut self, now_ms: u64) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|&(last, _)| last <= self.match_index)
+        {
+            if let Some((_, bytes)) = self.sent.pop_front() {
+                self.inflight_bytes -= bytes;
+            }
+        }
+        if self.next_index <= self.match_index {
+            self.next_index = self.match_index + 1;
+        }
+        self.last_progress_ms = now_ms;
+    }
+
+    fn go_back(&mut self, now_ms: u64) {
+        self.next_index = self.match_index + 1;
+        self.sent.clear();
+        self.inflight_bytes = 0;
+        self.last_progress_ms = now_ms;
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Leader {
+    pub(crate) ballot: Ballot,
+    /// The next free index. Invariant: `log` holds every index in
+    /// `(chosen_index, next_index)`.
+    pub(crate) next_index: Index,
+    pub(crate) log: BTreeMap<Index, LeaderEntry>,
+    pub(crate) peers: BTreeMap<NodeId, Progress>,
+    /// Invariant: the sum of value bytes in `log`.
+    pub(crate) uncommitted_bytes: usize,
+    /// `(client_id, seq)` of appends in `log`, so a retry joins the original.
+    pub(crate) inflight_keys: BTreeMap<(u64, u64), Index>,
+    pub(crate) started_ms: u64,
+    last_heartbeat_ms: u64,
+}
+
+impl Leader {
+    pub(crate) fn on_chosen(&mut self, chosen_index: Index) {
+        while self
+            .log
+            .first_key_value()
+            .is_some_and(|(&i, _)| i <= chosen_index)
+        {
+            if let Some((_, e)) = self.log.pop_first() {
+                self.uncommitted_bytes -= e.value.len();
+            }
+        }
+    }
+}
+
+impl<S: Store> Replica<S> {
+    pub(crate) fn start_leading(
+        &mut self,
+        ballot: Ballot,
+        start: Index,
+        log: Vec<(Index, Bytes)>,
+        now_ms: u64,
+    ) {
+        let mut ls = Leader {
+            ballot,
+            next_index: start,
+            log: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            uncommitted_bytes: 0,
+            inflight_keys: BTreeMap::new(),
+            started_ms: now_ms,
+            last_heartbeat_ms: now_ms,
+        };
+        for (index, value) in log {
+            assert_eq!(index, ls.next_index);
+            self.store_accept(
+                index,
+                Accepted {
+                    ballot,
+                    value: value.clone(),
+                },
+            );
+            if let Ok(Command::Append { client_id, seq, .. }) = Command::decode(&value) {
+                ls.inflight_keys.insert((client_id, seq), index);
+            }
+            ls.uncommitted_bytes += value.len();
+            ls.log.insert(
+                index,
+                LeaderEntry {
+                    value,
+                    acks: BTreeSet::new(),
+                },
+            );
+            ls.next_index += 1;
+        }
+        for peer in self.config.peers() {
+            ls.peers.insert(
+                peer,
+                Progress {
+                    next_index: start,
+                    match_index: start - 1,
+                    sent: VecDeque::new(),
+                    inflight_bytes: 0,
+                    last_progress_ms: now_ms,
+                },
+            );
+        }
+        self.role = RoleState::Leader(ls);
+        self.send_heartbeats(now_ms);
+    }
+
+    pub(crate) fn leader_has_quorum_contact(&self, ls: &Leader, now_ms: u64) -> bool {
+        let window = self.config.election_timeout_min_ms;
+        if now_ms.saturating_sub(ls.started_ms) < window {
+            return true;
+        }
+        let heard = ls
+            .peers
+            .keys()
+            .filter(|p| {
+                self.peer_contact_ms
+                    .get(p)
+                    .is_some_and(|&t| now_ms.saturating_sub(t) < window)
+            })
+            .count();
+        heard + 1 >= self.config.quorum()
+    }
+
+    fn send_heartbeats(&mut self, now_ms: u64) {
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
+        ls.last_heartbeat_ms = now_ms;
+        let (ballot, chosen_index) = (ls.ballot, self.chosen_index);
+        let peers: Vec<NodeId> = ls.peers.keys().copied().collect();
+        for to in peers {
+            self.io.send(
+                to,
+                Message::Heartbeat {
+                    ballot,
+                    chosen_index,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn leader_tick(&mut self, now_ms: u64) {
+        let RoleState::Leader(ls) = &self.role else {
+            return;
+        };
+        if !self.leader_has_quorum_contact(ls, now_ms) {
+            // The minority side fails fast instead of acknowledging.
+            return self.become_follower(None, now_ms);
+        }
+        let hb = self.config.heartbeat_interval_ms;
+        if now_ms.saturating_sub(ls.last_heartbeat_ms) >= hb {
+            self.send_heartbeats(now_ms);
+        }
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
+        for p in ls.peers.values_mut() {
+            // Go-back-N when an Accept or its answer was lost.
+            if p.next_index > p.match_index + 1
+                && now_ms.saturating_sub(p.last_progress_ms) >= 4 * hb
+            {
+                p.go_back(now_ms);
+            }
+        }
+    }
+
+    pub(crate) fn leader_propose(&mut self, proposal: Proposal, now_ms: u64) {
+        let id = proposal.id;
+        if let Err(e) = self.try_propose(proposal, now_ms) {
+            self.io.reply(Reply { id, result: Err(e) });
+        }
+    }
+
+    fn try_propose(&mut self, proposal: Proposal, now_ms: u64) -> Result<(), ProposeError> {
+        if self.failed {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        }
+        let RoleState::Leader(ls) = &self.role else {
+            let leader_hint = self.leader.filter(|&l| l != self.config.node_id);
+            return Err(ProposeError::NotLeader { leader_hint });
+        };
+        if let Some(expected) = proposal.expected_ballot {
+            if expected != ls.ballot {
+                return Err(ProposeError::Fenced { current: ls.ballot });
+            }
+        }
+        let (client_id, seq) = (proposal.client_id, proposal.seq);
+        let command = match proposal.command {
+            ProposalCommand::Append(payload) => Command::Append {
+                client_id,
+                seq,
+                payload,
+            },
+            ProposalCommand::Trim(upto) => Command::Trim { upto },
+        };
+        let value = command.encode();
+        let max = self.config.value_bytes_max;
+        if value.len() > max {
+            return Err(ProposeError::TooLarge {
+                bytes: value.len(),
+                max,
+            });
+        }
+        let is_append = matches!(command, Command::Append { .. });
+        if is_append {
+            if let Some(first) = self.dedup.lookup(client_id, seq) {
+                self.io.reply(Reply {
+                    id: proposal.id,
+                    result: Ok(first),
+                });
+                return Ok(());
+            }
+            if let Some(&index) = ls.inflight_keys.get(&(client_id, seq)) {
+                self.waiters.entry(index).or_default().push(proposal.id);
+                return Ok(());
+            }
+        }
+        if !self.leader_has_quorum_contact(ls, now_ms) {
+            return Err(ProposeError::NoQuorum);
+        }
+        if ls.uncommitted_bytes + value.len() > self.config.uncommitted_bytes_max {
+            return Err(ProposeError::Busy);
+        }
+        let RoleState::Leader(ls) = &mut self.role else {
+            return Err(ProposeError::NoQuorum);
+        };
+        let (ballot, index) = (ls.ballot, ls.next_index);
+        ls.next_index += 1;
+        ls.uncommitted_bytes += value.len();
+        if is_append {
+            ls.inflight_keys.insert((client_id, seq), index);
+        }
+        ls.log.insert(
+            index,
+            LeaderEntry {
+                value: value.clone(),
+                acks: BTreeSet::new(),
+            },
+        );
+        self.waiters.entry(index).or_default().push(proposal.id);
+        // Our own accept; peers get theirs at the next poll_message, in parallel.
+        assert!(self.promised == ballot, "a leader holds its own promise");
+        self.store_accept(index, Accepted { ballot, value });
+        Ok(())
+    }
+
+    /// Sends every Accept the windows allow (batched per acceptor).
+    pub(crate) fn leader_send_accepts(&mut self, now_ms: u64) {
+        let Replica {
+            role: RoleState::Leader(ls),
+            config,
+            entries,
+            io,
+            chosen_index,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let chosen_index = *chosen_index;
+        let (ballot, end) = (ls.ballot, ls.next_index);
+        for (&to, p) in ls.peers.iter_mut() {
+            while p.next_index < end
+                && p.inflight_entries() < config.window_entries_max
+                && p.inflight_bytes < config.window_bytes_max
+            {
+                let first_index = p.next_index;
+                let mut values = Vec::new();
+                let mut bytes = 0usize;
+                let room = (config.window_entries_max - p.inflight_entries())
+                    .min(config.batch_entries_max);
+                let mut index = first_index;
+                while index < end
+                    && values.len() < room
+                    && (values.is_empty() || bytes < config.batch_bytes_max)
+                {
+                    let value = ls
+                        .log
+                        .get(&index)
+                        .map(|e| e.value.clone())
+                        .or_else(|| entries.get(&index).map(|a| a.value.clone()));
+                    let Some(value) = value else { break };
+                    bytes += value.len();
+                    values.push(value);
+                    index += 1;
+                }
+                if values.is_empty() {
+                    // Only chosen entries we no longer mirror: the peer catches up instead.
+                    p.match_index = p.match_index.max(chosen_index);
+                    p.on_match(now_ms);
+                    continue;
+                }
+                let last = first_index + values.len() as Index - 1;
+                p.next_index = last + 1;
+                p.sent.push_back((last, bytes));
+                p.inflight_bytes += bytes;
+                io.send(
+                    to,
+                    Message::Accept {
+                        ballot,
+                        first_index,
+                        values,
+                        chosen_index,
+                    },
+                );
+            }
+        }
+    }
+
+    pub(crate) fn on_accepted(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        indexes: &[Index],
+        chosen_index: Index,
+        now_ms: u64,
+    ) {
+        self.see_ballot(ballot);
+        self.peer_contact_ms.insert(from, now_ms);
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
+        if ls.ballot != ballot {
+            return;
+        }
+        if let Some(p) = ls.peers.get_mut(&from) {
+            let before = p.match_index;
+            for &i in indexes {
+                if i == p.match_index + 1 {
+                    p.match_index = i;
+                }
+            }
+            if p.match_index > before {
+                p.on_match(now_ms);
+            }
+        }
+        for &i in indexes {
+            if let Some(e) = ls.log.get_mut(&i) {
+                e.acks.insert(from);
+            }
+        }
+        self.maybe_advance_leader_chosen();
+        self.maybe_request_catchup(from, chosen_index, now_ms);
+    }
+
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        chosen_index: Index,
+        now_ms: u64,
+    ) {
+        self.see_ballot(ballot);
+        let RoleState::Leader(ls) = &self.role else {
+            return;
+        };
+        if ls.ballot != ballot {
+            return;
+        }
+        self.peer_contact_ms.insert(from, now_ms);
+        self.maybe_request_catchup(from, chosen_index, now_ms);
+    }
+
+    pub(crate) fn leader_on_own_persisted(&mut self, accepts: &[(Index, Accepted)], _now_ms: u64) {
+        let me = self.config.node_id;
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
+        for (index, accepted) in accepts {
+            if accepted.ballot != ls.ballot {
+                continue;
+            }
+            if let Some(e) = ls.log.get_mut(index) {
+                if e.value == accepted.value {
+                    e.acks.insert(me);
+                }
+            }
+        }
+        self.maybe_advance_leader_chosen();
+    }
+
+    fn maybe_advance_leader_chosen(&mut self) {
+        let quorum = self.config.quorum();
+        let RoleState::Leader(ls) = &self.role else {
+            return;
+        };
+        let c = chosen_prefix(self.chosen_index, |i| {
+            ls.log.get(&i).is_some_and(|e| e.acks.len() >= quorum)
+        });
+        self.advance_chosen(c);
+    }
+}

@@ -1,0 +1,65 @@
+//! Peer-to-peer protocol messages. The sender is the authenticated
+//! connection's node, never a field here.
+
+use bytes::Bytes;
+use paxlog_storage::{Accepted, Ballot, Index, NodeId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Phase 1: covers every index `>= from_index`. Re-sent with a later
+    /// `from_index` to fetch the rest of a bounded promise.
+    Prepare {
+        ballot: Ballot,
+        from_index: Index,
+    },
+    /// Entries the acceptor accepted in `[from_index, next_index)` (or to the
+    /// end when `next_index` is `None`). Entries `<= chosen_index` are chosen.
+    Promise {
+        ballot: Ballot,
+        from_index: Index,
+        entries: Vec<(Index, Accepted)>,
+        next_index: Option<Index>,
+        chosen_index: Index,
+        trim_index: Index,
+    },
+    /// `ballot` was refused: the acceptor promised `promised`, or (when
+    /// `leader` is set) it still hears a live leader.
+    Nack {
+        ballot: Ballot,
+        promised: Ballot,
+        leader: Option<NodeId>,
+    },
+    /// Phase 2: consecutive entries from `first_index`.
+    Accept {
+        ballot: Ballot,
+        first_index: Index,
+        values: Vec<Bytes>,
+        chosen_index: Index,
+    },
+    /// The listed indexes are durably accepted at `ballot`.
+    Accepted {
+        ballot: Ballot,
+        indexes: Vec<Index>,
+        chosen_index: Index,
+    },
+    Heartbeat {
+        ballot: Ballot,
+        chosen_index: Index,
+    },
+    HeartbeatAck {
+        ballot: Ballot,
+        chosen_index: Index,
+    },
+    /// Send me chosen entries from `from_index`.
+    CatchupRequest {
+        from_index: Index,
+    },
+    /// Chosen values, consecutive from `first_index`.
+    Catchup {
+        first_index: Index,
+        values: Vec<Bytes>,
+        chosen_index: Index,
+        trim_index: Index,
+    },
+}

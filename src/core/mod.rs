@@ -1,0 +1,64 @@
+//! The sans-IO Multi-Paxos replica.
+//!
+//! [`Replica`] is a plain state machine, like quinn-proto's `Connection`:
+//! no clock, no threads, no I/O. The driver owns the clock, the network and
+//! the store, feeds inputs in and polls outputs out.
+//!
+//! # Calling protocol
+//!
+//! Inputs (each takes the driver's monotonic `now_ms`):
+//! - [`Replica::on_message`]: a message from an authenticated peer.
+//! - [`Replica::tick`]: call about every 10 ms.
+//! - [`Replica::propose`]: a client append or trim.
+//! - [`Replica::on_persisted`]: the write with this ticket is durable.
+//! - [`Replica::set_applied`]: the application has applied through an index.
+//! - [`Replica::on_storage_failed`]: a write failed; the replica fail-stops.
+//!
+//! After any input, poll every output until it returns `None`, in this order:
+//! 1. [`Replica::poll_write`]: execute each [`Persist`] with `Store::write`,
+//!    **in ticket order**, and call `on_persisted(ticket)` only after `write`
+//!    returned `Ok`. On `Err` call `on_storage_failed` and stop.
+//! 2. [`Replica::poll_message`]: send to `Outbound::to` (losing some is fine).
+//! 3. [`Replica::poll_chosen`]: every chosen index, in order, no gaps,
+//!    including `Noop` and `Trim` (a retried append chosen twice is emitted
+//!    with `duplicate_of = Some(first)`: apply it as a no-op).
+//! 4. [`Replica::poll_reply`]: answers to proposals.
+//!
+//! Persistence before reply is enforced by data, not by this comment: a
+//! Promise or Accepted message is queued behind the ticket of the write that
+//! made it true, and `poll_message` releases it only after `on_persisted` of
+//! that ticket. A client reply is produced only once its index is chosen (a
+//! quorum of durable accepts). The leader sends its Accepts to peers while
+//! its own write is in flight, and counts its own accept only once persisted.
+//!
+//! After a crash, build a new replica with [`Replica::new`] over the store;
+//! writes that were not persisted are simply lost, which the protocol allows.
+
+mod acceptor;
+mod api;
+mod candidate;
+mod command;
+mod config;
+mod dedup;
+mod io;
+mod leader;
+mod learner;
+mod message;
+pub mod quorum;
+mod replica;
+
+pub use api::{
+    Chosen, CoreError, Outbound, PeerStatus, Persist, Proposal, ProposalCommand, ProposeError,
+    Reply, RequestId, Role, Status, Ticket,
+};
+pub use command::Command;
+pub use config::Config;
+#[cfg(feature = "sim-mutations")]
+pub use config::Mutation;
+pub use dedup::DedupTable;
+pub use message::Message;
+pub use paxlog_storage::{Ballot, Index, NodeId};
+pub use replica::Replica;
+
+#[cfg(test)]
+mod tests;

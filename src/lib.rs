@@ -1,0 +1,13 @@
+//! paxlog: a Multi-Paxos replicated log.
+//!
+//! - [`core`]: the sans-IO Multi-Paxos replica (no I/O, no clock).
+//! - [`node`]: the runtime that drives the core with tokio, QUIC and RocksDB.
+//! - [`client`]: the network client; [`proto`] is its wire protocol.
+//! - [`cli`]: the `paxlog` command line.
+pub mod admin;
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod core;
+pub mod node;
+pub mod proto;

@@ -1,0 +1,124 @@
+//! Group commit: one thread owns the durable writes. It takes every `Persist`
+//! batch that queued up while the previous sync ran, merges them into one
+//! `WriteBatch` and syncs it once, then reports all their tickets durable.
+//!
+//! Merging keeps the semantics of applying the batches one after another:
+//! accepts are appended in order (a later put to the same index wins), and the
+//! promise, chosen index and trim point take the last value given.
+
+use std::sync::Arc;
+
+use paxlog_storage::{Store, StoreError, WriteBatch};
+use tokio::sync::mpsc;
+
+use crate::core::{Persist, Ticket};
+
+/// Bounds one merged write, so a burst cannot build an unbounded batch.
+pub const MERGE_BATCHES_MAX: usize = 256;
+pub const MERGE_BYTES_MAX: usize = 16 << 20;
+
+#[derive(Debug)]
+pub enum WriteDone {
+    Durable(Vec<Ticket>),
+    /// Fatal: the node must stop and never acknowledge anything again.
+    Failed(StoreError),
+}
+
+pub fn merge_into(into: &mut WriteBatch, next: WriteBatch) {
+    if next.promise.is_some() {
+        assert!(
+            into.promise <= next.promise,
+            "promised ballot must never decrease within a merged write"
+        );
+        into.promise = next.promise;
+    }
+    into.accepts.extend(next.accepts);
+    if next.chosen_index.is_some() {
+        into.chosen_index = next.chosen_index.max(into.chosen_index);
+    }
+    if next.trim_index.is_some() {
+        into.trim_index = next.trim_index.max(into.trim_index);
+    }
+}
+
+/// Spawns the writer thread. It exits when `rx` closes or after the first
+/// failure (which it reports once).
+pub fn spawn<S: Store + 'static>(
+    store: Arc<S>,
+    mut rx: mpsc::Receiver<Persist>,
+    done: mpsc::UnboundedSender<WriteDone>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("paxlog-writer".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut tickets = vec![first.ticket];
+                let mut batch = first.batch;
+                while tickets.len() < MERGE_BATCHES_MAX && batch.value_bytes() < MERGE_BYTES_MAX {
+                    match rx.try_recv() {
+                        Ok(next) => {
+                            tickets.push(next.ticket);
+                            merge_into(&mut batch, next.batch);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let started = std::time::Instant::now();
+                let result = store.write(&batch);
+                metrics::histogram!("paxlog_fsync_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("paxlog_write_batch_entries").record(batch.accepts.len() as f64);
+                match result {
+                    Ok(()) => {
+                        if done.send(WriteDone::Durable(tickets)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "storage write failed; stopping the node (fail-stop)");
+                        let _ = done.send(WriteDone::Failed(error));
+                        return;
+                    }
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use paxlog_storage::{Accepted, Ballot};
+
+    fn accept(index: u64, counter: u64) -> (u64, Accepted) {
+        let ballot = Ballot::new(counter, 1);
+        (index, Accepted { ballot, value: Bytes::from(vec![counter as u8]) })
+    }
+
+    #[test]
+    fn merge_keeps_order_and_last_values() {
+        let mut a = WriteBatch {
+            promise: Some(Ballot::new(1, 1)),
+            accepts: vec![accept(1, 1)],
+            chosen_index: Some(3),
+            trim_index: None,
+        };
+        let b = WriteBatch {
+            promise: Some(Ballot::new(2, 2)),
+            accepts: vec![accept(1, 2), accept(2, 2)],
+            chosen_index: None,
+            trim_index: Some(1),
+        };
+        merge_into(&mut a, b);
+        assert_eq!(a.promise, Some(Ballot::new(2, 2)));
+        assert_eq!(a.accepts, vec![accept(1, 1), accept(1, 2), accept(2, 2)]);
+        assert_eq!(a.chosen_index, Some(3));
+        assert_eq!(a.trim_index, Some(1));
+    }
+
+    #[test]
+    #[should_panic(expected = "never decrease")]
+    fn merge_refuses_a_decreasing_promise() {
+        let mut a = WriteBatch { promise: Some(Ballot::new(5, 1)), ..Default::default() };
+        merge_into(&mut a, WriteBatch { promise: Some(Ballot::new(4, 1)), ..Default::default() });
+    }
+}

@@ -1,0 +1,303 @@
+//! Opening a RocksDB data directory: ownership checks, WAL recovery, and the
+//! verification of voting state that decides [`Health`].
+
+use std::path::Path;
+
+use rocksdb::{DBRecoveryMode, Direction, ErrorKind, IteratorMode, Options, ReadOptions, DB};
+
+use crate::record::{self, Meta, FORMAT_VERSION};
+use crate::{Ballot, Health, Identity, Index, Metadata, Result, StoreError};
+
+/// How many distinct problems a suspect reason lists before summarizing.
+const REASONS_MAX: usize = 4;
+
+/// What a read-only look at a directory found, before anything is written.
+pub(super) struct Probe {
+    /// `None`: the directory holds no records at all (never initialized, or
+    /// the first open died before its first sync).
+    pub identity: Option<Identity>,
+}
+
+/// The state loaded and verified by a read-write open.
+pub(super) struct Loaded {
+    pub meta: Metadata,
+    pub last_index: Index,
+    pub health: Health,
+    /// Set when this open found new damage and no `meta/suspect` mark exists
+    /// yet: the reason to record, so a restart cannot forget it. An existing
+    /// mark is kept as it is (the first reason stands).
+    pub mark: Option<String>,
+}
+
+fn io(e: rocksdb::Error) -> StoreError {
+    StoreError::Io(e.into_string())
+}
+
+/// Options for the data directory.
+///
+/// WAL recovery mode: `TolerateCorruptedTailRecords`. A torn last record is a
+/// write whose sync never returned, so nobody was told it happened and
+/// dropping it is safe. Corruption anywhere before the tail means records we
+/// acknowledged are damaged: this mode refuses to open then, so we find out.
+/// `PointInTime` would instead stop replay at the first bad record and quietly
+/// drop every later acknowledged write, a promise among them: exactly how one
+/// index gets two values. We use `PointInTime` only as the fallback that opens
+/// such a directory in [`Health::Suspect`] mode.
+pub(super) fn options(mode: DBRecoveryMode) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.set_wal_recovery_mode(mode);
+    opts.set_paranoid_checks(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Bound RocksDB's own info logs.
+    opts.set_keep_log_file_num(4);
+    opts.set_max_log_file_size(16 << 20);
+    opts
+}
+
+fn is_corruption(e: &rocksdb::Error) -> bool {
+    e.kind() == ErrorKind::Corruption
+}
+
+/// Whether `dir` already holds a RocksDB database.
+pub(super) fn exists(dir: &Path) -> bool {
+    dir.join("CURRENT").exists()
+}
+
+/// Reads the identity and format of an existing directory without changing
+/// anything in it: a read-only open writes no file (not even RocksDB's info
+/// log; `tests/rocks_disk.rs` compares every byte before and after).
+pub(super) fn probe(dir: &Path) -> Result<Probe> {
+    let open = |mode| {
+        let mut opts = options(mode);
+        opts.create_if_missing(false);
+        DB::open_for_read_only(&opts, dir, false)
+    };
+    let db = match open(DBRecoveryMode::TolerateCorruptedTailRecords) {
+        Ok(db) => db,
+        // The read-write open will report it as Suspect; the ownership
+        // check must still happen first.
+        Err(e) if is_corruption(&e) => open(DBRecoveryMode::PointInTime).map_err(io)?,
+        Err(e) => return Err(io(e)),
+    };
+    let format_key = Meta::Format.key();
+    let Some(raw) = db.get_pinned(format_key).map_err(io)? else {
+        let empty = db.iterator(IteratorMode::Start).next().is_none();
+        if empty {
+            return Ok(Probe { identity: None });
+        }
+        return Err(StoreError::Corrupt {
+            key: Meta::Format.name().to_string(),
+            reason: "missing, but the directory holds other records".to_string(),
+        });
+    };
+    if let Some(found) = record::version(&raw) {
+        if found != FORMAT_VERSION {
+            return Err(StoreError::UnknownFormat {
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+    }
+    let found: u16 = record::decode(&format_key, &raw)?;
+    if found != FORMAT_VERSION {
+        return Err(StoreError::UnknownFormat {
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let identity_key = Meta::Identity.key();
+    let identity = match db.get_pinned(identity_key).map_err(io)? {
+        Some(raw) => record::decode::<Identity>(&identity_key, &raw)?,
+        None => {
+            return Err(StoreError::Corrupt {
+                key: Meta::Identity.name().to_string(),
+                reason: "missing, but the format record is present".to_string(),
+            })
+        }
+    };
+    Ok(Probe {
+        identity: Some(identity),
+    })
+}
+
+/// Opens read-write. A corrupt WAL (not just a torn tail) still opens, at the
+/// last consistent point, with the reason it is suspect.
+pub(super) fn open_rw(dir: &Path) -> Result<(DB, Option<String>)> {
+    match DB::open(&options(DBRecoveryMode::TolerateCorruptedTailRecords), dir) {
+        Ok(db) => Ok((db, None)),
+        Err(e) if is_corruption(&e) => {
+            let reason = format!(
+                "write-ahead log corrupt before its tail ({}); recovered to the last consistent point",
+                e.clone().into_string()
+            );
+            tracing::error!(dir = %dir.display(), %reason, "opening data directory as suspect");
+            let db = DB::open(&options(DBRecoveryMode::PointInTime), dir).map_err(io)?;
+            Ok((db, Some(reason)))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Collects why the voting state cannot be trusted.
+#[derive(Default)]
+struct Reasons {
+    first: Vec<String>,
+    more: usize,
+}
+
+impl Reasons {
+    fn push(&mut self, reason: String) {
+        if self.first.len() < REASONS_MAX {
+            self.first.push(reason);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn into_health(self) -> Health {
+        if self.first.is_empty() {
+            return Health::Ok;
+        }
+        let mut reason = self.first.join("; ");
+        if self.more > 0 {
+            reason.push_str(&format!("; and {} more", self.more));
+        }
+        Health::Suspect { reason }
+    }
+}
+
+fn read_meta<T: serde::de::DeserializeOwned>(db: &DB, meta: Meta) -> Result<Option<T>> {
+    let key = meta.key();
+    match db.get_pinned(key) {
+        Ok(Some(raw)) => record::decode(&key, &raw).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) if is_corruption(&e) => Err(StoreError::Corrupt {
+            key: meta.name().to_string(),
+            reason: e.into_string(),
+        }),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Loads the scalar state and verifies every record the acceptor votes with:
+/// the promise and each accepted entry above the chosen index. Entries at or
+/// below the chosen index are verified when read (they can be re-fetched from
+/// peers and are not voting state).
+pub(super) fn load(db: &DB, recovery: Option<String>) -> Result<Loaded> {
+    let mut reasons = Reasons::default();
+    if let Some(reason) = recovery {
+        reasons.push(reason);
+    }
+    let marked = match read_meta::<String>(db, Meta::Suspect) {
+        Ok(Some(reason)) => {
+            reasons.push(format!("not yet repaired: {reason}"));
+            true
+        }
+        Ok(None) => false,
+        // Damaged, but present: still a mark.
+        Err(e) => {
+            reasons.push(e.to_string());
+            true
+        }
+    };
+    // Suspect anyway, so Ballot::ZERO cannot lead to a vote.
+    let promised = match read_meta::<Ballot>(db, Meta::Promised) {
+        Ok(b) => b.unwrap_or(Ballot::ZERO),
+        Err(e) => {
+            reasons.push(e.to_string());
+            Ballot::ZERO
+        }
+    };
+    // `None` below: the record exists but is unreadable (already a reason).
+    let chosen = match read_meta::<Index>(db, Meta::ChosenIndex) {
+        Ok(c) => Some(c.unwrap_or(0)),
+        Err(e) => {
+            reasons.push(e.to_string());
+            None
+        }
+    };
+    let trim = match read_meta::<Index>(db, Meta::TrimIndex) {
+        Ok(t) => Some(t.unwrap_or(0)),
+        Err(e) => {
+            reasons.push(e.to_string());
+            None
+        }
+    };
+    // Best guess for an unreadable trim point: everything below the first
+    // entry held. The store is suspect already.
+    let trim_index = match trim {
+        Some(t) => t,
+        None => first_accepted(db)?.map_or(chosen.unwrap_or(0), |first| first.saturating_sub(1)),
+    };
+    let chosen_index = chosen.unwrap_or(trim_index);
+
+    let mut last_index = trim_index;
+    let mut read = ReadOptions::default();
+    read.set_verify_checksums(true);
+    read.set_iterate_upper_bound(record::accepted_end_key().to_vec());
+    let start = record::accepted_key(chosen_index.saturating_add(1));
+    for item in db.iterator_opt(IteratorMode::From(&start, Direction::Forward), read) {
+        let (key, value) = match item {
+            Ok(kv) => kv,
+            Err(e) if is_corruption(&e) => {
+                reasons.push(format!(
+                    "accepted entries above {chosen_index}: {}",
+                    e.into_string()
+                ));
+                break;
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let Some(index) = record::accepted_index(&key) else {
+            reasons.push(format!("malformed key {}", record::key_name(&key)));
+            continue;
+        };
+        last_index = last_index.max(index);
+        if let Err(e) = record::decode::<crate::Accepted>(&key, &value) {
+            reasons.push(e.to_string());
+        }
+    }
+    if let Some(last) = last_accepted(db)? {
+        last_index = last_index.max(last);
+    }
+    let health = reasons.into_health();
+    let mark = match &health {
+        Health::Suspect { reason } if !marked => Some(reason.clone()),
+        _ => None,
+    };
+    Ok(Loaded {
+        meta: Metadata {
+            promised,
+            chosen_index,
+            trim_index,
+        },
+        last_index,
+        health,
+        mark,
+    })
+}
+
+fn first_accepted(db: &DB) -> Result<Option<Index>> {
+    let start = record::accepted_key(0);
+    match db
+        .iterator(IteratorMode::From(&start, Direction::Forward))
+        .next()
+    {
+        Some(Ok((key, _))) => Ok(record::accepted_index(&key)),
+        Some(Err(e)) => Err(io(e)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn last_accepted(db: &DB) -> Result<Option<Index>> {
+    let end = record::accepted_end_key();
+    match db
+        .iterator(IteratorMode::From(&end, Direction::Reverse))
+        .next()
+    {
+        Some(Ok((key, _))) => Ok(record::accepted_index(&key)),
+        Some(Err(e)) => Err(io(e)),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,283 @@
+//! RocksStore-only behaviour: what is on disk, and what happens when it is
+//! damaged.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{accepts, flip_value_byte, identity, put_raw, snapshot, value_of};
+use paxlog_storage::record::{self, Meta, FORMAT_VERSION};
+use paxlog_storage::{Ballot, Health, ReadLimit, RocksStore, Store, StoreError, WriteBatch};
+
+const NO_LIMIT: ReadLimit = ReadLimit {
+    entries_max: usize::MAX,
+    bytes_max: usize::MAX,
+};
+
+fn data_dir(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("data")
+}
+
+/// A store holding indexes 1..=10 accepted at ballot 2.1, chosen up to 5.
+fn populated(dir: &Path) {
+    let store = RocksStore::open(dir, identity(1)).expect("open");
+    let b = Ballot::new(2, 1);
+    let mut batch = accepts(b, 1..=10);
+    batch.promise = Some(b);
+    batch.chosen_index = Some(5);
+    store.write(&batch).expect("write");
+}
+
+fn suspect_reason(store: &RocksStore) -> String {
+    match store.health() {
+        Health::Suspect { reason } => reason,
+        Health::Ok => panic!("expected a suspect store"),
+    }
+}
+
+fn wal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+#[test]
+fn creates_missing_directory_and_records_identity() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("a/b/data");
+    RocksStore::open(&dir, identity(3)).expect("open");
+    let store = RocksStore::open_existing(&dir).expect("open existing");
+    assert_eq!(store.identity(), &identity(3));
+    assert!(RocksStore::open_existing(&tmp.path().join("nothing")).is_err());
+}
+
+#[test]
+fn wrong_identity_changes_nothing_on_disk() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir(&tmp);
+    populated(&dir);
+    let before = snapshot(&dir);
+    assert!(matches!(
+        RocksStore::open(&dir, identity(2)),
+        Err(StoreError::WrongIdentity {
+            found_node: 1,
+            expected_node: 2,
+            ..
+        })
+    ));
+    assert_eq!(
+        snapshot(&dir),
+        before,
+        "a refused open wrote to the directory"
+    );
+}
+
+#[test]
+fn unknown_format_is_refused_and_changes_nothing() {
+    let key = Meta::Format.key();
+    // The format named by the record header, and by the payload.
+    let mut future_header = record::encode(&key, &FORMAT_VERSION);
+    future_header[0..2].copy_from_slice(&99u16.to_be_bytes());
+    let future_payload = record::encode(&key, &7u16);
+    for (raw, found) in [(future_header, 99), (future_payload, 7)] {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = data_dir(&tmp);
+        populated(&dir);
+        {
+            let db = rocksdb::DB::open_default(&dir).expect("raw open");
+            put_raw(&db, &key, &raw);
+        }
+        let before = snapshot(&dir);
+        match RocksStore::open(&dir, identity(1)) {
+            Err(StoreError::UnknownFormat {
+                found: f,
+                supported,
+            }) => {
+                assert_eq!((f, supported), (found, FORMAT_VERSION));
+            }
+            other => panic!("expected UnknownFormat, got {other:?}"),
+        }
+        assert_eq!(
+            snapshot(&dir),
+            before,
+            "a refused open wrote to the directory"
+        );
+    }
+}
+
+#[test]
+fn corrupt_accepted_above_chosen_makes_store_suspect() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir(&tmp);
+    populated(&dir);
+    flip_value_byte(&dir, &record::accepted_key(8));
+    let store = RocksStore::open(&dir, identity(1)).expect("suspect store still opens");
+    let reason = suspect_reason(&store);
+    assert!(reason.contains("accepted/8"), "{reason}");
+    match store.get(8) {
+        Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, "accepted/8"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(matches!(
+        store.range(6, 10, NO_LIMIT),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(
+        store
+            .get(7)
+            .expect("intact entry")
+            .map(|a| a.value.to_vec()),
+        Some(value_of(7))
+    );
+    assert_eq!(store.metadata().chosen_index, 5);
+
+    // The mark persists unchanged across restarts, then repair replaces the
+    // damaged state above the chosen index.
+    drop(store);
+    let store = RocksStore::open(&dir, identity(1)).expect("reopen");
+    let again = suspect_reason(&store);
+    drop(store);
+    let store = RocksStore::open(&dir, identity(1)).expect("reopen");
+    assert_eq!(
+        suspect_reason(&store),
+        again,
+        "the reason must not grow on every open"
+    );
+    let b = Ballot::new(3, 2);
+    let mut rebuilt = accepts(b, 6..=7);
+    rebuilt.promise = Some(b);
+    store.repair(&rebuilt).expect("repair");
+    assert_eq!(store.last_index(), 7);
+    drop(store);
+    let store = RocksStore::open(&dir, identity(1)).expect("reopen");
+    assert_eq!(store.health(), Health::Ok);
+    assert_eq!(store.get(8).expect("damaged entry is gone"), None);
+    assert_eq!(store.get(6).expect("get").map(|a| a.ballot), Some(b));
+    assert_eq!(store.last_index(), 7);
+}
+
+#[test]
+fn corrupt_chosen_entry_is_reported_on_read_only() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir(&tmp);
+    populated(&dir);
+    flip_value_byte(&dir, &record::accepted_key(3));
+    let store = RocksStore::open(&dir, identity(1)).expect("open");
+    // Chosen entries are not voting state: peers can resend them.
+    assert_eq!(store.health(), Health::Ok);
+    match store.get(3) {
+        Err(StoreError::Corrupt { key, reason }) => {
+            assert_eq!(key, "accepted/3");
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn corrupt_promise_makes_store_suspect_until_repaired() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir(&tmp);
+    populated(&dir);
+    flip_value_byte(&dir, &Meta::Promised.key());
+    let store = RocksStore::open(&dir, identity(1)).expect("suspect store still opens");
+    assert!(suspect_reason(&store).contains("meta/promised"));
+    drop(store);
+    let store = RocksStore::open(&dir, identity(1)).expect("reopen");
+    assert!(
+        suspect_reason(&store).contains("meta/promised"),
+        "mark must persist"
+    );
+    let b = Ballot::new(7, 2);
+    store
+        .repair(&WriteBatch {
+            promise: Some(b),
+            ..WriteBatch::default()
+        })
+        .expect("repair");
+    drop(store);
+    let store = RocksStore::open(&dir, identity(1)).expect("reopen");
+    assert_eq!(store.health(), Health::Ok);
+    assert_eq!(store.metadata().promised, b);
+}
+
+#[test]
+fn corrupt_identity_refuses_to_open() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir(&tmp);
+    populated(&dir);
+    flip_value_byte(&dir, &Meta::Identity.key());
+    match RocksStore::open(&dir, identity(1)) {
+        Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, "meta/identity"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// Writes batches 1..=4 of indexes `10k+1..=10k+10`, one synced write each.
+fn write_four_batches(dir: &Path) {
+    let store = RocksStore::open(dir, identity(1)).expect("open");
+    for k in 0..4u64 {
+        let mut batch = accepts(Ballot::new(1, 1), 10 * k + 1..=10 * k + 10);
+        batch.chosen_index = Some(10 * k);
+        store.write(&batch).expect("write");
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn torn_wal_tail_is_dropped_and_store_is_healthy() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir(&tmp);
+    write_four_batches(&dir);
+    let wal = wal_files(&dir).pop().expect("a WAL file");
+    let bytes = std::fs::read(&wal).expect("read WAL");
+    // Cut the log inside the last batch's record, as a crash mid-write would.
+    let inside_last = find(&bytes, &value_of(35)).expect("last batch is in the WAL");
+    assert!(find(&bytes, &value_of(25)).is_some_and(|p| p < inside_last));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .expect("open WAL");
+    file.set_len(inside_last as u64).expect("truncate WAL");
+    drop(file);
+
+    let store = RocksStore::open(&dir, identity(1)).expect("open after torn tail");
+    assert_eq!(store.health(), Health::Ok);
+    assert_eq!(store.last_index(), 30);
+    assert_eq!(store.metadata().chosen_index, 20);
+    assert_eq!(store.get(31).expect("get"), None);
+    assert_eq!(store.range(1, 40, NO_LIMIT).expect("range").len(), 30);
+}
+
+#[test]
+fn wal_corrupt_in_the_middle_opens_suspect() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir(&tmp);
+    write_four_batches(&dir);
+    let wal = wal_files(&dir).pop().expect("a WAL file");
+    let mut bytes = std::fs::read(&wal).expect("read WAL");
+    // Damage the second batch; later records are intact, so this is not a
+    // torn tail.
+    let at = find(&bytes, &value_of(15)).expect("second batch is in the WAL");
+    bytes[at] ^= 0x01;
+    std::fs::write(&wal, &bytes).expect("write WAL");
+
+    let store = RocksStore::open(&dir, identity(1)).expect("suspect store still opens");
+    let reason = suspect_reason(&store);
+    assert!(reason.contains("write-ahead log"), "{reason}");
+    // Recovery stopped before the damage: the first batch is all that is left.
+    assert_eq!(store.last_index(), 10);
+    drop(store);
+    let store = RocksStore::open(&dir, identity(1)).expect("reopen");
+    assert!(
+        suspect_reason(&store).contains("write-ahead log"),
+        "mark must persist"
+    );
+}

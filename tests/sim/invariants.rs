@@ -1,0 +1,104 @@
+//! The six invariants of DESIGN.md, one checker module each. This table maps
+//! every checker to the statement it checks; `Checkers` runs them all.
+
+use bytes::Bytes;
+use paxlog::core::{Ballot, Chosen, Index, NodeId, Status};
+use paxlog_storage::WriteBatch;
+
+use super::{inv_accept, inv_acked, inv_agreement, inv_leader, inv_prefix, inv_promise};
+
+pub const TABLE: &[(&str, &str)] = &[
+    ("inv_agreement", "1. Agreement: at most one value is ever chosen for an index."),
+    ("inv_prefix", "2. Every node's chosen prefix is a prefix of the one history."),
+    ("inv_acked", "3. An acknowledged append is chosen at the acknowledged index and stays readable until trimmed."),
+    ("inv_promise", "4. An acceptor's promised ballot never decreases, across crashes."),
+    ("inv_accept", "5. An acceptor never accepts at a ballot below its promise."),
+    ("inv_leader", "6. At most one leader per ballot."),
+];
+
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+pub type Found = Vec<Violation>;
+
+#[derive(Debug)]
+pub struct Checkers {
+    pub agreement: inv_agreement::Agreement,
+    pub prefix: inv_prefix::Prefix,
+    pub acked: inv_acked::Acked,
+    pub promise: inv_promise::PromiseMonotonic,
+    pub accept: inv_accept::AcceptAbovePromise,
+    pub leader: inv_leader::OneLeaderPerBallot,
+    pub found: Found,
+}
+
+impl Checkers {
+    pub fn new(members: usize) -> Self {
+        Checkers {
+            agreement: inv_agreement::Agreement::new(members),
+            prefix: inv_prefix::Prefix::default(),
+            acked: inv_acked::Acked::default(),
+            promise: inv_promise::PromiseMonotonic::default(),
+            accept: inv_accept::AcceptAbovePromise,
+            leader: inv_leader::OneLeaderPerBallot::default(),
+            found: Vec::new(),
+        }
+    }
+
+    /// A leader sent `Accept(ballot, index, value)`.
+    pub fn on_proposal(&mut self, ballot: Ballot, index: Index, value: &Bytes) {
+        self.agreement
+            .on_proposal(ballot, index, value, &mut self.found);
+    }
+
+    /// `node` sent `Accepted(ballot, indexes)` (only after its write was durable).
+    pub fn on_accepted(&mut self, node: NodeId, ballot: Ballot, indexes: &[Index]) {
+        for (index, value) in self
+            .agreement
+            .on_accepted(node, ballot, indexes, &mut self.found)
+        {
+            self.prefix.on_history(index, &value, &mut self.found);
+            self.acked.on_history(index, &value, &mut self.found);
+        }
+    }
+
+    /// `node`'s write became durable.
+    pub fn on_durable_write(&mut self, node: NodeId, batch: &WriteBatch) {
+        // Inv 5 compares against the promise durable before this batch.
+        self.accept
+            .on_write(node, batch, self.promise.durable(node), &mut self.found);
+        self.promise.on_write(node, batch, &mut self.found);
+    }
+
+    pub fn on_restart(&mut self, node: NodeId, status: &Status) {
+        self.promise
+            .on_restart(node, status.ballot, &mut self.found);
+    }
+
+    pub fn on_chosen_output(&mut self, node: NodeId, applied: Index, chosen: &Chosen) {
+        let value = chosen.command.encode();
+        self.prefix
+            .on_output(node, applied, chosen.index, &value, &mut self.found);
+        self.agreement
+            .on_learned(chosen.index, &value, &mut self.found);
+        self.acked.on_history(chosen.index, &value, &mut self.found);
+    }
+
+    pub fn on_ack(&mut self, client_id: u64, seq: u64, payload: &Bytes, index: Index) {
+        self.acked.on_ack(
+            client_id,
+            seq,
+            payload,
+            index,
+            &self.prefix,
+            &mut self.found,
+        );
+    }
+
+    pub fn on_status(&mut self, status: &Status, incarnation: u64) {
+        self.leader.on_status(status, incarnation, &mut self.found);
+    }
+}

@@ -1,0 +1,633 @@
+//! The deterministic simulation: replicas over `MemStore`, a seeded network,
+//! crashes that lose in-flight writes, concurrent clients, and the checkers
+//! run after every step. Everything is ordered (`BTreeMap`) and driven by one
+//! seeded RNG, so a seed replays exactly.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use paxlog::core::{Command, Config, Index, Message, Mutation, NodeId, Persist, Replica, Role};
+use paxlog_storage::{Identity, MemStore, Store};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::client::{Client, RequestInfo};
+
+#[path = "world/clients.rs"]
+mod clients;
+#[path = "world/faults.rs"]
+mod faults;
+use super::invariants::{Checkers, Violation};
+use super::net::{Fate, Net};
+
+/// Time a topology gets to settle (a leader without quorum steps down, a new
+/// one is elected) before progress is demanded.
+const TOPOLOGY_SETTLE_MS: u64 = 2_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Random faults of every kind.
+    Random,
+    /// OmniPaxos paper topologies, held for the whole fault phase.
+    Chained,
+    QuorumLoss,
+    Constrained,
+}
+
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub seed: u64,
+    pub nodes: usize,
+    pub clients: usize,
+    pub fault_ms: u64,
+    pub liveness_ms: u64,
+    pub scenario: Scenario,
+    pub mutation: Mutation,
+    pub trace: bool,
+}
+
+impl Params {
+    pub fn new(seed: u64) -> Self {
+        Params {
+            seed,
+            nodes: if seed.is_multiple_of(2) { 3 } else { 5 },
+            clients: 3,
+            fault_ms: 3_000,
+            liveness_ms: 4_000,
+            scenario: Scenario::Random,
+            mutation: Mutation::None,
+            trace: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub drops: u64,
+    pub dups: u64,
+    pub reorders: u64,
+    pub partitions: u64,
+    pub crashes: u64,
+    pub leader_changes: u64,
+    pub chosen: u64,
+    pub acked: u64,
+    pub trims: u64,
+    /// Highest trim point any node reached, and prefixes skipped by lagging nodes.
+    pub trim_max: u64,
+    pub trim_skips: u64,
+    /// Promises cut short by their bound (a later Prepare fetches the rest).
+    pub promise_chunks: u64,
+    pub catchups: u64,
+    /// Restarts whose voting state was marked suspect (it must never vote again).
+    pub suspects: u64,
+    pub disk_failures: u64,
+    /// Appends acknowledged that were issued while a topology had been in
+    /// place for a while (progress under partial connectivity).
+    pub acked_degraded: u64,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    pub steps: u64,
+    pub hash: u64,
+    pub violations: Vec<Violation>,
+    pub stats: Stats,
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        message: Message,
+    },
+    Persist {
+        node: NodeId,
+        epoch: u64,
+    },
+    Tick {
+        node: NodeId,
+        epoch: u64,
+    },
+    Client {
+        client: usize,
+    },
+    Fault,
+    Restart {
+        node: NodeId,
+    },
+    /// Crash `node` if it is still the same incarnation.
+    Crash {
+        node: NodeId,
+        epoch: u64,
+    },
+    Heal,
+}
+
+#[derive(Debug)]
+struct Node {
+    store: MemStore,
+    replica: Option<Replica<MemStore>>,
+    /// Persist batches handed out and not yet written: lost on a crash.
+    pending: VecDeque<Persist>,
+    persist_scheduled: bool,
+    epoch: u64,
+    applied: Index,
+}
+
+pub struct World {
+    p: Params,
+    /// fsync latency bound for this seed.
+    persist_max_ms: u64,
+    now_ms: u64,
+    rng: ChaCha8Rng,
+    events: BTreeMap<(u64, u64), Event>,
+    next_event: u64,
+    nodes: BTreeMap<NodeId, Node>,
+    members: Vec<NodeId>,
+    net: Net,
+    /// Latest scheduled delivery per directed link, to count reorders.
+    last_delivery: BTreeMap<(NodeId, NodeId), u64>,
+    clients: Vec<Client>,
+    requests: BTreeMap<u64, RequestInfo>,
+    next_attempt: u64,
+    checkers: Checkers,
+    stats: Stats,
+    steps: u64,
+    hash: u64,
+    healed_at_ms: Option<u64>,
+    topology_at_ms: Option<u64>,
+    last_leader: Option<paxlog::core::Ballot>,
+}
+
+fn fnv(hash: &mut u64, bytes: &[u8]) {
+    for &b in bytes {
+        *hash ^= u64::from(b);
+        *hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+impl World {
+    pub fn new(p: Params) -> Self {
+        let members: Vec<NodeId> = (1..=p.nodes as NodeId).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+        let mut nodes = BTreeMap::new();
+        for &id in &members {
+            let store = MemStore::new(Identity {
+                cluster_id: "sim".into(),
+                node_id: id,
+            });
+            nodes.insert(
+                id,
+                Node {
+                    store,
+                    replica: None,
+                    pending: VecDeque::new(),
+                    persist_scheduled: false,
+                    epoch: 0,
+                    applied: 0,
+                },
+            );
+        }
+        let random = p.scenario == Scenario::Random;
+        let net = Net {
+            blocked: Default::default(),
+            drop_per_mille: if random { rng.gen_range(0..=80) } else { 10 },
+            dup_per_mille: if random { rng.gen_range(0..=50) } else { 10 },
+            delay_max_ms: rng.gen_range(2..=20),
+            straggle_per_mille: if random { rng.gen_range(0..=10) } else { 0 },
+            straggle_max_ms: 800,
+        };
+        let persist_max_ms = rng.gen_range(2..=30);
+        let clients = (0..p.clients)
+            .map(|c| Client::new(100 + c as u64, members[c % members.len()]))
+            .collect();
+        let checkers = Checkers::new(members.len());
+        let mut w = World {
+            p,
+            persist_max_ms,
+            now_ms: 0,
+            rng,
+            events: BTreeMap::new(),
+            next_event: 0,
+            nodes,
+            members,
+            net,
+            last_delivery: BTreeMap::new(),
+            clients,
+            requests: BTreeMap::new(),
+            next_attempt: 0,
+            checkers,
+            stats: Stats::default(),
+            steps: 0,
+            hash: 0xcbf2_9ce4_8422_2325,
+            healed_at_ms: None,
+            topology_at_ms: None,
+            last_leader: None,
+        };
+        for id in w.members.clone() {
+            w.start_node(id);
+        }
+        for c in 0..w.clients.len() {
+            let at = w.rng.gen_range(0..50);
+            w.schedule(at, Event::Client { client: c });
+        }
+        let first_fault = if w.p.scenario == Scenario::Random {
+            w.rng.gen_range(100..400)
+        } else {
+            1_000
+        };
+        w.schedule(first_fault, Event::Fault);
+        let fault_ms = w.p.fault_ms;
+        w.schedule(fault_ms, Event::Heal);
+        w
+    }
+
+    fn config(&self, id: NodeId) -> Config {
+        let mut c = Config::new(id, self.members.clone());
+        c.batch_entries_max = 8;
+        c.batch_bytes_max = 512;
+        c.window_entries_max = 32;
+        c.window_bytes_max = 2048;
+        c.catchup_entries_max = 16;
+        c.catchup_bytes_max = 1024;
+        c.uncommitted_bytes_max = 16 << 10;
+        c.value_bytes_max = 256;
+        c.dedup_clients_max = 16;
+        c.dedup_window_per_client = 64;
+        c.mutation = self.p.mutation;
+        c
+    }
+
+    fn schedule(&mut self, delay_ms: u64, event: Event) {
+        self.next_event += 1;
+        self.events
+            .insert((self.now_ms + delay_ms, self.next_event), event);
+    }
+
+    fn trace(&mut self, what: &str) {
+        fnv(&mut self.hash, &self.now_ms.to_le_bytes());
+        fnv(&mut self.hash, what.as_bytes());
+        if self.p.trace {
+            eprintln!("{:>6} {what}", self.now_ms);
+        }
+    }
+
+    /// Prints in trace mode without touching the hash (messages are hashed as bytes).
+    fn note(&self, what: &str) {
+        eprintln!("{:>6} {what}", self.now_ms);
+    }
+
+    fn start_node(&mut self, id: NodeId) {
+        let config = self.config(id);
+        let seed = self.rng.gen();
+        let now = self.now_ms;
+        let node = self.nodes.get_mut(&id).expect("member");
+        node.store.crash();
+        let mut replica =
+            Replica::new(config, node.store.clone(), seed, now).expect("recover from MemStore");
+        replica.set_applied(node.applied);
+        node.epoch += 1;
+        let epoch = node.epoch;
+        let status = replica.status(now);
+        node.replica = Some(replica);
+        self.checkers.on_restart(id, &status);
+        let at = self.rng.gen_range(0..10);
+        self.schedule(at, Event::Tick { node: id, epoch });
+        self.trace(&format!("start node {id}"));
+    }
+
+    fn crash_node(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("member");
+        if node.replica.is_none() {
+            return;
+        }
+        node.replica = None;
+        node.pending.clear();
+        node.persist_scheduled = false;
+        node.store.crash();
+        self.stats.crashes += 1;
+        self.trace(&format!("crash node {id}"));
+    }
+
+    fn live(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.replica.is_some())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    pub fn run(mut self) -> Outcome {
+        let end = self.p.fault_ms + self.p.liveness_ms;
+        while let Some(((at, _), event)) = self.events.pop_first() {
+            if at > end {
+                break;
+            }
+            self.now_ms = at;
+            self.steps += 1;
+            self.step(event);
+            if !self.checkers.found.is_empty() && !self.p.trace {
+                break;
+            }
+        }
+        self.finish();
+        Outcome {
+            seed: self.p.seed,
+            steps: self.steps,
+            hash: self.hash,
+            violations: self.checkers.found,
+            stats: self.stats,
+        }
+    }
+
+    fn step(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, message } => {
+                let bytes = postcard::to_allocvec(&message).unwrap_or_default();
+                fnv(&mut self.hash, &bytes);
+                if self.p.trace {
+                    self.note(&format!("deliver {from}->{to} {message:?}"));
+                }
+                let now = self.now_ms;
+                let Some(r) = self.nodes.get_mut(&to).and_then(|n| n.replica.as_mut()) else {
+                    return;
+                };
+                r.on_message(from, message, now);
+                self.drain(to);
+            }
+            Event::Persist { node: id, epoch } => {
+                let node = self.nodes.get_mut(&id).expect("member");
+                if node.epoch != epoch || node.replica.is_none() {
+                    return;
+                }
+                node.persist_scheduled = false;
+                let Some(persist) = node.pending.pop_front() else {
+                    return;
+                };
+                let result = node.store.write(&persist.batch);
+                self.trace(&format!(
+                    "persist node {id} ticket {}",
+                    persist.ticket.get()
+                ));
+                let now = self.now_ms;
+                let node = self.nodes.get_mut(&id).expect("member");
+                let r = node.replica.as_mut().expect("live");
+                match result {
+                    Ok(()) => {
+                        self.checkers.on_durable_write(id, &persist.batch);
+                        r.on_persisted(persist.ticket, now);
+                    }
+                    Err(_) => {
+                        r.on_storage_failed();
+                        self.trace(&format!("storage failed on node {id}"));
+                        let back = self.rng.gen_range(50..500);
+                        self.schedule(back, Event::Restart { node: id });
+                    }
+                }
+                self.drain(id);
+            }
+            Event::Tick { node: id, epoch } => {
+                let now = self.now_ms;
+                let node = self.nodes.get_mut(&id).expect("member");
+                if node.epoch != epoch {
+                    return;
+                }
+                let Some(r) = node.replica.as_mut() else {
+                    return;
+                };
+                r.tick(now);
+                self.schedule(10, Event::Tick { node: id, epoch });
+                self.drain(id);
+            }
+            Event::Client { client } => self.client_step(client),
+            Event::Crash { node, epoch } => {
+                if self.nodes[&node].epoch == epoch && self.healed_at_ms.is_none() {
+                    self.crash_node(node);
+                    let back = self.rng.gen_range(1..100);
+                    self.schedule(back, Event::Restart { node });
+                }
+            }
+            Event::Fault => self.fault(),
+            Event::Restart { node } => {
+                let failed = self.nodes[&node]
+                    .replica
+                    .as_ref()
+                    .is_some_and(|r| r.is_failed());
+                if failed {
+                    self.crash_node(node);
+                }
+                // At most one node per run comes back with damaged voting state.
+                let down = self.nodes[&node].replica.is_none();
+                if down && self.stats.suspects == 0 && self.rng.gen_range(0..8) == 0 {
+                    self.nodes[&node].store.mark_suspect("simulated corruption");
+                    self.stats.suspects += 1;
+                    self.trace(&format!("node {node} restarts suspect"));
+                }
+                if self.nodes[&node].replica.is_none() {
+                    self.start_node(node);
+                    self.drain(node);
+                }
+            }
+            Event::Heal => {
+                self.net.heal();
+                self.net.drop_per_mille = 0;
+                self.net.dup_per_mille = 0;
+                self.net.straggle_per_mille = 0;
+                self.healed_at_ms = Some(self.now_ms);
+                self.trace("heal");
+                for id in self.members.clone() {
+                    if self.nodes[&id].replica.is_none() {
+                        self.start_node(id);
+                        self.drain(id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls every output of `id` until all are empty.
+    fn drain(&mut self, id: NodeId) {
+        loop {
+            let mut progressed = false;
+            let now = self.now_ms;
+            let node = self.nodes.get_mut(&id).expect("member");
+            let Some(r) = node.replica.as_mut() else {
+                return;
+            };
+            while let Some(w) = r.poll_write() {
+                node.pending.push_back(w);
+                progressed = true;
+            }
+            let mut out = Vec::new();
+            while let Some(m) = r.poll_message() {
+                out.push(m);
+            }
+            let mut chosen = Vec::new();
+            while let Some(c) = r.poll_chosen() {
+                chosen.push(c);
+            }
+            let mut replies = Vec::new();
+            while let Some(rep) = r.poll_reply() {
+                replies.push(rep);
+            }
+            let status = r.status(now);
+            if let Some(last) = chosen.last() {
+                r.set_applied(last.index);
+            }
+            // A node that lagged past a trim point skips the trimmed prefix (its
+            // own trims never pass what the application applied).
+            if status.trim_index > node.applied {
+                node.applied = status.trim_index;
+                self.stats.trim_skips += 1;
+            }
+            self.stats.trim_max = self.stats.trim_max.max(status.trim_index);
+            if !node.pending.is_empty() && !node.persist_scheduled {
+                node.persist_scheduled = true;
+                let epoch = node.epoch;
+                let delay = self.rng.gen_range(1..=self.persist_max_ms);
+                self.schedule(delay, Event::Persist { node: id, epoch });
+            }
+            progressed |= !out.is_empty() || !chosen.is_empty() || !replies.is_empty();
+            for c in chosen {
+                let applied = self.nodes[&id].applied;
+                self.checkers.on_chosen_output(id, applied, &c);
+                self.nodes.get_mut(&id).expect("member").applied = c.index;
+                self.stats.chosen = self.stats.chosen.max(c.index);
+                if self.p.trace {
+                    self.note(&format!("chosen node {id} {c:?}"));
+                }
+            }
+            for m in out {
+                self.send(id, m.to, m.message);
+            }
+            for rep in replies {
+                self.on_reply(id, rep.id, rep.result);
+            }
+            let epoch = self.nodes[&id].epoch;
+            self.checkers.on_status(&status, epoch);
+            if status.role == Role::Leader && self.last_leader != Some(status.ballot) {
+                self.last_leader = Some(status.ballot);
+                self.stats.leader_changes += 1;
+                self.trace(&format!("leader {id} ballot {}", status.ballot));
+                // Crash fresh leaders now and then, before their writes settle.
+                if self.healed_at_ms.is_none()
+                    && self.p.scenario == Scenario::Random
+                    && self.rng.gen_range(0..5) == 0
+                {
+                    let at = self.rng.gen_range(0..6);
+                    self.schedule(at, Event::Crash { node: id, epoch });
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
+        match &message {
+            Message::Accept {
+                ballot,
+                first_index,
+                values,
+                ..
+            } => {
+                for (k, v) in values.iter().enumerate() {
+                    self.checkers
+                        .on_proposal(*ballot, first_index + k as Index, v);
+                }
+            }
+            Message::Accepted {
+                ballot, indexes, ..
+            } => self.checkers.on_accepted(from, *ballot, indexes),
+            Message::Promise {
+                next_index: Some(_),
+                ..
+            } => self.stats.promise_chunks += 1,
+            Message::Catchup { values, .. } if !values.is_empty() => self.stats.catchups += 1,
+            _ => {}
+        }
+        match self.net.fate(from, to, &mut self.rng) {
+            Fate::Blocked => {}
+            Fate::Dropped => self.stats.drops += 1,
+            Fate::Deliver(delays) => {
+                if delays.len() > 1 {
+                    self.stats.dups += 1;
+                }
+                for d in delays {
+                    let at = self.now_ms + d;
+                    let last = self.last_delivery.entry((from, to)).or_default();
+                    if at < *last {
+                        self.stats.reorders += 1;
+                    }
+                    *last = (*last).max(at);
+                    self.schedule(
+                        d,
+                        Event::Deliver {
+                            from,
+                            to,
+                            message: message.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.checkers.found.is_empty() || self.healed_at_ms.is_none() {
+            return;
+        }
+        // Liveness: after the heal every client got a fresh append chosen.
+        for c in &self.clients {
+            if c.acked_after_heal == 0 {
+                self.checkers.found.push(Violation {
+                    invariant: "liveness",
+                    detail: format!("client {} got nothing chosen after the heal", c.id),
+                });
+            }
+        }
+        // Invariant 3, second half: acknowledged appends are readable.
+        let acks: Vec<(Index, Bytes)> = self
+            .checkers
+            .acked
+            .acks
+            .iter()
+            .map(|(&i, v)| (i, v.clone()))
+            .collect();
+        for (&id, node) in &self.nodes {
+            let Some(r) = node.replica.as_ref() else {
+                continue;
+            };
+            let status = r.status(self.now_ms);
+            for (index, value) in &acks {
+                if *index > status.chosen_index || *index <= status.trim_index {
+                    continue;
+                }
+                let limit = paxlog_storage::ReadLimit {
+                    entries_max: 1,
+                    bytes_max: usize::MAX,
+                };
+                let got = r
+                    .read_chosen(*index, limit)
+                    .ok()
+                    .and_then(|v| v.into_iter().next());
+                let ok = got
+                    .as_ref()
+                    .is_some_and(|(i, cmd)| *i == *index && cmd.encode() == *value);
+                if !ok {
+                    self.checkers.found.push(Violation {
+                        invariant: "inv_acked",
+                        detail: format!(
+                            "node {id}: acknowledged index {index} reads back as {got:?}"
+                        ),
+                    });
+                }
+            }
+            let _ = Command::Noop;
+            let _ = node.store.metadata();
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Fault injection: partitions (symmetric, asymmetric, partial and the
+//! OmniPaxos topologies), crashes, disk failures, and application trims.
+
+use paxlog::core::{NodeId, Proposal, ProposalCommand, Role};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{Event, Scenario, World};
+use crate::client::request_id;
+
+impl World {
+    pub(super) fn fault(&mut self) {
+        if self.healed_at_ms.is_some() {
+            return;
+        }
+        let nodes = self.members.clone();
+        let n = nodes.len();
+        let pick = |rng: &mut ChaCha8Rng| nodes[rng.gen_range(0..n)];
+        match self.p.scenario {
+            Scenario::Random => {
+                let next = self.rng.gen_range(100..400);
+                self.schedule(next, Event::Fault);
+                match self.rng.gen_range(0..10) {
+                    0 => {
+                        let a = pick(&mut self.rng);
+                        for &b in &nodes {
+                            if a != b {
+                                self.net.cut(a, b);
+                            }
+                        }
+                        self.stats.partitions += 1;
+                        self.trace(&format!("isolate {a}"));
+                    }
+                    1 => {
+                        let (a, b) = (pick(&mut self.rng), pick(&mut self.rng));
+                        if a != b {
+                            self.net.blocked.insert((a, b));
+                            self.stats.partitions += 1;
+                            self.trace(&format!("block {a}->{b}"));
+                        }
+                    }
+                    2 => {
+                        let (a, b) = (pick(&mut self.rng), pick(&mut self.rng));
+                        if a != b {
+                            self.net.cut(a, b);
+                            self.stats.partitions += 1;
+                            self.trace(&format!("cut {a}-{b}"));
+                        }
+                    }
+                    3 => self.apply_topology(Scenario::Chained),
+                    4 => self.apply_topology(Scenario::QuorumLoss),
+                    5 => {
+                        self.net.heal();
+                        self.trace("heal links");
+                    }
+                    6 => {
+                        let live = self.live();
+                        let a = live[self.rng.gen_range(0..live.len())];
+                        if self.rng.gen_bool(0.5) {
+                            self.nodes[&a].store.fail_next_write();
+                            self.stats.disk_failures += 1;
+                            self.trace(&format!("disk of node {a} will fail"));
+                        } else {
+                            let now = self.now_ms;
+                            let leader = live.iter().copied().find(|id| {
+                                self.nodes[id]
+                                    .replica
+                                    .as_ref()
+                                    .is_some_and(|r| r.status(now).role == Role::Leader)
+                            });
+                            self.propose_trim(leader.unwrap_or(a));
+                        }
+                    }
+                    _ => {
+                        let live = self.live();
+                        if live.len() > 1 {
+                            let a = live[self.rng.gen_range(0..live.len())];
+                            self.crash_node(a);
+                            let back = self.rng.gen_range(20..600);
+                            self.schedule(back, Event::Restart { node: a });
+                        }
+                    }
+                }
+            }
+            s => self.apply_topology(s),
+        }
+    }
+
+    /// The application on `node` trims a prefix it no longer needs.
+    fn propose_trim(&mut self, node: NodeId) {
+        let now = self.now_ms;
+        let Some(r) = self.nodes.get_mut(&node).and_then(|n| n.replica.as_mut()) else {
+            return;
+        };
+        let upto = r.status(now).chosen_index.saturating_sub(20);
+        if upto == 0 {
+            return;
+        }
+        self.next_attempt += 1;
+        // Not in `requests`: the reply is not an append's acknowledgement.
+        let id = request_id(0xFFFF, self.next_attempt);
+        let proposal = Proposal {
+            id,
+            client_id: 0,
+            seq: 0,
+            command: ProposalCommand::Trim(upto),
+            expected_ballot: None,
+        };
+        r.propose(proposal, now);
+        self.stats.trims += 1;
+        self.trace(&format!("propose trim {upto} at {node}"));
+        self.drain(node);
+    }
+
+    /// The OmniPaxos paper's partial-connectivity scenarios, built around the
+    /// current leader so they bite.
+    fn apply_topology(&mut self, s: Scenario) {
+        let nodes = self.members.clone();
+        let leader = self.live().into_iter().find(|id| {
+            self.nodes[id]
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.status(self.now_ms).role == Role::Leader)
+        });
+        let leader = leader.unwrap_or(nodes[0]);
+        let others: Vec<NodeId> = nodes.iter().copied().filter(|&x| x != leader).collect();
+        let mut up = Vec::new();
+        match s {
+            Scenario::Chained => {
+                // leader - others[0] - others[1] - ...: the leader keeps one link.
+                up.push((leader, others[0]));
+                for w in others.windows(2) {
+                    up.push((w[0], w[1]));
+                }
+            }
+            Scenario::QuorumLoss => {
+                // Only a hub (not the leader) reaches everyone.
+                let hub = others[0];
+                for &x in &nodes {
+                    if x != hub {
+                        up.push((hub, x));
+                    }
+                }
+            }
+            Scenario::Constrained | Scenario::Random => {
+                // The leader is cut off; one follower is cut from all but a quorum.
+                let q = nodes.len() / 2 + 1;
+                let hub = others[0];
+                for (k, &a) in others.iter().enumerate() {
+                    for &b in &others[k + 1..] {
+                        if a != hub || others.iter().position(|&x| x == b).is_some_and(|p| p < q) {
+                            up.push((a, b));
+                        }
+                    }
+                }
+            }
+        }
+        self.net.only(&nodes, &up);
+        self.topology_at_ms = Some(self.now_ms);
+        self.stats.partitions += 1;
+        self.trace(&format!("topology {s:?} around leader {leader}: {up:?}"));
+    }
+}
