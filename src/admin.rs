@@ -44,12 +44,14 @@ pub(crate) fn serve(
     loop_tx: mpsc::Sender<Command>,
 ) -> Result<SocketAddr, AdminError> {
     let handle = install_recorder();
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| AdminError { addr, message: e.to_string() })?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| AdminError { addr, message: "not an IP listener".into() })?;
+    let server = tiny_http::Server::http(addr).map_err(|e| AdminError {
+        addr,
+        message: e.to_string(),
+    })?;
+    let bound = server.server_addr().to_ip().ok_or_else(|| AdminError {
+        addr,
+        message: "not an IP listener".into(),
+    })?;
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("paxlog-admin".into())
@@ -59,7 +61,10 @@ pub(crate) fn serve(
                     "/metrics" => (200, handle.as_ref().map(|h| h.render()).unwrap_or_default()),
                     "/livez" => (200, "ok\n".to_string()),
                     "/readyz" => readiness(&runtime, &loop_tx),
-                    _ => (404, "not found: try /metrics, /livez or /readyz\n".to_string()),
+                    _ => (
+                        404,
+                        "not found: try /metrics, /livez or /readyz\n".to_string(),
+                    ),
                 };
                 let response = tiny_http::Response::from_string(body).with_status_code(code);
                 if let Err(error) = request.respond(response) {
@@ -67,14 +72,20 @@ pub(crate) fn serve(
                 }
             }
         })
-        .map_err(|e| AdminError { addr, message: e.to_string() })?;
+        .map_err(|e| AdminError {
+            addr,
+            message: e.to_string(),
+        })?;
     Ok(bound)
 }
 
 /// Ready when the event loop answers and the node knows a leader.
 fn readiness(runtime: &tokio::runtime::Handle, loop_tx: &mpsc::Sender<Command>) -> (u16, String) {
     let (tx, rx) = oneshot::channel();
-    if loop_tx.blocking_send(Command::Status { reply: tx }).is_err() {
+    if loop_tx
+        .blocking_send(Command::Status { reply: tx })
+        .is_err()
+    {
         return (503, "node stopped\n".into());
     }
     match runtime.block_on(tokio::time::timeout(Duration::from_secs(2), rx)) {

@@ -23,6 +23,8 @@ use crate::cluster::ClusterFile;
 use crate::proto::{Entry, NodeStatus, Request, Response, WireError};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on reaching one node, so a dead node costs little of the caller's timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Requests one session keeps in flight before callers wait.
@@ -56,7 +58,10 @@ pub enum ClientError {
 impl ClientError {
     /// True when the request surely had no effect on the log.
     pub fn surely_not_appended(&self) -> bool {
-        !matches!(self, ClientError::Indeterminate(_) | ClientError::Timeout(_))
+        !matches!(
+            self,
+            ClientError::Indeterminate(_) | ClientError::Timeout(_)
+        )
     }
 }
 
@@ -88,9 +93,13 @@ struct Inner {
 impl Client {
     pub fn new(tls: ClientTls, options: ClientOptions) -> Result<Client, ClientError> {
         if options.nodes.is_empty() {
-            return Err(ClientError::Unreachable("the client was given no nodes".into()));
+            return Err(ClientError::Unreachable(
+                "the client was given no nodes".into(),
+            ));
         }
-        let endpoint = ClientEndpoint::new(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let endpoint = ClientEndpoint::with_config(tls, crate::node::liveness_net_config(), bind)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoint,
@@ -113,10 +122,19 @@ impl Client {
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let name = client.or(file.client.as_deref()).ok_or_else(|| {
-            ClientError::Tls("no client name: set `client` in the cluster file or pass --client".into())
+            ClientError::Tls(
+                "no client name: set `client` in the cluster file or pass --client".into(),
+            )
         })?;
-        let tls = ClientTls::load(&file.certs, name).map_err(|e| ClientError::Tls(e.to_string()))?;
-        Client::new(tls, ClientOptions { nodes: file.addrs(), timeout })
+        let tls =
+            ClientTls::load(&file.certs, name).map_err(|e| ClientError::Tls(e.to_string()))?;
+        Client::new(
+            tls,
+            ClientOptions {
+                nodes: file.addrs(),
+                timeout,
+            },
+        )
     }
 
     pub fn client_id(&self) -> u64 {
@@ -136,6 +154,7 @@ impl Client {
     /// Appends with an explicit `seq`, for a caller that retries across
     /// processes; `seq` must be unique per client id.
     pub async fn append_seq(&self, seq: u64, payload: Bytes) -> Result<Index, ClientError> {
+        check_size(&payload)?;
         self.submit(move |req, client_id| Request::Append {
             req,
             client_id,
@@ -151,6 +170,7 @@ impl Client {
         payload: Bytes,
         expected_ballot: Option<Ballot>,
     ) -> Result<Index, ClientError> {
+        check_size(&payload)?;
         let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
         self.submit(move |req, client_id| Request::Append {
             req,
@@ -178,7 +198,13 @@ impl Client {
     /// Trims the log up to and including `upto` (a replicated command).
     pub async fn trim(&self, upto: Index) -> Result<Index, ClientError> {
         let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.submit(move |req, client_id| Request::Trim { req, client_id, seq, upto }).await
+        self.submit(move |req, client_id| Request::Trim {
+            req,
+            client_id,
+            seq,
+            upto,
+        })
+        .await
     }
 
     /// The highest chosen index, confirmed by the leader.
@@ -191,10 +217,7 @@ impl Client {
     }
 
     /// Sends a leader-only request, following redirects until the deadline.
-    async fn submit(
-        &self,
-        make: impl Fn(u64, u64) -> Request,
-    ) -> Result<Index, ClientError> {
+    async fn submit(&self, make: impl Fn(u64, u64) -> Request) -> Result<Index, ClientError> {
         let client_id = self.inner.client_id;
         match self.to_leader(|req| make(req, client_id)).await? {
             Response::Appended { index, .. } => Ok(index),
@@ -207,12 +230,13 @@ impl Client {
         let mut backoff = BACKOFF_MIN;
         let mut maybe_applied: Option<String> = None;
         let mut last_error: Option<ClientError> = None;
+        let mut unreachable: Option<ClientError> = None;
         let ids: Vec<NodeId> = self.inner.nodes.keys().copied().collect();
         let mut rotation = 0usize;
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(match (maybe_applied, last_error) {
+                return Err(match (maybe_applied, last_error.or(unreachable)) {
                     (Some(why), _) => ClientError::Indeterminate(why),
                     (None, Some(e)) => e,
                     (None, None) => ClientError::Timeout(self.inner.timeout),
@@ -220,10 +244,22 @@ impl Client {
             }
             let target = self.cached_leader().unwrap_or_else(|| {
                 rotation += 1;
-                ids[rotation % ids.len()]
+                ids[(rotation - 1) % ids.len()]
             });
+            let tx = match self.session(target).await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    // Nothing was sent: this attempt surely did not append. What
+                    // a reachable node said explains more than this, so keep that.
+                    self.set_leader(None);
+                    unreachable = Some(e);
+                    sleep_backoff(&mut backoff).await;
+                    continue;
+                }
+            };
             let req = self.inner.next_req.fetch_add(1, Ordering::Relaxed);
-            let attempt = tokio::time::timeout(deadline - now, self.request(target, make(req))).await;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(remaining, self.send(target, tx, make(req))).await;
             let error = match attempt {
                 Err(_) => {
                     maybe_applied.get_or_insert_with(|| "no answer before the timeout".into());
@@ -287,16 +323,27 @@ impl Client {
     /// Chosen user entries with `from <= index <= to` (to = chosen index when
     /// `None`), from any node that answers.
     pub async fn read(&self, from: Index, to: Option<Index>) -> Result<Vec<Entry>, ClientError> {
+        // Without an end, read up to the linearizable tail: everything
+        // acknowledged before this call is included, from whichever node answers.
+        let to = match to {
+            Some(to) => to,
+            None => self.tail().await?.0,
+        };
         let mut out = Vec::new();
         let mut next = from.max(1);
-        let to = to.unwrap_or(Index::MAX);
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut backoff = BACKOFF_MIN;
         while next <= to {
-            let (entries, after, chosen) = self.read_chunk(next, to).await?;
+            let (entries, after, _chosen) = self.read_chunk(next, to).await?;
             out.extend(entries);
-            if after <= next || after > chosen {
-                break;
+            if after > next {
+                next = after;
+            } else if Instant::now() < deadline {
+                // The node answering has not learned `next` yet; it will.
+                sleep_backoff(&mut backoff).await;
+            } else {
+                return Err(ClientError::Timeout(self.inner.timeout));
             }
-            next = after;
         }
         Ok(out)
     }
@@ -318,15 +365,24 @@ impl Client {
             }
             for id in order {
                 let req = self.inner.next_req.fetch_add(1, Ordering::Relaxed);
-                let request = Request::Read { req, from, to, entries_max: READ_CHUNK_ENTRIES };
+                let request = Request::Read {
+                    req,
+                    from,
+                    to,
+                    entries_max: READ_CHUNK_ENTRIES,
+                };
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, self.request(id, request)).await {
-                    Ok(Ok(Response::Entries { entries, next, chosen_index, .. })) => {
-                        return Ok((entries, next, chosen_index))
-                    }
-                    Ok(Ok(Response::Error { error: WireError::Trimmed { index, first }, .. })) => {
-                        return Err(ClientError::Trimmed { index, first })
-                    }
+                    Ok(Ok(Response::Entries {
+                        entries,
+                        next,
+                        chosen_index,
+                        ..
+                    })) => return Ok((entries, next, chosen_index)),
+                    Ok(Ok(Response::Error {
+                        error: WireError::Trimmed { index, first },
+                        ..
+                    })) => return Err(ClientError::Trimmed { index, first }),
                     Ok(Ok(other)) => last = unexpected(&other),
                     Ok(Err(e)) => {
                         self.drop_session(id).await;
@@ -345,7 +401,11 @@ impl Client {
     /// failures by resuming elsewhere from the next index.
     pub fn subscribe(&self, from: Index) -> impl Stream<Item = Result<Entry, ClientError>> + '_ {
         stream::unfold(
-            (from.max(1), std::collections::VecDeque::<Entry>::new(), None::<Subscription>),
+            (
+                from.max(1),
+                std::collections::VecDeque::<Entry>::new(),
+                None::<Subscription>,
+            ),
             move |(mut next, mut buffered, mut sub)| async move {
                 loop {
                     if let Some(entry) = buffered.pop_front() {
@@ -359,7 +419,11 @@ impl Client {
                     }
                     let Some(s) = sub.as_mut() else { continue };
                     match s.reader.read().await {
-                        Ok(Some(Response::Entries { entries, next: after, .. })) => {
+                        Ok(Some(Response::Entries {
+                            entries,
+                            next: after,
+                            ..
+                        })) => {
                             for entry in entries {
                                 // Invariant: a subscription never repeats or reorders.
                                 if entry.index >= next {
@@ -368,8 +432,14 @@ impl Client {
                             }
                             next = next.max(after);
                         }
-                        Ok(Some(Response::Error { error: WireError::Trimmed { index, first }, .. })) => {
-                            return Some((Err(ClientError::Trimmed { index, first }), (next, buffered, None)))
+                        Ok(Some(Response::Error {
+                            error: WireError::Trimmed { index, first },
+                            ..
+                        })) => {
+                            return Some((
+                                Err(ClientError::Trimmed { index, first }),
+                                (next, buffered, None),
+                            ))
                         }
                         Ok(_) | Err(_) => {
                             // Resume from `next` on a fresh stream, possibly another node.
@@ -460,20 +530,39 @@ impl Client {
             .map_err(|e| ClientError::Unreachable(format!("node {id} at {addr}: {e}")))
     }
 
-    async fn request(&self, id: NodeId, request: Request) -> Result<Response, ClientError> {
-        let tx = {
-            let mut sessions = self.inner.sessions.lock().await;
-            match sessions.get(&id) {
-                Some(s) if !s.tx.is_closed() => s.tx.clone(),
-                _ => {
+    /// The request channel of the session with node `id`, connecting if needed.
+    /// Failing here means nothing was sent.
+    async fn session(&self, id: NodeId) -> Result<mpsc::Sender<Pending>, ClientError> {
+        let mut sessions = self.inner.sessions.lock().await;
+        match sessions.get(&id) {
+            Some(s) if !s.tx.is_closed() => Ok(s.tx.clone()),
+            _ => {
+                let connecting = async {
                     let conn = self.connect(id).await?;
-                    let session = Session::start(conn, id).await?;
-                    let tx = session.tx.clone();
-                    sessions.insert(id, session);
-                    tx
-                }
+                    Session::start(conn, id).await
+                };
+                let session = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                    .await
+                    .map_err(|_| {
+                        ClientError::Unreachable(format!(
+                            "node {id}: no connection within {CONNECT_TIMEOUT:?}"
+                        ))
+                    })??;
+                let tx = session.tx.clone();
+                sessions.insert(id, session);
+                Ok(tx)
             }
-        };
+        }
+    }
+
+    /// Sends on an established session; failing here means the request may
+    /// have reached the node.
+    async fn send(
+        &self,
+        id: NodeId,
+        tx: mpsc::Sender<Pending>,
+        request: Request,
+    ) -> Result<Response, ClientError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         tx.send((request, reply_tx))
             .await
@@ -483,9 +572,29 @@ impl Client {
             .map_err(|_| ClientError::Unreachable(format!("connection to node {id} lost")))?
     }
 
+    async fn request(&self, id: NodeId, request: Request) -> Result<Response, ClientError> {
+        let tx = self.session(id).await?;
+        self.send(id, tx, request).await
+    }
+
     async fn drop_session(&self, id: NodeId) {
         self.inner.sessions.lock().await.remove(&id);
     }
+}
+
+/// Room a frame needs besides the payload (request fields, postcard framing).
+const FRAME_OVERHEAD_BYTES: usize = 1024;
+
+/// A value that cannot fit in one frame is refused before anything is sent.
+fn check_size(payload: &Bytes) -> Result<(), ClientError> {
+    let max = frame_max() - FRAME_OVERHEAD_BYTES;
+    if payload.len() > max {
+        return Err(ClientError::TooLarge {
+            bytes: payload.len() as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
 }
 
 fn frame_max() -> usize {
@@ -511,6 +620,8 @@ struct Subscription {
 }
 
 type Pending = (Request, oneshot::Sender<Result<Response, ClientError>>);
+/// Requests sent on a session and not yet answered, by `req` id.
+type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, ClientError>>>>>;
 
 /// One connection to one node with one pipelined request stream.
 #[derive(Debug)]
@@ -521,20 +632,23 @@ struct Session {
 impl Session {
     async fn start(conn: quinn::Connection, id: NodeId) -> Result<Session, ClientError> {
         let (send, recv) = conn.open_bi().await.map_err(|e| {
-            ClientError::Unreachable(format!("node {id}: {e} (is this client's certificate accepted?)"))
+            ClientError::Unreachable(format!(
+                "node {id}: {e} (is this client's certificate accepted?)"
+            ))
         })?;
         let mut writer = FrameWriter::<Request>::new(send, frame_max());
         let mut reader = FrameReader::<Response>::new(recv, frame_max());
         let (tx, mut rx) = mpsc::channel::<Pending>(SESSION_QUEUE_CAPACITY);
-        let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, ClientError>>>>> =
-            Arc::new(Mutex::new(HashMap::new()));
+        let waiting: Waiting = Arc::new(Mutex::new(HashMap::new()));
         let waiting_reader = waiting.clone();
         let reader_task = tokio::spawn(async move {
             let reason = loop {
                 match reader.read().await {
                     Ok(Some(response)) => {
-                        let waiter =
-                            waiting_reader.lock().ok().and_then(|mut w| w.remove(&response.req()));
+                        let waiter = waiting_reader
+                            .lock()
+                            .ok()
+                            .and_then(|mut w| w.remove(&response.req()));
                         if let Some(waiter) = waiter {
                             let _ = waiter.send(Ok(response));
                         }
@@ -543,10 +657,14 @@ impl Session {
                     Err(e) => break e.to_string(),
                 }
             };
-            let stranded: Vec<_> =
-                waiting_reader.lock().map(|mut w| w.drain().collect()).unwrap_or_default();
+            let stranded: Vec<_> = waiting_reader
+                .lock()
+                .map(|mut w| w.drain().collect())
+                .unwrap_or_default();
             for (_, waiter) in stranded {
-                let _ = waiter.send(Err(ClientError::Unreachable(format!("node {id}: {reason}"))));
+                let _ = waiter.send(Err(ClientError::Unreachable(format!(
+                    "node {id}: {reason}"
+                ))));
             }
         });
         tokio::spawn(async move {
@@ -555,10 +673,13 @@ impl Session {
                     w.insert(request.req(), reply);
                 }
                 if let Err(e) = writer.write(&request).await {
-                    let stranded: Vec<_> =
-                        waiting.lock().map(|mut w| w.drain().collect()).unwrap_or_default();
+                    let stranded: Vec<_> = waiting
+                        .lock()
+                        .map(|mut w| w.drain().collect())
+                        .unwrap_or_default();
                     for (_, waiter) in stranded {
-                        let _ = waiter.send(Err(ClientError::Unreachable(format!("node {id}: {e}"))));
+                        let _ =
+                            waiter.send(Err(ClientError::Unreachable(format!("node {id}: {e}"))));
                     }
                     break;
                 }
@@ -569,4 +690,3 @@ impl Session {
         Ok(Session { tx })
     }
 }
-

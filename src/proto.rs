@@ -33,10 +33,17 @@ pub enum Request {
         entries_max: u32,
     },
     /// The highest chosen index, confirmed by a quorum round at the leader.
-    Tail { req: u64 },
-    Status { req: u64 },
+    Tail {
+        req: u64,
+    },
+    Status {
+        req: u64,
+    },
     /// Push every chosen user entry from `from` on, in order, on this stream.
-    Subscribe { req: u64, from: Index },
+    Subscribe {
+        req: u64,
+        from: Index,
+    },
 }
 
 impl Request {

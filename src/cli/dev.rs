@@ -39,7 +39,10 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !matches!(args.nodes, 1 | 3 | 5) {
-        bail!("--nodes must be 1, 3 or 5 (a majority must survive a failure), not {}", args.nodes);
+        bail!(
+            "--nodes must be 1, 3 or 5 (a majority must survive a failure), not {}",
+            args.nodes
+        );
     }
     if args.fresh && args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)
@@ -50,7 +53,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = args.dir.canonicalize().context("resolving --dir")?;
     let ids: Vec<u64> = (1..=args.nodes).collect();
     let certs = dir.join("certs");
-    let have_certs = ids.iter().all(|id| certs.join(format!("node-{id}.pem")).exists())
+    let have_certs = ids
+        .iter()
+        .all(|id| certs.join(format!("node-{id}.pem")).exists())
         && certs.join(format!("client-{CLIENT_NAME}.pem")).exists();
     if !have_certs {
         paxlog_net::generate_certs(&certs, &ids, &[CLIENT_NAME.to_string()])
@@ -100,9 +105,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  paxlog read --cluster {rel} --from 1");
         println!("  paxlog tail --cluster {rel} --follow");
         println!("  paxlog status --cluster {rel}");
-        println!("  curl http://{}/metrics", file.nodes[0].admin.map(|a| a.to_string()).unwrap_or_default());
+        println!(
+            "  curl http://{}/metrics",
+            file.nodes[0]
+                .admin
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
         println!("(from a source checkout, `paxlog` is `cargo run --profile ci --`)");
-        println!("Node logs: {}. Press Ctrl-C to stop.", relative(&dir.join("logs")));
+        println!(
+            "Node logs: {}. Press Ctrl-C to stop.",
+            relative(&dir.join("logs"))
+        );
         wait_until_stopped(&mut children).await;
     }
     stop_all(&mut children).await;
@@ -133,7 +147,10 @@ fn spawn_node(exe: &Path, dir: &Path, cluster: &Path, id: u64) -> anyhow::Result
         .arg(id.to_string())
         .arg("--data")
         .arg(dir.join("data").join(format!("node-{id}")))
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -170,9 +187,18 @@ async fn show_it_works(cluster: &Path, children: &mut [(u64, Child)]) -> anyhow:
         children.len(),
         started.elapsed().as_millis()
     );
-    let value = format!("hello from paxlog dev at {}", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
-    let index = client.append(Bytes::from(value.clone())).await.context("appending a first entry")?;
-    let back = client.read(index, Some(index)).await.context("reading it back")?;
+    let value = format!(
+        "hello from paxlog dev at {}",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+    let index = client
+        .append(Bytes::from(value.clone()))
+        .await
+        .context("appending a first entry")?;
+    let back = client
+        .read(index, Some(index))
+        .await
+        .context("reading it back")?;
     match back.first() {
         Some(entry) if entry.payload == value.as_bytes() => {
             println!("appended {value:?} at index {index} and read it back");

@@ -18,7 +18,11 @@ use crate::client::Client;
 use crate::cluster::ClusterFile;
 
 #[derive(Debug, Parser)]
-#[command(name = "paxlog", version, about = "A Multi-Paxos replicated log over QUIC and RocksDB")]
+#[command(
+    name = "paxlog",
+    version,
+    about = "A Multi-Paxos replicated log over QUIC and RocksDB"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Cmd,
@@ -61,7 +65,11 @@ pub struct ClientArgs {
 impl ClientArgs {
     pub fn connect(&self) -> anyhow::Result<Client> {
         let file = ClusterFile::load(&self.cluster)?;
-        Ok(Client::from_cluster_file(&file, self.client.as_deref(), self.timeout)?)
+        Ok(Client::from_cluster_file(
+            &file,
+            self.client.as_deref(),
+            self.timeout,
+        )?)
     }
 }
 
@@ -81,7 +89,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Renders a value for the terminal: UTF-8 as is (tabs/newlines escaped), else hex.
 pub fn render_value(bytes: &[u8], hex: bool) -> String {
     match (hex, std::str::from_utf8(bytes)) {
-        (false, Ok(text)) => text.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t"),
+        (false, Ok(text)) => text
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\t', "\\t"),
         _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
     }
 }

@@ -42,7 +42,12 @@ pub async fn run_read(args: ReadArgs) -> anyhow::Result<ExitCode> {
     let entries = client.read(args.from, args.to).await?;
     let mut out = std::io::stdout().lock();
     for entry in entries {
-        writeln!(out, "{}\t{}", entry.index, render_value(&entry.payload, args.hex))?;
+        writeln!(
+            out,
+            "{}\t{}",
+            entry.index,
+            render_value(&entry.payload, args.hex)
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -64,7 +69,12 @@ pub async fn run_tail(args: TailArgs) -> anyhow::Result<ExitCode> {
         let entries = client.read(from, None).await?;
         let mut out = std::io::stdout().lock();
         for entry in entries {
-            writeln!(out, "{}\t{}", entry.index, render_value(&entry.payload, args.hex))?;
+            writeln!(
+                out,
+                "{}\t{}",
+                entry.index,
+                render_value(&entry.payload, args.hex)
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }

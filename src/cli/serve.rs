@@ -41,7 +41,9 @@ pub struct Args {
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s.split_once("..").ok_or("expected MIN..MAX, e.g. 300..600")?;
+    let (a, b) = s
+        .split_once("..")
+        .ok_or("expected MIN..MAX, e.g. 300..600")?;
     let a: u64 = a.trim().parse().map_err(|e| format!("bad MIN: {e}"))?;
     let b: u64 = b.trim().parse().map_err(|e| format!("bad MAX: {e}"))?;
     if a == 0 || a >= b {
@@ -51,9 +53,17 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 }
 
 fn parse_peer(s: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
-    let (id, addr) = s.split_once('=').with_context(|| format!("--peer {s:?}: expected ID=ADDR"))?;
-    let id: NodeId = id.trim().parse().with_context(|| format!("--peer {s:?}: bad id"))?;
-    let addr: SocketAddr = addr.trim().parse().with_context(|| format!("--peer {s:?}: bad address"))?;
+    let (id, addr) = s
+        .split_once('=')
+        .with_context(|| format!("--peer {s:?}: expected ID=ADDR"))?;
+    let id: NodeId = id
+        .trim()
+        .parse()
+        .with_context(|| format!("--peer {s:?}: bad id"))?;
+    let addr: SocketAddr = addr
+        .trim()
+        .parse()
+        .with_context(|| format!("--peer {s:?}: bad address"))?;
     Ok((id, addr))
 }
 
@@ -67,11 +77,21 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
             let entry = file
                 .node(args.id)
                 .with_context(|| format!("node {} is not in {}", args.id, path.display()))?;
-            (file.cluster_id.clone(), file.addrs(), file.certs.clone(), entry.admin)
+            (
+                file.cluster_id.clone(),
+                file.addrs(),
+                file.certs.clone(),
+                entry.admin,
+            )
         }
         None => {
-            let certs = args.certs.clone().context("without --cluster, --certs is required")?;
-            let listen = args.listen.context("without --cluster, --listen is required")?;
+            let certs = args
+                .certs
+                .clone()
+                .context("without --cluster, --certs is required")?;
+            let listen = args
+                .listen
+                .context("without --cluster, --listen is required")?;
             let mut members = BTreeMap::new();
             members.insert(args.id, listen);
             for peer in &args.peers {
@@ -80,7 +100,10 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
                     bail!("node {id} is given twice");
                 }
             }
-            let cluster_id = args.cluster_id.clone().unwrap_or_else(|| DEFAULT_CLUSTER_ID.into());
+            let cluster_id = args
+                .cluster_id
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CLUSTER_ID.into());
             (cluster_id, members, certs, None)
         }
     };
@@ -99,13 +122,19 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = node_config(&args)?;
     let node_id = config.node_id;
-    let handle = node::start(config)
-        .await
-        .with_context(|| format!("starting node {node_id} with data in {}", args.data.display()))?;
+    let handle = node::start(config).await.with_context(|| {
+        format!(
+            "starting node {node_id} with data in {}",
+            args.data.display()
+        )
+    })?;
     eprintln!(
         "paxlog node {node_id} serving on {}{}",
         handle.local_addr(),
-        handle.admin_addr().map(|a| format!(", admin on http://{a}")).unwrap_or_default()
+        handle
+            .admin_addr()
+            .map(|a| format!(", admin on http://{a}"))
+            .unwrap_or_default()
     );
     let stopper = handle.stopper();
     tokio::spawn(async move {

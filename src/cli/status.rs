@@ -32,8 +32,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .into_iter()
         .map(|(id, addr, result)| match result {
-            Ok(status) => Row { id, addr: addr.to_string(), role: status.role.clone(), status: Some(status), error: None },
-            Err(e) => Row { id, addr: addr.to_string(), role: "unreachable".into(), status: None, error: Some(e.to_string()) },
+            Ok(status) => Row {
+                id,
+                addr: addr.to_string(),
+                role: status.role.clone(),
+                status: Some(status),
+                error: None,
+            },
+            Err(e) => Row {
+                id,
+                addr: addr.to_string(),
+                role: "unreachable".into(),
+                status: None,
+                error: Some(e.to_string()),
+            },
         })
         .collect();
     let reachable = rows.iter().filter(|r| r.status.is_some()).count();
@@ -42,7 +54,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
-        table.set_header(["id", "addr", "role", "ballot", "chosen", "last", "trim", "peers (lag, last contact)"]);
+        table.set_header([
+            "id",
+            "addr",
+            "role",
+            "ballot",
+            "chosen",
+            "last",
+            "trim",
+            "peers (lag, last contact)",
+        ]);
         for row in &rows {
             match &row.status {
                 Some(s) => {
@@ -50,7 +71,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         .peers
                         .iter()
                         .map(|p| {
-                            let contact = p.last_contact_ms.map(|ms| format!("{ms}ms ago")).unwrap_or_else(|| "never".into());
+                            let contact = p
+                                .last_contact_ms
+                                .map(|ms| format!("{ms}ms ago"))
+                                .unwrap_or_else(|| "never".into());
                             format!("{}: lag {}, {}", p.id, p.lag_entries, contact)
                         })
                         .collect::<Vec<_>>()

@@ -122,9 +122,18 @@ async fn ask<T>(
 async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
     let req = request.req();
     // A dropped reply channel means the loop stopped with the request in its hands.
-    let stopped = || Response::Error { req, error: WireError::Indeterminate };
+    let stopped = || Response::Error {
+        req,
+        error: WireError::Indeterminate,
+    };
     match request {
-        Request::Append { client_id, seq, payload, expected_ballot, .. } => {
+        Request::Append {
+            client_id,
+            seq,
+            payload,
+            expected_ballot,
+            ..
+        } => {
             let command = ProposalCommand::Append(payload);
             match ask(&loop_tx, |reply| Command::Propose {
                 client_id,
@@ -140,7 +149,12 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
                 None => stopped(),
             }
         }
-        Request::Trim { client_id, seq, upto, .. } => {
+        Request::Trim {
+            client_id,
+            seq,
+            upto,
+            ..
+        } => {
             let command = ProposalCommand::Trim(upto);
             match ask(&loop_tx, |reply| Command::Propose {
                 client_id,
@@ -156,37 +170,71 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
                 None => stopped(),
             }
         }
-        Request::Read { from, to, entries_max, .. } => {
+        Request::Read {
+            from,
+            to,
+            entries_max,
+            ..
+        } => {
             let entries_max = (entries_max as usize).clamp(1, READ_ENTRIES_MAX);
-            match ask(&loop_tx, |reply| Command::Read { from, to, entries_max, reply }).await {
-                Some(Ok(ReadResult { entries, next, chosen_index })) => {
-                    Response::Entries { req, entries, next, chosen_index }
-                }
+            match ask(&loop_tx, |reply| Command::Read {
+                from,
+                to,
+                entries_max,
+                reply,
+            })
+            .await
+            {
+                Some(Ok(ReadResult {
+                    entries,
+                    next,
+                    chosen_index,
+                })) => Response::Entries {
+                    req,
+                    entries,
+                    next,
+                    chosen_index,
+                },
                 Some(Err(error)) => Response::Error { req, error },
-                None => Response::Error { req, error: WireError::ShuttingDown },
+                None => Response::Error {
+                    req,
+                    error: WireError::ShuttingDown,
+                },
             }
         }
         Request::Status { .. } => match ask(&loop_tx, |reply| Command::Status { reply }).await {
             Some(status) => Response::Status { req, status },
-            None => Response::Error { req, error: WireError::ShuttingDown },
+            None => Response::Error {
+                req,
+                error: WireError::ShuttingDown,
+            },
         },
         Request::Tail { .. } => {
             // Linearizable tail needs a quorum round from the core; until it
             // exists this answers from a leader only, which the client checks.
             match ask(&loop_tx, |reply| Command::Status { reply }).await {
-                Some(status) if status.role == "leader" => {
-                    Response::Tail { req, index: status.chosen_index, ballot: status.ballot }
-                }
+                Some(status) if status.role == "leader" => Response::Tail {
+                    req,
+                    index: status.chosen_index,
+                    ballot: status.ballot,
+                },
                 Some(status) => Response::Error {
                     req,
-                    error: WireError::NotLeader { leader: status.leader },
+                    error: WireError::NotLeader {
+                        leader: status.leader,
+                    },
                 },
-                None => Response::Error { req, error: WireError::ShuttingDown },
+                None => Response::Error {
+                    req,
+                    error: WireError::ShuttingDown,
+                },
             }
         }
         Request::Subscribe { .. } => Response::Error {
             req,
-            error: WireError::BadRequest("subscribe must be the first request on its stream".into()),
+            error: WireError::BadRequest(
+                "subscribe must be the first request on its stream".into(),
+            ),
         },
     }
 }
@@ -212,8 +260,15 @@ async fn subscribe(
             })
             .await;
             match result {
-                Some(Ok(ReadResult { entries, next: after, chosen_index })) => {
-                    assert!(after > next || entries.is_empty(), "a subscription never goes back");
+                Some(Ok(ReadResult {
+                    entries,
+                    next: after,
+                    chosen_index,
+                })) => {
+                    assert!(
+                        after > next || entries.is_empty(),
+                        "a subscription never goes back"
+                    );
                     if after <= next {
                         // Nothing readable yet at `next` (not durable locally); wait for more.
                         if chosen.changed().await.is_err() {
@@ -222,7 +277,14 @@ async fn subscribe(
                         continue;
                     }
                     next = after;
-                    writer.write(&Response::Entries { req, entries, next, chosen_index }).await?;
+                    writer
+                        .write(&Response::Entries {
+                            req,
+                            entries,
+                            next,
+                            chosen_index,
+                        })
+                        .await?;
                 }
                 Some(Err(error)) => {
                     writer.write(&Response::Error { req, error }).await?;

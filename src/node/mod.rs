@@ -57,7 +57,9 @@ impl NodeConfig {
         certs_dir: PathBuf,
         data_dir: PathBuf,
     ) -> Result<NodeConfig, NodeError> {
-        let listen = *members.get(&node_id).ok_or(NodeError::NotAMember(node_id))?;
+        let listen = *members
+            .get(&node_id)
+            .ok_or(NodeError::NotAMember(node_id))?;
         let core = core::Config::new(node_id, members.keys().copied().collect());
         Ok(NodeConfig {
             cluster_id,
@@ -68,8 +70,18 @@ impl NodeConfig {
             data_dir,
             admin: None,
             core,
-            net: NetConfig::default(),
+            net: liveness_net_config(),
         })
+    }
+}
+
+/// Transport settings that notice a dead peer or client within ~3 s, so a
+/// restarted peer gets a fresh link and a client fails over quickly.
+pub fn liveness_net_config() -> NetConfig {
+    NetConfig {
+        idle_timeout_ms: 3_000,
+        keep_alive_ms: 500,
+        ..NetConfig::default()
     }
 }
 
@@ -218,7 +230,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         None => None,
     };
     let endpoint = Arc::new(endpoint);
-    clients::spawn_acceptor(endpoint.clone(), client_tx, chosen_rx.clone(), shutdown_rx.clone());
+    clients::spawn_acceptor(
+        endpoint.clone(),
+        client_tx,
+        chosen_rx.clone(),
+        shutdown_rx.clone(),
+    );
 
     let driver = Driver {
         node_id: config.node_id,
@@ -233,7 +250,13 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     };
     let task = tokio::spawn(driver.run(peer_rx, client_rx, done_rx, shutdown_rx, endpoint));
     tracing::info!(node = config.node_id, %local_addr, "node started");
-    Ok(NodeHandle { local_addr, admin_addr, shutdown: Arc::new(shutdown_tx), task, chosen: chosen_rx })
+    Ok(NodeHandle {
+        local_addr,
+        admin_addr,
+        shutdown: Arc::new(shutdown_tx),
+        task,
+        chosen: chosen_rx,
+    })
 }
 
 fn seed_from_clock(node_id: NodeId) -> u64 {
@@ -362,15 +385,32 @@ impl<S: Store + 'static> Driver<S> {
     fn on_command(&mut self, command: Command) {
         let now = self.now_ms();
         match command {
-            Command::Propose { client_id, seq, command, expected_ballot, reply } => {
+            Command::Propose {
+                client_id,
+                seq,
+                command,
+                expected_ballot,
+                reply,
+            } => {
                 let id = self.next_request;
                 self.next_request += 1;
                 self.replies.insert(id, reply);
-                let proposal = core::Proposal { id, client_id, seq, command, expected_ballot };
+                let proposal = core::Proposal {
+                    id,
+                    client_id,
+                    seq,
+                    command,
+                    expected_ballot,
+                };
                 self.replica.propose(proposal, now);
                 metrics::counter!("paxlog_appends_total").increment(1);
             }
-            Command::Read { from, to, entries_max, reply } => {
+            Command::Read {
+                from,
+                to,
+                entries_max,
+                reply,
+            } => {
                 let _ = reply.send(self.read(from, to, entries_max));
             }
             Command::Status { reply } => {
@@ -385,10 +425,20 @@ impl<S: Store + 'static> Driver<S> {
         let from = from.max(1);
         let to = to.min(chosen_index);
         if from > to {
-            return Ok(ReadResult { entries: Vec::new(), next: from, chosen_index });
+            return Ok(ReadResult {
+                entries: Vec::new(),
+                next: from,
+                chosen_index,
+            });
         }
-        let limit = ReadLimit { entries_max: entries_max.max(1), bytes_max: READ_BYTES_MAX };
-        let chosen = self.replica.read_chosen(from, limit).map_err(core_read_error)?;
+        let limit = ReadLimit {
+            entries_max: entries_max.max(1),
+            bytes_max: READ_BYTES_MAX,
+        };
+        let chosen = self
+            .replica
+            .read_chosen(from, limit)
+            .map_err(core_read_error)?;
         let mut next = from;
         let mut entries = Vec::new();
         for (index, command) in chosen {
@@ -400,7 +450,11 @@ impl<S: Store + 'static> Driver<S> {
                 entries.push(Entry { index, payload });
             }
         }
-        Ok(ReadResult { entries, next, chosen_index })
+        Ok(ReadResult {
+            entries,
+            next,
+            chosen_index,
+        })
     }
 
     fn status(&self, now: u64) -> NodeStatus {
@@ -476,12 +530,15 @@ pub(crate) fn role_name(role: Role) -> &'static str {
 
 fn wire_error(e: ProposeError) -> WireError {
     match e {
-        ProposeError::NotLeader { leader_hint } => WireError::NotLeader { leader: leader_hint },
+        ProposeError::NotLeader { leader_hint } => WireError::NotLeader {
+            leader: leader_hint,
+        },
         ProposeError::NoQuorum => WireError::NoQuorum,
         ProposeError::Busy => WireError::Busy,
-        ProposeError::TooLarge { bytes, max } => {
-            WireError::TooLarge { bytes: bytes as u64, max: max as u64 }
-        }
+        ProposeError::TooLarge { bytes, max } => WireError::TooLarge {
+            bytes: bytes as u64,
+            max: max as u64,
+        },
         ProposeError::Fenced { current } => WireError::Fenced { current },
         ProposeError::Indeterminate => WireError::Indeterminate,
     }

@@ -91,7 +91,13 @@ mod tests {
 
     fn accept(index: u64, counter: u64) -> (u64, Accepted) {
         let ballot = Ballot::new(counter, 1);
-        (index, Accepted { ballot, value: Bytes::from(vec![counter as u8]) })
+        (
+            index,
+            Accepted {
+                ballot,
+                value: Bytes::from(vec![counter as u8]),
+            },
+        )
     }
 
     #[test]
@@ -118,7 +124,16 @@ mod tests {
     #[test]
     #[should_panic(expected = "never decrease")]
     fn merge_refuses_a_decreasing_promise() {
-        let mut a = WriteBatch { promise: Some(Ballot::new(5, 1)), ..Default::default() };
-        merge_into(&mut a, WriteBatch { promise: Some(Ballot::new(4, 1)), ..Default::default() });
+        let mut a = WriteBatch {
+            promise: Some(Ballot::new(5, 1)),
+            ..Default::default()
+        };
+        merge_into(
+            &mut a,
+            WriteBatch {
+                promise: Some(Ballot::new(4, 1)),
+                ..Default::default()
+            },
+        );
     }
 }

@@ -55,7 +55,12 @@ impl TestCluster {
         };
         let cluster_path = dir.path().join("cluster.toml");
         std::fs::write(&cluster_path, file.to_toml()).expect("write cluster file");
-        TestCluster { dir, file, cluster_path, children: BTreeMap::new() }
+        TestCluster {
+            dir,
+            file,
+            cluster_path,
+            children: BTreeMap::new(),
+        }
     }
 
     /// Starts `n` nodes and waits for a leader.
@@ -77,7 +82,10 @@ impl TestCluster {
     }
 
     pub fn start_node(&mut self, id: u64) {
-        assert!(!self.children.contains_key(&id), "node {id} already running");
+        assert!(
+            !self.children.contains_key(&id),
+            "node {id} already running"
+        );
         let log_path = self.dir.path().join(format!("node-{id}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -122,6 +130,7 @@ impl TestCluster {
 
     pub fn client_with_timeout(&self, timeout: Duration) -> Client {
         let file = ClusterFile::load(&self.cluster_path).expect("cluster file");
+        let _runtime = runtime().enter();
         Client::from_cluster_file(&file, None, timeout).expect("client")
     }
 
@@ -129,7 +138,11 @@ impl TestCluster {
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_paxlog"));
         cmd.args(args).arg("--cluster").arg(&self.cluster_path);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn paxlog");
         if let Some(input) = stdin {
@@ -156,20 +169,29 @@ impl TestCluster {
     /// Waits until some running node reports itself leader; returns its id.
     pub fn wait_for_leader(&self) -> u64 {
         self.wait_for("a leader", |statuses| {
-            statuses.iter().filter_map(|(_, s)| s.as_ref()).find(|s| s.role == "leader").map(|s| s.id)
+            statuses
+                .iter()
+                .filter_map(|(_, s)| s.as_ref())
+                .find(|s| s.role == "leader")
+                .map(|s| s.id)
         })
     }
 
     /// Waits until every running node's chosen index is at least `index`.
     pub fn wait_for_chosen(&self, index: u64) {
-        self.wait_for(&format!("every running node to choose {index}"), |statuses| {
-            let running: Vec<_> =
-                statuses.iter().filter(|(id, _)| self.children.contains_key(id)).collect();
-            running
-                .iter()
-                .all(|(_, s)| s.as_ref().is_some_and(|s| s.chosen_index >= index))
-                .then_some(())
-        });
+        self.wait_for(
+            &format!("every running node to choose {index}"),
+            |statuses| {
+                let running: Vec<_> = statuses
+                    .iter()
+                    .filter(|(id, _)| self.children.contains_key(id))
+                    .collect();
+                running
+                    .iter()
+                    .all(|(_, s)| s.as_ref().is_some_and(|s| s.chosen_index >= index))
+                    .then_some(())
+            },
+        );
     }
 
     /// Polls cluster status until `check` returns Some, at most [`WAIT_MAX`].

@@ -1,0 +1,395 @@
+//! Integration tests: real `paxlog serve` processes on loopback, QUIC with
+//! mutual TLS, RocksDB on disk. See `common` for the harness.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{block_on, runtime, TestCluster, CLIENT};
+use paxlog::client::{Client, ClientError, ClientOptions};
+use paxlog::proto::Entry;
+
+/// A client that talks to one node only, to read what *that* node holds.
+fn client_for_node(cluster: &TestCluster, id: u64) -> Client {
+    let tls = paxlog_net::ClientTls::load(&cluster.dir.path().join("certs"), CLIENT).expect("tls");
+    let nodes = [(id, common::addr_of(&cluster.file, id))]
+        .into_iter()
+        .collect();
+    let _runtime = runtime().enter();
+    Client::new(
+        tls,
+        ClientOptions {
+            nodes,
+            timeout: Duration::from_secs(10),
+        },
+    )
+    .expect("client")
+}
+
+/// Reads `1..=to` from node `id` alone (any node may serve chosen entries).
+fn read_node(cluster: &TestCluster, id: u64, to: u64) -> Vec<Entry> {
+    block_on(client_for_node(cluster, id).read(1, Some(to))).expect("read from node")
+}
+
+/// The highest chosen index any node reports, once every running node has it.
+fn settle(cluster: &TestCluster) -> u64 {
+    let chosen = cluster
+        .statuses()
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().map(|s| s.chosen_index))
+        .max()
+        .unwrap_or(0);
+    cluster.wait_for_chosen(chosen);
+    chosen
+}
+
+/// Every running node holds the same entries, each value exactly once.
+fn assert_same_everywhere(cluster: &TestCluster, expected_len: usize) -> Vec<Entry> {
+    let to = settle(cluster);
+    let mut reference: Option<(u64, Vec<Entry>)> = None;
+    for id in cluster
+        .ids()
+        .into_iter()
+        .filter(|id| cluster.is_running(*id))
+    {
+        let entries = read_node(cluster, id, to);
+        assert_eq!(
+            entries.len(),
+            expected_len,
+            "node {id} holds {} entries",
+            entries.len()
+        );
+        let distinct: BTreeSet<_> = entries.iter().map(|e| e.payload.clone()).collect();
+        assert_eq!(
+            distinct.len(),
+            entries.len(),
+            "node {id} holds a value twice"
+        );
+        match &reference {
+            None => reference = Some((id, entries)),
+            Some((ref_id, ref_entries)) => {
+                assert_eq!(
+                    &entries, ref_entries,
+                    "node {id} differs from node {ref_id}"
+                )
+            }
+        }
+    }
+    reference.map(|(_, e)| e).unwrap_or_default()
+}
+
+#[test]
+fn ten_thousand_appends_from_eight_clients_read_back_identically_everywhere() {
+    let cluster = TestCluster::start(3);
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 1250;
+    let acked: Vec<Vec<(Bytes, u64)>> = block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let client = cluster.client();
+            tasks.push(runtime().spawn(async move {
+                let values: Vec<Bytes> = (0..PER_CLIENT)
+                    .map(|i| Bytes::from(format!("c{c}-{i}")))
+                    .collect();
+                let results = client.append_all(values.clone(), 64).await;
+                values
+                    .into_iter()
+                    .zip(results)
+                    .map(|(v, r)| (v, r.expect("every append is acknowledged")))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("client task"));
+        }
+        out
+    });
+    let by_index: BTreeMap<u64, Bytes> = acked.into_iter().flatten().map(|(v, i)| (i, v)).collect();
+    assert_eq!(
+        by_index.len(),
+        CLIENTS * PER_CLIENT,
+        "two values acknowledged at one index"
+    );
+    let last = *by_index.keys().last().expect("some index");
+    cluster.wait_for_chosen(last);
+    let entries = assert_same_everywhere(&cluster, CLIENTS * PER_CLIENT);
+    for entry in &entries {
+        assert_eq!(
+            by_index.get(&entry.index),
+            Some(&entry.payload),
+            "index {}",
+            entry.index
+        );
+    }
+}
+
+#[test]
+fn leader_sigkill_under_load_loses_nothing_and_the_old_leader_catches_up() {
+    let mut cluster = TestCluster::start(3);
+    let first_leader = cluster.wait_for_leader();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked_count = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        let client = cluster.client_with_timeout(Duration::from_secs(20));
+        let stop = stop.clone();
+        let acked_count = acked_count.clone();
+        tasks.push(runtime().spawn(async move {
+            let mut acked = Vec::new();
+            let mut uncertain = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let value = Bytes::from(format!("c{c}-{i}"));
+                i += 1;
+                match client.append(value.clone()).await {
+                    Ok(index) => {
+                        acked.push((value, index));
+                        acked_count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if !e.surely_not_appended() => uncertain.push(value),
+                    Err(e) => panic!("append of {value:?} surely failed: {e}"),
+                }
+            }
+            (acked, uncertain)
+        }));
+    }
+    let wait_acks = |n: usize| {
+        let started = Instant::now();
+        while acked_count.load(Ordering::Relaxed) < n {
+            assert!(
+                started.elapsed() < common::WAIT_MAX,
+                "stuck below {n} acknowledged appends"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_acks(300);
+    cluster.kill_node(first_leader);
+    let killed_at = acked_count.load(Ordering::Relaxed);
+    let new_leader = cluster.wait_for_leader();
+    assert_ne!(new_leader, first_leader, "a killed node cannot lead");
+    wait_acks(killed_at + 300);
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    let mut uncertain = Vec::new();
+    for t in tasks {
+        let (a, u) = block_on(t).expect("client task");
+        acked.extend(a);
+        uncertain.extend(u);
+    }
+    assert!(
+        acked.len() >= killed_at + 300,
+        "appends continued after the kill"
+    );
+
+    let survivor = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != first_leader)
+        .expect("survivor");
+    let last = acked.iter().map(|(_, i)| *i).max().expect("acked");
+    cluster.wait_for_chosen(last);
+    let entries = read_node(&cluster, survivor, settle(&cluster));
+    let at: BTreeMap<u64, &Bytes> = entries.iter().map(|e| (e.index, &e.payload)).collect();
+    for (value, index) in &acked {
+        assert_eq!(
+            at.get(index),
+            Some(&value),
+            "acknowledged {value:?} at {index} is lost"
+        );
+    }
+    let distinct: BTreeSet<_> = entries.iter().map(|e| &e.payload).collect();
+    assert_eq!(distinct.len(), entries.len(), "a value was appended twice");
+    let known: BTreeSet<&Bytes> = acked
+        .iter()
+        .map(|(v, _)| v)
+        .chain(uncertain.iter())
+        .collect();
+    for e in &entries {
+        assert!(
+            known.contains(&e.payload),
+            "{:?} was never appended",
+            e.payload
+        );
+    }
+
+    cluster.start_node(first_leader);
+    cluster.wait_for_chosen(last);
+    assert_same_everywhere(&cluster, entries.len());
+}
+
+#[test]
+fn full_cluster_restart_keeps_the_log() {
+    let mut cluster = TestCluster::start(3);
+    let client = cluster.client();
+    let values: Vec<Bytes> = (0..500).map(|i| Bytes::from(format!("v{i}"))).collect();
+    let indexes: Vec<u64> = block_on(client.append_all(values.clone(), 32))
+        .into_iter()
+        .map(|r| r.expect("append"))
+        .collect();
+    drop(client);
+    let last = *indexes.iter().max().expect("indexes");
+    cluster.wait_for_chosen(last);
+    for id in cluster.ids() {
+        cluster.kill_node(id);
+    }
+    for id in cluster.ids() {
+        cluster.start_node(id);
+    }
+    cluster.wait_for_leader();
+    cluster.wait_for_chosen(last);
+    let entries = assert_same_everywhere(&cluster, values.len());
+    // Pipelined appends may be chosen out of input order; each keeps its index.
+    let expected: BTreeMap<u64, &Bytes> = indexes.iter().copied().zip(&values).collect();
+    let found: BTreeMap<u64, &Bytes> = entries.iter().map(|e| (e.index, &e.payload)).collect();
+    assert_eq!(found, expected);
+    // The restarted cluster still takes appends, after what it had.
+    let next = block_on(
+        cluster
+            .client()
+            .append(Bytes::from_static(b"after restart")),
+    )
+    .expect("append");
+    assert!(next > last);
+}
+
+#[test]
+fn a_lone_node_refuses_appends_with_no_quorum() {
+    let mut cluster = TestCluster::new(3);
+    cluster.start_node(1);
+    cluster.wait_for("node 1 to answer", |s| {
+        s.iter()
+            .any(|(id, status)| *id == 1 && status.is_some())
+            .then_some(())
+    });
+    let (ok, stdout, stderr) = cluster.cli(&["append", "--timeout", "3s", "alone"], None);
+    assert!(!ok, "a lone node acknowledged an append: {stdout}");
+    assert!(stderr.contains("no quorum"), "stderr: {stderr}");
+    let statuses = cluster.statuses();
+    let me = statuses
+        .iter()
+        .find(|(id, _)| *id == 1)
+        .and_then(|(_, s)| s.clone())
+        .expect("status");
+    assert_ne!(me.role, "leader");
+    assert_eq!(me.chosen_index, 0);
+}
+
+#[test]
+fn a_leader_cut_off_from_its_quorum_stops_acknowledging() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    block_on(cluster.client().append(Bytes::from_static(b"before"))).expect("append");
+    for id in cluster.ids().into_iter().filter(|id| *id != leader) {
+        cluster.kill_node(id);
+    }
+    let client = client_for_node(&cluster, leader);
+    let started = Instant::now();
+    let err = block_on(async {
+        loop {
+            match client.append(Bytes::from_static(b"after")).await {
+                Ok(index) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(5),
+                        "acknowledged index {index} long after losing its quorum"
+                    );
+                }
+                Err(e) => break e,
+            }
+        }
+    });
+    assert!(
+        err.surely_not_appended() || matches!(err, ClientError::Indeterminate(_)),
+        "{err}"
+    );
+    cluster.wait_for("the old leader to step down", |s| {
+        s.iter()
+            .find(|(id, _)| *id == leader)
+            .and_then(|(_, s)| s.as_ref())
+            .filter(|s| s.role != "leader")
+            .map(|_| ())
+    });
+}
+
+#[test]
+fn a_client_with_a_strangers_certificate_is_refused() {
+    let cluster = TestCluster::start(3);
+    let stranger = tempfile::tempdir().expect("tempdir");
+    paxlog_net::generate_certs(stranger.path(), &[1], &["mallory".to_string()]).expect("certs");
+    let tls = paxlog_net::ClientTls::load(stranger.path(), "mallory").expect("tls");
+    let _runtime = runtime().enter();
+    let client = Client::new(
+        tls,
+        ClientOptions {
+            nodes: cluster.file.addrs(),
+            timeout: Duration::from_secs(3),
+        },
+    )
+    .expect("client");
+    let result = block_on(client.append(Bytes::from_static(b"forged")));
+    let err = result.expect_err("a stranger's append was acknowledged");
+    assert!(
+        !matches!(err, ClientError::NoQuorum | ClientError::Busy),
+        "{err}"
+    );
+    // And nothing it sent reached the log.
+    assert!(block_on(cluster.client().read(1, None))
+        .expect("read")
+        .is_empty());
+}
+
+#[test]
+fn the_cli_appends_reads_tails_and_reports_status() {
+    let cluster = TestCluster::start(3);
+    let (ok, stdout, stderr) = cluster.cli(&["append"], Some("alpha\nbeta\ngamma\n"));
+    assert!(ok, "append failed: {stderr}");
+    let indexes: Vec<u64> = stdout
+        .lines()
+        .map(|l| l.parse().expect("an index per line"))
+        .collect();
+    assert_eq!(indexes.len(), 3);
+    // Output lines follow input order; pipelining may choose them in another order.
+    let mut expected: Vec<(u64, &str)> = indexes
+        .iter()
+        .copied()
+        .zip(["alpha", "beta", "gamma"])
+        .collect();
+    expected.sort();
+    let expected: String = expected
+        .iter()
+        .map(|(i, v)| format!("{i}\t{v}\n"))
+        .collect();
+
+    let (ok, stdout, stderr) = cluster.cli(&["read", "--from", "1"], None);
+    assert!(ok, "read failed: {stderr}");
+    assert_eq!(stdout, expected);
+
+    let (ok, stdout, _) = cluster.cli(&["read", "--from", "1", "--hex"], None);
+    assert!(ok);
+    assert!(stdout.contains("616c706861"), "hex of alpha in {stdout}");
+
+    let (ok, stdout, stderr) = cluster.cli(&["status", "--json"], None);
+    assert!(ok, "status failed: {stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows.iter().filter(|r| r["role"] == "leader").count(),
+        1,
+        "{stdout}"
+    );
+
+    // Above the node's 1 MiB value limit, below the 4 MiB frame limit: the leader refuses it.
+    let too_big = format!("{}\n", "x".repeat(2 << 20));
+    let (ok, _, stderr) = cluster.cli(&["append", "--timeout", "5s"], Some(&too_big));
+    assert!(!ok, "a 2 MiB value was acknowledged");
+    assert!(
+        stderr.contains("larger than") || stderr.contains("too large"),
+        "{stderr}"
+    );
+}
