@@ -4,6 +4,8 @@ use std::process::ExitCode;
 use futures::StreamExt;
 use paxlog_storage::Index;
 
+use crate::proto::Entry;
+
 use super::{render_value, ClientArgs};
 
 #[derive(Debug, clap::Args)]
@@ -40,15 +42,7 @@ pub struct TailArgs {
 pub async fn run_read(args: ReadArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.connect()?;
     let entries = client.read(args.from, args.to).await?;
-    let mut out = std::io::stdout().lock();
-    for entry in entries {
-        writeln!(
-            out,
-            "{}\t{}",
-            entry.index,
-            render_value(&entry.payload, args.hex)
-        )?;
-    }
+    print_entries(&entries, args.hex)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -67,15 +61,7 @@ pub async fn run_tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     };
     if !args.follow {
         let entries = client.read(from, None).await?;
-        let mut out = std::io::stdout().lock();
-        for entry in entries {
-            writeln!(
-                out,
-                "{}\t{}",
-                entry.index,
-                render_value(&entry.payload, args.hex)
-            )?;
-        }
+        print_entries(&entries, args.hex)?;
         return Ok(ExitCode::SUCCESS);
     }
     let stream = client.subscribe(from);
@@ -86,14 +72,23 @@ pub async fn run_tail(args: TailArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = &mut stop => return Ok(ExitCode::SUCCESS),
             item = stream.next() => match item {
-                Some(Ok(entry)) => {
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "{}\t{}", entry.index, render_value(&entry.payload, args.hex))?;
-                    out.flush()?;
-                }
+                Some(Ok(entry)) => print_entries(&[entry], args.hex)?,
                 Some(Err(error)) => return Err(error.into()),
                 None => return Ok(ExitCode::SUCCESS),
             }
         }
     }
+}
+
+fn print_entries(entries: &[Entry], hex: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for entry in entries {
+        writeln!(
+            out,
+            "{}\t{}",
+            entry.index,
+            render_value(&entry.payload, hex)
+        )?;
+    }
+    out.flush()
 }

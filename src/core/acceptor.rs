@@ -88,6 +88,7 @@ impl<S: Store> Replica<S> {
         }
         self.leader = Some(from);
         self.leader_contact_ms = Some(now_ms);
+        self.pre_vote = None;
         self.peer_contact_ms.insert(from, now_ms);
         self.see_ballot(ballot);
         self.reset_election_deadline(now_ms);

@@ -54,10 +54,10 @@ impl<S: Store> Replica<S> {
             self.reset_election_deadline(now_ms);
             return;
         }
-        self.become_candidate(now_ms);
+        self.start_pre_vote(now_ms);
     }
 
-    fn become_candidate(&mut self, now_ms: u64) {
+    pub(crate) fn become_candidate(&mut self, now_ms: u64) {
         let base = self.promised.max(self.max_seen);
         let ballot = Ballot::new(base.counter + 1, self.config.node_id);
         self.fail_waiters();

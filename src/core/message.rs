@@ -51,6 +51,15 @@ pub enum Message {
         ballot: Ballot,
         chosen_index: Index,
     },
+    /// Would you promise `ballot`? Changes nothing at the receiver.
+    PreVote {
+        ballot: Ballot,
+    },
+    PreVoteReply {
+        ballot: Ballot,
+        granted: bool,
+        promised: Ballot,
+    },
     /// Send me chosen entries from `from_index`.
     CatchupRequest {
         from_index: Index,

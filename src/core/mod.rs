@@ -44,6 +44,7 @@ mod io;
 mod leader;
 mod learner;
 mod message;
+mod prevote;
 pub mod quorum;
 mod replica;
 

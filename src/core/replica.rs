@@ -12,6 +12,7 @@ use super::candidate::Candidate;
 use super::dedup::DedupTable;
 use super::io::Io;
 use super::leader::Leader;
+use super::prevote::PreVote;
 use super::{
     Chosen, Command, Config, CoreError, Message, Outbound, PeerStatus, Persist, Proposal, Reply,
     Role, Status, Ticket,
@@ -77,6 +78,7 @@ pub struct Replica<S: Store> {
     pub(crate) election_deadline_ms: u64,
     pub(crate) peer_contact_ms: BTreeMap<NodeId, u64>,
     pub(crate) catchup_sent_ms: Option<u64>,
+    pub(crate) pre_vote: Option<PreVote>,
 }
 
 impl<S: Store> Replica<S> {
@@ -141,6 +143,7 @@ impl<S: Store> Replica<S> {
             election_deadline_ms: 0,
             peer_contact_ms: BTreeMap::new(),
             catchup_sent_ms: None,
+            pre_vote: None,
         };
         replica.rebuild_dedup()?;
         replica.reset_election_deadline(now_ms);
@@ -216,6 +219,12 @@ impl<S: Store> Replica<S> {
                 chosen_index,
             } => self.on_heartbeat_ack(from, ballot, chosen_index, now),
             Message::CatchupRequest { from_index } => self.on_catchup_request(from, from_index),
+            Message::PreVote { ballot } => self.on_pre_vote(from, ballot, now),
+            Message::PreVoteReply {
+                ballot,
+                granted,
+                promised,
+            } => self.on_pre_vote_reply(from, ballot, granted, promised, now),
             Message::Catchup {
                 first_index,
                 values,

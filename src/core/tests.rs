@@ -599,3 +599,34 @@ fn leader_keeps_the_window_and_gets_busy_beyond_uncommitted_bytes() {
     c.settle();
     assert!(c.replies.iter().filter(|r| r.result.is_ok()).count() >= 3);
 }
+
+#[test]
+fn a_node_that_lost_contact_alone_cannot_depose_a_live_leader() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let start = c.now_ms;
+    let ballot = c.node(1).status(start).ballot;
+    // Node 3 hears nothing for a while; nodes 1 and 2 keep talking.
+    for _ in 0..20 {
+        c.now_ms += 50;
+        let now = c.now_ms;
+        c.node(1).tick(now);
+        c.node(2).tick(now);
+        c.persist(1);
+        c.persist(2);
+        c.deliver_where(|from, m| from != 3 && m.to != 3);
+    }
+    let now = c.now_ms;
+    c.node(3).tick(now);
+    c.collect();
+    assert!(
+        c.inflight
+            .iter()
+            .any(|(from, o)| *from == 3 && matches!(o.message, Message::PreVote { .. })),
+        "node 3's election timer fired"
+    );
+    c.settle();
+    assert_eq!(c.node(1).status(now).role, Role::Leader);
+    assert_eq!(c.node(1).status(now).ballot, ballot, "no ballot was raised");
+    assert!(c.node(3).status(now).ballot <= ballot);
+}

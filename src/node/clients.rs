@@ -119,13 +119,34 @@ async fn ask<T>(
     rx.await.ok()
 }
 
+async fn propose(
+    loop_tx: &mpsc::Sender<Command>,
+    req: u64,
+    client_id: u64,
+    seq: u64,
+    command: ProposalCommand,
+    expected_ballot: Option<paxlog_storage::Ballot>,
+) -> Response {
+    let asked = ask(loop_tx, |reply| Command::Propose {
+        client_id,
+        seq,
+        command,
+        expected_ballot,
+        reply,
+    });
+    match asked.await {
+        Some(Ok(index)) => Response::Appended { req, index },
+        Some(Err(error)) => Response::Error { req, error },
+        // A dropped reply channel means the loop stopped with the request in its hands.
+        None => Response::Error {
+            req,
+            error: WireError::Indeterminate,
+        },
+    }
+}
+
 async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
     let req = request.req();
-    // A dropped reply channel means the loop stopped with the request in its hands.
-    let stopped = || Response::Error {
-        req,
-        error: WireError::Indeterminate,
-    };
     match request {
         Request::Append {
             client_id,
@@ -135,19 +156,7 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
             ..
         } => {
             let command = ProposalCommand::Append(payload);
-            match ask(&loop_tx, |reply| Command::Propose {
-                client_id,
-                seq,
-                command,
-                expected_ballot,
-                reply,
-            })
-            .await
-            {
-                Some(Ok(index)) => Response::Appended { req, index },
-                Some(Err(error)) => Response::Error { req, error },
-                None => stopped(),
-            }
+            propose(&loop_tx, req, client_id, seq, command, expected_ballot).await
         }
         Request::Trim {
             client_id,
@@ -155,20 +164,15 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
             upto,
             ..
         } => {
-            let command = ProposalCommand::Trim(upto);
-            match ask(&loop_tx, |reply| Command::Propose {
+            propose(
+                &loop_tx,
+                req,
                 client_id,
                 seq,
-                command,
-                expected_ballot: None,
-                reply,
-            })
+                ProposalCommand::Trim(upto),
+                None,
+            )
             .await
-            {
-                Some(Ok(index)) => Response::Appended { req, index },
-                Some(Err(error)) => Response::Error { req, error },
-                None => stopped(),
-            }
         }
         Request::Read {
             from,
