@@ -88,7 +88,8 @@ fn readiness(runtime: &tokio::runtime::Handle, loop_tx: &mpsc::Sender<Command>) 
     {
         return (503, "node stopped\n".into());
     }
-    match runtime.block_on(tokio::time::timeout(Duration::from_secs(2), rx)) {
+    // The timer must be created inside the runtime, hence the async block.
+    match runtime.block_on(async { tokio::time::timeout(Duration::from_secs(2), rx).await }) {
         Ok(Ok(status)) => match status.leader {
             Some(leader) => (200, format!("ready: leader is node {leader}\n")),
             None => (503, "not ready: no leader known\n".into()),

@@ -189,10 +189,21 @@ impl Client {
         payloads: Vec<Bytes>,
         window: usize,
     ) -> Vec<Result<Index, ClientError>> {
-        stream::iter(payloads.into_iter().map(|p| self.append(p)))
+        let mut payloads = payloads.into_iter();
+        let mut results = Vec::with_capacity(payloads.len());
+        // Find the leader with the first value alone: a window of requests
+        // spread over followers would be redirected and land out of order.
+        if self.cached_leader().is_none() {
+            if let Some(first) = payloads.next() {
+                results.push(self.append(first).await);
+            }
+        }
+        let rest: Vec<_> = stream::iter(payloads.map(|p| self.append(p)))
             .buffered(window.max(1))
             .collect()
-            .await
+            .await;
+        results.extend(rest);
+        results
     }
 
     /// Trims the log up to and including `upto` (a replicated command).

@@ -154,7 +154,7 @@ pub struct NodeStatus {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PeerStatus {
     pub id: NodeId,
-    /// Entries the peer is behind this node's last index (leader view).
-    pub lag_entries: u64,
+    /// Entries the peer is behind this node's last index; only a leader knows.
+    pub lag_entries: Option<u64>,
     pub last_contact_ms: Option<u64>,
 }

@@ -384,6 +384,25 @@ fn the_cli_appends_reads_tails_and_reports_status() {
         "{stdout}"
     );
 
+    // Every node's admin port answers; the leader reports ready and counts appends.
+    for node in &cluster.file.nodes {
+        let admin = node.admin.expect("admin address");
+        let (code, body) = http_get(admin, "/livez");
+        assert_eq!(code, 200, "livez of node {}: {body}", node.id);
+        let (code, body) = http_get(admin, "/readyz");
+        assert_eq!(code, 200, "readyz of node {}: {body}", node.id);
+    }
+    let leader = cluster.wait_for_leader();
+    let admin = cluster
+        .file
+        .node(leader)
+        .and_then(|n| n.admin)
+        .expect("admin");
+    let (code, metrics) = http_get(admin, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("paxlog_appends_total"), "{metrics}");
+    assert!(metrics.contains("paxlog_fsync_seconds"), "{metrics}");
+
     // Above the node's 1 MiB value limit, below the 4 MiB frame limit: the leader refuses it.
     let too_big = format!("{}\n", "x".repeat(2 << 20));
     let (ok, _, stderr) = cluster.cli(&["append", "--timeout", "5s"], Some(&too_big));
@@ -392,4 +411,26 @@ fn the_cli_appends_reads_tails_and_reports_status() {
         stderr.contains("larger than") || stderr.contains("too large"),
         "{stderr}"
     );
+}
+
+/// A plain HTTP/1.0 GET; returns the status code and body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to admin port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
 }

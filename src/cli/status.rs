@@ -75,7 +75,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                                 .last_contact_ms
                                 .map(|ms| format!("{ms}ms ago"))
                                 .unwrap_or_else(|| "never".into());
-                            format!("{}: lag {}, {}", p.id, p.lag_entries, contact)
+                            let lag = p
+                                .lag_entries
+                                .map(|l| l.to_string())
+                                .unwrap_or_else(|| "-".into());
+                            format!("{}: lag {}, {}", p.id, lag, contact)
                         })
                         .collect::<Vec<_>>()
                         .join("; ");

@@ -473,7 +473,8 @@ impl<S: Store + 'static> Driver<S> {
                 .iter()
                 .map(|p| PeerStatus {
                     id: p.id,
-                    lag_entries: last_index.saturating_sub(p.match_index),
+                    lag_entries: (s.role == Role::Leader)
+                        .then(|| last_index.saturating_sub(p.match_index)),
                     last_contact_ms: p.last_contact_ms.map(|t| now.saturating_sub(t)),
                 })
                 .collect(),
