@@ -4,10 +4,12 @@
 //! - [`node`]: the runtime that drives the core with tokio, QUIC and RocksDB.
 //! - [`client`]: the network client; [`proto`] is its wire protocol.
 //! - [`cli`]: the `paxlog` command line.
+//! - [`log`]: the embedded log ([`log::Log`]) for databases.
 pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod core;
+pub mod log;
 pub mod node;
 pub mod proto;

@@ -23,6 +23,8 @@ pub struct Proposal {
 pub enum ProposalCommand {
     Append(Bytes),
     Trim(Index),
+    /// A Noop whose choice proves leadership at its index: linearizable tail.
+    Barrier,
 }
 
 /// Why a proposal failed. All but `Indeterminate` mean "surely not appended".

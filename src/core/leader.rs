@@ -236,6 +236,7 @@ impl<S: Store> Replica<S> {
                 payload,
             },
             ProposalCommand::Trim(upto) => Command::Trim { upto },
+            ProposalCommand::Barrier => Command::Noop,
         };
         let value = command.encode();
         let max = self.config.value_bytes_max;

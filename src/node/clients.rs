@@ -214,24 +214,30 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
             },
         },
         Request::Tail { .. } => {
-            // Linearizable tail needs a quorum round from the core; until it
-            // exists this answers from a leader only, which the client checks.
-            match ask(&loop_tx, |reply| Command::Status { reply }).await {
-                Some(status) if status.role == "leader" => Response::Tail {
-                    req,
-                    index: status.chosen_index,
-                    ballot: status.ballot,
-                },
-                Some(status) => Response::Error {
-                    req,
-                    error: WireError::NotLeader {
-                        leader: status.leader,
-                    },
-                },
-                None => Response::Error {
-                    req,
-                    error: WireError::ShuttingDown,
-                },
+            // Linearizable: a Noop chosen at b under the leader's ballot proves
+            // the leadership at b, so every append acknowledged before this
+            // request has an index < b. The tail is b (itself chosen).
+            let ballot = match ask(&loop_tx, |reply| Command::Status { reply }).await {
+                Some(status) if status.role == "leader" => status.ballot,
+                Some(status) => {
+                    return Response::Error {
+                        req,
+                        error: WireError::NotLeader {
+                            leader: status.leader,
+                        },
+                    }
+                }
+                None => {
+                    return Response::Error {
+                        req,
+                        error: WireError::ShuttingDown,
+                    }
+                }
+            };
+            let barrier = ProposalCommand::Barrier;
+            match propose(&loop_tx, req, 0, 0, barrier, Some(ballot)).await {
+                Response::Appended { index, .. } => Response::Tail { req, index, ballot },
+                other => other,
             }
         }
         Request::Subscribe { .. } => Response::Error {

@@ -1,0 +1,202 @@
+//! The embedded log: a paxlog node running inside the caller's process.
+//!
+//! [`Log::open`] starts the node ([`crate::node::start`]) and a client of the
+//! cluster. Calls go to the leader through the network [`Client`].
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use bytes::Bytes;
+//! use paxlog::log::{Log, LogConfig};
+//! use paxlog::node::NodeConfig;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let certs = dir.path().join("certs");
+//! paxlog_net::generate_certs(&certs, &[1], &["app".to_string()])?;
+//! let addr = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+//! let members = [(1, addr)].into_iter().collect();
+//! let node = NodeConfig::new("doc".into(), 1, members, certs, dir.path().join("data"))?;
+//! let log = Log::open(LogConfig { node, client_name: "app".into(), request_timeout_ms: 10_000 }).await?;
+//!
+//! let index = log.append(Bytes::from_static(b"hello")).await?;
+//! assert!(log.tail().await? >= index);
+//! let read = log.read(index..index + 1).await?;
+//! assert_eq!(read, vec![(index, Bytes::from_static(b"hello"))]);
+//! log.close().await?;
+//! # Ok(()) }
+//! ```
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{Stream, StreamExt};
+use paxlog_net::ClientTls;
+use paxlog_storage::{Ballot, Index};
+
+use crate::client::{Client, ClientError, ClientOptions};
+use crate::node::{self, NodeConfig, NodeError, NodeHandle};
+use crate::proto::NodeStatus;
+
+/// Appends pipelined at once by [`Log::append_batch`]; bounds memory in flight.
+const BATCH_WINDOW_MAX: usize = 256;
+
+/// What [`Log::open`] needs: the node's configuration and the name of a client
+/// certificate in `node.certs_dir` used for calls forwarded to the leader.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub node: NodeConfig,
+    pub client_name: String,
+    pub request_timeout_ms: u64,
+}
+
+/// One event of [`Log::subscribe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogEvent {
+    Entry {
+        index: Index,
+        bytes: Bytes,
+    },
+    /// Entries before `first` were trimmed and cannot be delivered.
+    Trimmed {
+        first: Index,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("fenced: the leader's ballot is now {current}; the append did not happen")]
+    Fenced { current: Ballot },
+    #[error("index {index} is trimmed; the first index still held is {first}")]
+    Trimmed { index: Index, first: Index },
+    #[error("indeterminate: the append may or may not have happened ({0})")]
+    Indeterminate(String),
+    #[error("the append did not happen: {0}")]
+    NotAppended(String),
+    #[error("the node failed: {0}")]
+    Node(#[from] NodeError),
+}
+
+impl LogError {
+    /// True when the call surely had no effect on the log.
+    pub fn surely_not_appended(&self) -> bool {
+        !matches!(self, LogError::Indeterminate(_))
+    }
+}
+
+impl From<ClientError> for LogError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Fenced { current } => LogError::Fenced { current },
+            ClientError::Trimmed { index, first } => LogError::Trimmed { index, first },
+            e if !e.surely_not_appended() => LogError::Indeterminate(e.to_string()),
+            e => LogError::NotAppended(e.to_string()),
+        }
+    }
+}
+
+/// A running embedded node plus a client of its cluster.
+pub struct Log {
+    node: NodeHandle,
+    client: Client,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("local_addr", &self.node.local_addr())
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl Log {
+    /// Starts the node and connects a client to every member.
+    pub async fn open(config: LogConfig) -> Result<Log, LogError> {
+        let tls = ClientTls::load(&config.node.certs_dir, &config.client_name)
+            .map_err(|e| LogError::NotAppended(format!("client certificate: {e}")))?;
+        let options = ClientOptions {
+            nodes: config.node.members.clone(),
+            timeout: Duration::from_millis(config.request_timeout_ms),
+        };
+        let node = node::start(config.node).await?;
+        let client = Client::new(tls, options)?;
+        Ok(Log { node, client })
+    }
+
+    /// Appends `bytes`; resolves with its index once chosen.
+    pub async fn append(&self, bytes: Bytes) -> Result<Index, LogError> {
+        Ok(self.client.append(bytes).await?)
+    }
+
+    /// Appends only while the leader's ballot is `expected_ballot`.
+    pub async fn append_if(
+        &self,
+        expected_ballot: Ballot,
+        bytes: Bytes,
+    ) -> Result<Index, LogError> {
+        Ok(self.client.append_if(expected_ballot, bytes).await?)
+    }
+
+    /// Appends many values pipelined; results are in input order.
+    pub async fn append_batch(&self, values: Vec<Bytes>) -> Vec<Result<Index, LogError>> {
+        let window = values.len().clamp(1, BATCH_WINDOW_MAX);
+        self.client
+            .append_all(values, window)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(LogError::from))
+            .collect()
+    }
+
+    /// Reads the chosen entries in `range`.
+    pub async fn read(&self, range: Range<Index>) -> Result<Vec<(Index, Bytes)>, LogError> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = self.client.read(range.start, Some(range.end - 1)).await?;
+        Ok(entries.into_iter().map(|e| (e.index, e.payload)).collect())
+    }
+
+    /// Every chosen entry from `from` on, in order; a trimmed start yields
+    /// `Trimmed { first }` and continues from `first`.
+    pub fn subscribe(&self, from: Index) -> impl Stream<Item = Result<LogEvent, LogError>> + '_ {
+        self.client.subscribe(from).map(|item| match item {
+            Ok(e) => Ok(LogEvent::Entry {
+                index: e.index,
+                bytes: e.payload,
+            }),
+            Err(ClientError::Trimmed { first, .. }) => Ok(LogEvent::Trimmed { first }),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    /// The highest chosen index and the leader's ballot, as the leader knows them.
+    pub async fn tail(&self) -> Result<Index, LogError> {
+        Ok(self.client.tail().await?.0)
+    }
+
+    /// The leader's ballot, for [`Log::append_if`].
+    pub async fn ballot(&self) -> Result<Ballot, LogError> {
+        Ok(self.client.tail().await?.1)
+    }
+
+    /// Trims the log up to and including `upto` (a replicated command).
+    pub async fn trim(&self, upto: Index) -> Result<Index, LogError> {
+        Ok(self.client.trim(upto).await?)
+    }
+
+    /// Status of every member; unreachable ones are left out.
+    pub async fn status(&self) -> Vec<NodeStatus> {
+        self.client
+            .status_all()
+            .await
+            .into_iter()
+            .filter_map(|(_, _, r)| r.ok())
+            .collect()
+    }
+
+    /// Stops the node and waits for it to flush.
+    pub async fn close(self) -> Result<(), LogError> {
+        Ok(self.node.shutdown().await?)
+    }
+}
