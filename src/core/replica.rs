@@ -329,11 +329,25 @@ impl<S: Store> Replica<S> {
         self.failed
     }
 
+    /// This node's role, without building a whole [`Status`].
+    pub fn role(&self) -> Role {
+        match &self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::Candidate(_) => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+
+    /// The highest index this node knows chosen.
+    pub fn chosen_index(&self) -> Index {
+        self.chosen_index
+    }
+
     pub fn status(&self, _now_ms: u64) -> Status {
-        let (role, peers) = match &self.role {
-            RoleState::Follower => (Role::Follower, None),
-            RoleState::Candidate(_) => (Role::Candidate, None),
-            RoleState::Leader(ls) => (Role::Leader, Some(ls)),
+        let role = self.role();
+        let peers = match &self.role {
+            RoleState::Leader(ls) => Some(ls),
+            RoleState::Follower | RoleState::Candidate(_) => None,
         };
         let peers = self
             .config

@@ -222,7 +222,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     writer::spawn(store.clone(), write_rx, done_tx)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let initial_chosen = replica.status(0).chosen_index;
+    let initial_chosen = replica.chosen_index();
     let (chosen_tx, chosen_rx) = watch::channel(initial_chosen);
 
     let admin_addr = match config.admin {
@@ -420,8 +420,7 @@ impl<S: Store + 'static> Driver<S> {
     }
 
     fn read(&self, from: Index, to: Index, entries_max: usize) -> Result<ReadResult, WireError> {
-        let status = self.replica.status(self.now_ms());
-        let chosen_index = status.chosen_index;
+        let chosen_index = self.replica.chosen_index();
         let from = from.max(1);
         let to = to.min(chosen_index);
         if from > to {
@@ -507,7 +506,7 @@ impl<S: Store + 'static> Driver<S> {
                 let _ = tx.send(reply.result.map_err(wire_error));
             }
         }
-        let role = self.replica.status(self.now_ms()).role;
+        let role = self.replica.role();
         if self.last_role != Some(role) {
             tracing::info!(node = self.node_id, role = role_name(role), "role changed");
             if role == Role::Leader {
