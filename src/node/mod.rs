@@ -220,7 +220,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let (client_tx, client_rx) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
     let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE_CAPACITY);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    writer::spawn(store.clone(), write_rx, done_tx)?;
+    let writer = writer::spawn(store.clone(), write_rx, done_tx)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let initial_chosen = replica.chosen_index();
     let (chosen_tx, chosen_rx) = watch::channel(initial_chosen);
@@ -243,6 +243,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         started,
         peer_tx,
         write_tx,
+        writer: Some(writer),
         chosen_tx,
         replies: BTreeMap::new(),
         next_request: 1,
@@ -273,6 +274,9 @@ struct Driver<S: Store + 'static> {
     started: Instant,
     peer_tx: PeerSender<Message>,
     write_tx: mpsc::Sender<core::Persist>,
+    /// Joined on stop: RocksDB must be closed before the process exits, or its
+    /// static teardown races the still-running writer ("pthread lock: Invalid argument").
+    writer: Option<std::thread::JoinHandle<()>>,
     chosen_tx: watch::Sender<Index>,
     /// Invariant: holds exactly the proposals the core has not replied to yet.
     replies: BTreeMap<core::RequestId, oneshot::Sender<Result<Index, WireError>>>,
@@ -287,6 +291,27 @@ impl<S: Store + 'static> Driver<S> {
 
     async fn run(
         mut self,
+        peer_rx: PeerReceiver<Message>,
+        client_rx: mpsc::Receiver<Command>,
+        done_rx: mpsc::UnboundedReceiver<writer::WriteDone>,
+        shutdown: watch::Receiver<bool>,
+        // Held so the endpoint (and its peer links) lives exactly as long as the loop.
+        _endpoint: Arc<NodeEndpoint>,
+    ) -> Result<(), NodeError> {
+        let result = self
+            .run_loop(peer_rx, client_rx, done_rx, shutdown, _endpoint)
+            .await;
+        // Closing the channel ends the writer after its current write.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.write_tx, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
         mut peer_rx: PeerReceiver<Message>,
         mut client_rx: mpsc::Receiver<Command>,
         mut done_rx: mpsc::UnboundedReceiver<writer::WriteDone>,
