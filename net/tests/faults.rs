@@ -7,6 +7,7 @@ use common::*;
 use paxlog_net::endpoint::close_code;
 use paxlog_net::{NetConfig, NodeEndpoint, NodeTls, SendError};
 use rand::{Rng, SeedableRng};
+use std::time::Duration;
 
 /// Opens a raw peer stream from `from` to node 1, writes `bytes`, and returns
 /// how node 1 closed the connection.
@@ -180,8 +181,10 @@ async fn slow_receiver_pushes_back_to_full() {
     init_tracing();
     let dir = tempfile::tempdir().expect("tempdir");
     certs(dir.path(), &[1, 2], &[]);
+    const QUEUE: usize = 16;
+    const STALLED: Duration = Duration::from_millis(500);
     let cfg = NetConfig {
-        peer_queue_capacity: 16,
+        peer_queue_capacity: QUEUE,
         inbound_capacity: 4,
         ..test_config()
     };
@@ -204,10 +207,27 @@ async fn slow_receiver_pushes_back_to_full() {
         loop {
             match tx1.try_send(2, Msg::Blob(blob.clone())) {
                 Ok(()) => accepted += 1,
-                Err(SendError::Full(2)) => break accepted,
+                // A full queue is pushback only once the link has stopped
+                // draining it; right after a burst the link task may simply
+                // not have run yet (the race behind an earlier CI failure).
+                Err(SendError::Full(2)) => {
+                    let drained = tokio::time::timeout(STALLED, async {
+                        while tx1.queued(2) == Some(QUEUE) {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    })
+                    .await
+                    .is_ok();
+                    if !drained {
+                        break accepted;
+                    }
+                }
                 Err(e) => panic!("unexpected {e}"),
             }
-            tokio::task::yield_now().await;
+            assert!(
+                accepted < 10_000,
+                "{accepted} frames accepted: something grows"
+            );
         }
     })
     .await;
@@ -218,7 +238,7 @@ async fn slow_receiver_pushes_back_to_full() {
         "{accepted} frames accepted: something grows"
     );
     // More than the queue holds: frames really went out before the pushback.
-    assert!(accepted > 16, "only {accepted} frames accepted");
+    assert!(accepted > QUEUE as u64, "only {accepted} frames accepted");
     // Reading resumes the flow, intact.
     for _ in 0..accepted {
         let (from, msg) = within("drain", rx2.recv()).await.expect("message");
