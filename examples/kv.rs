@@ -90,6 +90,14 @@ async fn open(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let summary = run().await?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// The whole scenario; an `Err` on any failure or mismatch (also used by
+/// `tests/kv_example.rs`).
+pub async fn run() -> Result<String, Error> {
     let dir = tempfile::tempdir()?;
     let ids = [1u64, 2, 3];
     paxlog_net::generate_certs(&dir.path().join("certs"), &ids, &["kv".to_string()])?;
@@ -130,22 +138,8 @@ async fn main() -> Result<(), Error> {
             .append(Bytes::from(format!("set after{i} x{i}")))
             .await?;
     }
-    // The stopped node's UDP port can linger briefly after close (see report):
-    // retry a bounded number of times.
-    let mut reopened = None;
-    for _ in 0..50 {
-        match open(dir.path(), 3, &members).await {
-            Ok(log) => {
-                reopened = Some(log);
-                break;
-            }
-            Err(e) if e.to_string().contains("in use") => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    logs.insert(3, reopened.ok_or("node 3 could not rebind its port")?);
+    // Closing a node returns once its port is free, so it restarts in place.
+    logs.insert(3, open(dir.path(), 3, &members).await?);
     let mut restarted = Kv::load(&snapshot)?;
     restarted.catch_up(&logs[&3]).await?;
     kvs.insert(3, restarted);
@@ -160,26 +154,23 @@ async fn main() -> Result<(), Error> {
     for i in 0..5 {
         expected.insert(format!("after{i}"), format!("x{i}"));
     }
-    let mut failed = false;
+    let mut mismatches = Vec::new();
     for (id, kv) in &kvs {
         if kv.map != expected {
-            eprintln!("replica {id} differs: {:?}", kv.map);
-            failed = true;
+            mismatches.push(format!("replica {id} differs: {:?}", kv.map));
         }
     }
     if kvs[&1] != kvs[&2] || kvs[&2] != kvs[&3] {
-        eprintln!("replicas differ: {kvs:?}");
-        failed = true;
+        mismatches.push(format!("replicas differ: {kvs:?}"));
     }
     for (_, log) in logs {
         log.close().await?;
     }
-    if failed {
-        std::process::exit(1);
+    if !mismatches.is_empty() {
+        return Err(mismatches.join("\n").into());
     }
-    println!(
+    Ok(format!(
         "kv: 3 replicas equal, {} keys, restart from snapshot ok",
         expected.len()
-    );
-    Ok(())
+    ))
 }

@@ -168,8 +168,29 @@ fn leader_sigkill_under_load_loses_nothing_and_the_old_leader_catches_up() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
+    // A subscriber from index 1 through the whole run, over a client that
+    // knows every node: it must resume across the kill without a gap or repeat.
+    let delivered: Arc<std::sync::Mutex<Vec<Entry>>> = Arc::default();
+    let subscriber = {
+        let client = cluster.client_with_timeout(Duration::from_secs(20));
+        let delivered = delivered.clone();
+        runtime().spawn(async move {
+            use futures::StreamExt;
+            let mut events = Box::pin(client.subscribe(1));
+            while let Some(event) = events.next().await {
+                // An error reports the break while it resumes on another node.
+                if let Ok(entry) = event {
+                    delivered.lock().expect("lock").push(entry);
+                }
+            }
+        })
+    };
     wait_acks(300);
+    cluster.wait_for("the subscription to deliver", |_| {
+        (!delivered.lock().expect("lock").is_empty()).then_some(())
+    });
     cluster.kill_node(first_leader);
+    let delivered_before_kill = delivered.lock().expect("lock").len();
     let killed_at = acked_count.load(Ordering::Relaxed);
     let new_leader = cluster.wait_for_leader();
     assert_ne!(new_leader, first_leader, "a killed node cannot lead");
@@ -217,6 +238,29 @@ fn leader_sigkill_under_load_loses_nothing_and_the_old_leader_catches_up() {
             e.payload
         );
     }
+
+    let last_entry = entries.last().expect("entries").index;
+    cluster.wait_for("the subscription to reach the end", |_| {
+        let got = delivered.lock().expect("lock");
+        got.last()
+            .is_some_and(|e| e.index >= last_entry)
+            .then_some(())
+    });
+    subscriber.abort();
+    let got = delivered.lock().expect("lock").clone();
+    assert!(
+        delivered_before_kill > 0,
+        "the subscription did not start before the kill"
+    );
+    assert!(
+        got.len() > delivered_before_kill,
+        "the subscription did not resume after the kill"
+    );
+    assert_eq!(
+        got[..entries.len()],
+        entries[..],
+        "the subscription skipped, reordered or repeated an entry"
+    );
 
     cluster.start_node(first_leader);
     cluster.wait_for_chosen(last);

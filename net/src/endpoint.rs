@@ -239,6 +239,18 @@ impl NodeEndpoint {
             let _ = task.await;
         }
         self.endpoint.wait_idle().await;
+        let addr = self.local_addr();
+        drop(self);
+        // quinn's driver task closes the socket only after the last handle is
+        // gone, a moment later. Return once the port is free, so a node
+        // restarted in the same process can bind it again.
+        for _ in 0..PORT_RELEASE_POLLS_MAX {
+            if std::net::UdpSocket::bind(addr).is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        tracing::warn!(%addr, "the endpoint's port is still bound after shutdown");
     }
 
     fn stop(&self) {
@@ -248,6 +260,9 @@ impl NodeEndpoint {
         }
     }
 }
+
+/// Bounds the wait for the port after shutdown (1 ms apart).
+const PORT_RELEASE_POLLS_MAX: usize = 2_000;
 
 impl Drop for NodeEndpoint {
     fn drop(&mut self) {

@@ -343,6 +343,10 @@ impl<S: Store> Replica<S> {
         self.chosen_index
     }
 
+    pub fn trim_index(&self) -> Index {
+        self.trim_index
+    }
+
     pub fn status(&self, _now_ms: u64) -> Status {
         let role = self.role();
         let peers = match &self.role {

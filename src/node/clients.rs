@@ -27,7 +27,7 @@ pub(super) fn spawn_acceptor(
     loop_tx: mpsc::Sender<Command>,
     chosen: watch::Receiver<Index>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let conn = tokio::select! {
@@ -62,7 +62,7 @@ pub(super) fn spawn_acceptor(
                 }
             });
         }
-    });
+    })
 }
 
 fn frame_bytes_max() -> usize {

@@ -14,7 +14,7 @@
 mod clients;
 pub mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +33,10 @@ pub const TICK_INTERVAL_MS: u64 = 10;
 const BURST_INPUTS_MAX: usize = 1024;
 const CLIENT_QUEUE_CAPACITY: usize = 4096;
 const WRITE_QUEUE_CAPACITY: usize = 1024;
+/// Retried appends chosen a second time that readers must not see. They come
+/// only from retries across leader changes, so a handful per failover; the cap
+/// only guards memory against a pathological client.
+const DUPLICATES_MAX: usize = 1 << 16;
 
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]
@@ -222,15 +226,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let writer = writer::spawn(store.clone(), write_rx, done_tx)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let initial_chosen = replica.chosen_index();
-    let (chosen_tx, chosen_rx) = watch::channel(initial_chosen);
+    // Readers follow what the driver has seen emitted, which starts again
+    // from the trim point after a restart.
+    let (chosen_tx, chosen_rx) = watch::channel(0);
 
     let admin_addr = match config.admin {
         Some(addr) => Some(crate::admin::serve(addr, client_tx.clone())?),
         None => None,
     };
     let endpoint = Arc::new(endpoint);
-    clients::spawn_acceptor(
+    let acceptor = clients::spawn_acceptor(
         endpoint.clone(),
         client_tx,
         chosen_rx.clone(),
@@ -248,8 +253,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         replies: BTreeMap::new(),
         next_request: 1,
         last_role: None,
+        emitted_index: 0,
+        duplicates: BTreeSet::new(),
     };
-    let task = tokio::spawn(driver.run(peer_rx, client_rx, done_rx, shutdown_rx, endpoint));
+    let task =
+        tokio::spawn(driver.run(peer_rx, client_rx, done_rx, shutdown_rx, endpoint, acceptor));
     tracing::info!(node = config.node_id, %local_addr, "node started");
     Ok(NodeHandle {
         local_addr,
@@ -282,6 +290,14 @@ struct Driver<S: Store + 'static> {
     replies: BTreeMap<core::RequestId, oneshot::Sender<Result<Index, WireError>>>,
     next_request: core::RequestId,
     last_role: Option<Role>,
+    /// The highest index the core emitted through `poll_chosen`. Reads stop
+    /// here: above it, whether an entry is a duplicate is not known yet.
+    emitted_index: Index,
+    /// Indexes holding a second copy of an already chosen `(client_id, seq)`.
+    /// Rebuilt on restart, since the core re-emits every chosen entry above
+    /// the trim point (the application index starts at 0).
+    /// Invariant: every element is <= `emitted_index`.
+    duplicates: BTreeSet<Index>,
 }
 
 impl<S: Store + 'static> Driver<S> {
@@ -296,11 +312,17 @@ impl<S: Store + 'static> Driver<S> {
         done_rx: mpsc::UnboundedReceiver<writer::WriteDone>,
         shutdown: watch::Receiver<bool>,
         // Held so the endpoint (and its peer links) lives exactly as long as the loop.
-        _endpoint: Arc<NodeEndpoint>,
+        endpoint: Arc<NodeEndpoint>,
+        acceptor: tokio::task::JoinHandle<()>,
     ) -> Result<(), NodeError> {
-        let result = self
-            .run_loop(peer_rx, client_rx, done_rx, shutdown, _endpoint)
-            .await;
+        let result = self.run_loop(peer_rx, client_rx, done_rx, shutdown).await;
+        // The acceptor holds the other handle to the endpoint.
+        acceptor.abort();
+        let _ = acceptor.await;
+        match Arc::try_unwrap(endpoint) {
+            Ok(endpoint) => endpoint.shutdown().await,
+            Err(_) => tracing::warn!(node = self.node_id, "endpoint still shared at stop"),
+        }
         // Closing the channel ends the writer after its current write.
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.write_tx, closed));
@@ -316,8 +338,6 @@ impl<S: Store + 'static> Driver<S> {
         mut client_rx: mpsc::Receiver<Command>,
         mut done_rx: mpsc::UnboundedReceiver<writer::WriteDone>,
         mut shutdown: watch::Receiver<bool>,
-        // Held so the endpoint (and its peer links) lives exactly as long as the loop.
-        _endpoint: Arc<NodeEndpoint>,
     ) -> Result<(), NodeError> {
         let mut ticker = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -445,7 +465,7 @@ impl<S: Store + 'static> Driver<S> {
     }
 
     fn read(&self, from: Index, to: Index, entries_max: usize) -> Result<ReadResult, WireError> {
-        let chosen_index = self.replica.chosen_index();
+        let chosen_index = self.emitted_index;
         let from = from.max(1);
         let to = to.min(chosen_index);
         if from > to {
@@ -470,6 +490,9 @@ impl<S: Store + 'static> Driver<S> {
                 break;
             }
             next = index + 1;
+            if self.duplicates.contains(&index) {
+                continue;
+            }
             if let LogCommand::Append { payload, .. } = command {
                 entries.push(Entry { index, payload });
             }
@@ -479,6 +502,22 @@ impl<S: Store + 'static> Driver<S> {
             next,
             chosen_index,
         })
+    }
+
+    fn note_duplicate(&mut self, index: Index) {
+        let trim_index = self.replica.trim_index();
+        while self.duplicates.first().is_some_and(|&d| d <= trim_index) {
+            self.duplicates.pop_first();
+        }
+        if self.duplicates.len() >= DUPLICATES_MAX {
+            self.duplicates.pop_first();
+            tracing::warn!(
+                node = self.node_id,
+                "too many retried duplicates to hide; the oldest becomes visible to readers"
+            );
+        }
+        self.duplicates.insert(index);
+        metrics::counter!("paxlog_duplicate_appends_total").increment(1);
     }
 
     fn status(&self, now: u64) -> NodeStatus {
@@ -519,6 +558,14 @@ impl<S: Store + 'static> Driver<S> {
         }
         let mut chosen = None;
         while let Some(entry) = self.replica.poll_chosen() {
+            assert!(
+                entry.index > self.emitted_index,
+                "chosen entries are emitted in order"
+            );
+            if entry.duplicate_of.is_some() {
+                self.note_duplicate(entry.index);
+            }
+            self.emitted_index = entry.index;
             chosen = Some(entry.index);
         }
         if let Some(index) = chosen {
