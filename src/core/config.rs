@@ -26,6 +26,9 @@ pub struct Config {
     /// Per catch-up or promise message.
     pub catchup_entries_max: usize,
     pub catchup_bytes_max: usize,
+    /// A chosen index that no write carried along is synced at most this
+    /// late; a restart relearns anything newer from its peers.
+    pub chosen_flush_interval_ms: u64,
     /// Test-only: break one safety rule on purpose so the simulation can
     /// prove it notices. Absent from builds without `sim-mutations`.
     #[cfg(feature = "sim-mutations")]
@@ -68,6 +71,7 @@ impl Config {
             dedup_window_per_client: 64,
             catchup_entries_max: 512,
             catchup_bytes_max: 4 << 20,
+            chosen_flush_interval_ms: 100,
             #[cfg(feature = "sim-mutations")]
             mutation: Mutation::None,
         }

@@ -68,8 +68,25 @@ impl Io {
             && self.staged_trim.is_none()
     }
 
-    /// Turns the staged changes into one ticketed batch (group commit).
+    /// Whether something that gates a reply is staged: a chosen index alone
+    /// is knowledge a restart can relearn, so it never holds a message back.
+    fn staged_gates(&self) -> bool {
+        self.staged_promise.is_some()
+            || !self.staged_accepts.is_empty()
+            || self.staged_trim.is_some()
+    }
+
+    /// Turns the staged changes into one ticketed batch (group commit). A
+    /// staged chosen index alone waits for the next batch or `flush_all`:
+    /// syncing it on its own would cost one more fsync per commit.
     pub(crate) fn flush(&mut self) {
+        if self.staged_gates() {
+            self.flush_all();
+        }
+    }
+
+    /// Like `flush`, including a lone chosen index.
+    pub(crate) fn flush_all(&mut self) {
         if self.staged_is_empty() {
             return;
         }
@@ -93,7 +110,7 @@ impl Io {
 
     /// The ticket whose persistence makes everything staged so far durable.
     pub(crate) fn gate(&self) -> u64 {
-        if self.staged_is_empty() {
+        if !self.staged_gates() {
             self.next_ticket - 1
         } else {
             self.next_ticket

@@ -40,6 +40,8 @@ pub struct Replica<S: Store> {
     pub(crate) store: S,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) now_ms: u64,
+    /// When a lone chosen index was last flushed (see `chosen_flush_interval_ms`).
+    pub(crate) chosen_flushed_ms: u64,
     pub(crate) failed: bool,
     /// Storage said the voting state may be lost: never promise or accept.
     pub(crate) suspect: bool,
@@ -120,6 +122,7 @@ impl<S: Store> Replica<S> {
             store,
             rng,
             now_ms,
+            chosen_flushed_ms: now_ms,
             failed: false,
             suspect,
             promised,
@@ -245,6 +248,10 @@ impl<S: Store> Replica<S> {
             self.leader_tick(now);
         } else if now >= self.election_deadline_ms {
             self.on_election_timeout(now);
+        }
+        if now >= self.chosen_flushed_ms + self.config.chosen_flush_interval_ms {
+            self.io.flush_all();
+            self.chosen_flushed_ms = now;
         }
         self.after_input();
     }
