@@ -447,6 +447,24 @@ fn the_cli_appends_reads_tails_and_reports_status() {
     assert!(metrics.contains("paxlog_appends_total"), "{metrics}");
     assert!(metrics.contains("paxlog_fsync_seconds"), "{metrics}");
 
+    // Trim the first value away: reads below say where the log starts now,
+    // reads above still work, on every node once it applied the trim.
+    let lowest = *indexes.iter().min().expect("indexes");
+    let (ok, stdout, stderr) = cluster.cli(&["trim", "--upto", &lowest.to_string()], None);
+    assert!(ok, "trim failed: {stderr}");
+    assert!(stdout.contains("trim up to"), "{stdout}");
+    cluster.wait_for("every node to apply the trim", |s| {
+        s.iter()
+            .all(|(_, st)| st.as_ref().is_some_and(|st| st.trim_index >= lowest))
+            .then_some(())
+    });
+    let (ok, _, stderr) = cluster.cli(&["read", "--from", "1"], None);
+    assert!(!ok, "a read below the trim point succeeded");
+    assert!(stderr.contains("trimmed"), "{stderr}");
+    let (ok, stdout, stderr) = cluster.cli(&["read", "--from", &(lowest + 1).to_string()], None);
+    assert!(ok, "read above the trim point failed: {stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+
     // Above the node's 1 MiB value limit, below the 4 MiB frame limit: the leader refuses it.
     let too_big = format!("{}\n", "x".repeat(2 << 20));
     let (ok, _, stderr) = cluster.cli(&["append", "--timeout", "5s"], Some(&too_big));
