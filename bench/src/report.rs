@@ -1,0 +1,369 @@
+//! Results: `results.json` (one row per system × clients × payload),
+//! `results.md` (the table, with the command, the machine and the physical
+//! limits on top) and SVG plots (throughput against clients; latency CDFs).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::limits::Limits;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub system: String,
+    pub clients: usize,
+    pub payload: usize,
+    pub rate_per_sec: Option<f64>,
+    pub duration_s: f64,
+    pub appends: u64,
+    pub errors: u64,
+    pub appends_per_sec: f64,
+    pub mb_per_sec: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// CPU seconds of all nodes together inside the measured window.
+    pub cpu_s: f64,
+    /// Per node, in node order.
+    pub node_cpu_s: Vec<f64>,
+    pub node_peak_rss_mib: Vec<f64>,
+    /// (latency µs, fraction ≤) points for the CDF plot.
+    #[serde(skip)]
+    pub cdf: Vec<(u64, f64)>,
+}
+
+pub fn cdf_points(hist: &Histogram<u64>) -> Vec<(u64, f64)> {
+    if hist.is_empty() {
+        return Vec::new();
+    }
+    [
+        0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999,
+        0.9999, 1.0,
+    ]
+    .iter()
+    .map(|&q| (hist.value_at_quantile(q).max(1), q))
+    .collect()
+}
+
+#[derive(Debug, Serialize)]
+struct Header<'a> {
+    command: &'a str,
+    machine: &'a str,
+    limits: &'a Limits,
+}
+
+pub fn write_all(
+    out: &Path,
+    rows: &[Row],
+    command: &str,
+    machine: &str,
+    limits: &Limits,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(rows)?,
+    )?;
+    std::fs::write(
+        out.join("run.json"),
+        serde_json::to_string_pretty(&Header {
+            command,
+            machine,
+            limits,
+        })?,
+    )?;
+    std::fs::write(
+        out.join("results.md"),
+        markdown(rows, command, machine, limits),
+    )?;
+    for payload in set(rows.iter().map(|r| r.payload)) {
+        throughput_plot(
+            &out.join(format!("throughput-{payload}B.svg")),
+            rows,
+            payload,
+        )?;
+        for clients in set(rows.iter().map(|r| r.clients)) {
+            let selected: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.payload == payload && r.clients == clients && !r.cdf.is_empty())
+                .collect();
+            if !selected.is_empty() {
+                cdf_plot(
+                    &out.join(format!("latency-cdf-{payload}B-{clients}c.svg")),
+                    &selected,
+                    payload,
+                    clients,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set<T: Ord>(it: impl Iterator<Item = T>) -> BTreeSet<T> {
+    it.collect()
+}
+
+pub fn markdown(rows: &[Row], command: &str, machine: &str, limits: &Limits) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# paxlog-bench results\n");
+    let _ = writeln!(md, "Command: `{command}`\n");
+    let _ = writeln!(md, "Machine: {machine}\n");
+    let _ = writeln!(
+        md,
+        "Physical limits: fdatasync of 256 B p50 {} µs / p99 {} µs; loopback TCP round trip \
+         p50 {} µs / p99 {} µs. One client's commit cannot beat fsync + round trip.\n",
+        limits.fsync_p50_us,
+        limits.fsync_p99_us,
+        limits.loopback_rtt_p50_us,
+        limits.loopback_rtt_p99_us
+    );
+    md.push_str(&table(rows));
+    md
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    t.set_header([
+        "system",
+        "clients",
+        "payload B",
+        "appends/s",
+        "MB/s",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "errors",
+        "CPU s (3 nodes)",
+        "peak RSS MiB (max node)",
+    ]);
+    for r in rows {
+        let rss = r.node_peak_rss_mib.iter().copied().fold(0.0f64, f64::max);
+        t.add_row([
+            r.system.clone(),
+            r.clients.to_string(),
+            r.payload.to_string(),
+            format!("{:.0}", r.appends_per_sec),
+            format!("{:.2}", r.mb_per_sec),
+            r.p50_us.to_string(),
+            r.p99_us.to_string(),
+            r.p999_us.to_string(),
+            r.errors.to_string(),
+            format!("{:.2}", r.cpu_s),
+            format!("{rss:.0}"),
+        ]);
+    }
+    format!("{t}\n")
+}
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+];
+
+fn systems(rows: &[&Row]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for r in rows {
+        if !seen.contains(&r.system) {
+            seen.push(r.system.clone());
+        }
+    }
+    seen
+}
+
+fn throughput_plot(path: &Path, rows: &[Row], payload: usize) -> anyhow::Result<()> {
+    let rows: Vec<&Row> = rows.iter().filter(|r| r.payload == payload).collect();
+    let x_max = rows.iter().map(|r| r.clients).max().unwrap_or(1).max(2) as f64;
+    let y_max = rows
+        .iter()
+        .map(|r| r.appends_per_sec)
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("appends/s vs clients, {payload} B payload, fsync on"),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.0f64..x_max).log_scale(), 0.0f64..y_max)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrent clients")
+        .y_desc("appends/s")
+        .draw()
+        .map_err(plot_err)?;
+    for (i, system) in systems(&rows).iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let mut points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| &r.system == system)
+            .map(|r| (r.clients as f64, r.appends_per_sec))
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(system.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(plot_err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+fn cdf_plot(path: &Path, rows: &[&Row], payload: usize, clients: usize) -> anyhow::Result<()> {
+    let x_max = rows
+        .iter()
+        .flat_map(|r| r.cdf.iter().map(|p| p.0))
+        .max()
+        .unwrap_or(10)
+        .max(10) as f64
+        * 1.2;
+    let x_min = rows
+        .iter()
+        .flat_map(|r| r.cdf.iter().map(|p| p.0))
+        .min()
+        .unwrap_or(1)
+        .max(1) as f64
+        / 1.2;
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("commit latency CDF, {clients} clients × {payload} B, fsync on"),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((x_min..x_max).log_scale(), 0.0f64..1.0f64)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (µs, log scale)")
+        .y_desc("fraction of appends")
+        .draw()
+        .map_err(plot_err)?;
+    for (i, system) in systems(rows).iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| &r.system == system)
+            .flat_map(|r| r.cdf.iter().map(|&(us, q)| (us as f64, q)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(system.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("plot: {e:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(system: &str, clients: usize, tput: f64) -> Row {
+        let mut h = Histogram::<u64>::new(3).expect("histogram");
+        for v in [100, 200, 300, 5000] {
+            h.record(v).expect("record");
+        }
+        Row {
+            system: system.into(),
+            clients,
+            payload: 256,
+            rate_per_sec: None,
+            duration_s: 1.0,
+            appends: 10,
+            errors: 0,
+            appends_per_sec: tput,
+            mb_per_sec: 0.0,
+            p50_us: 200,
+            p90_us: 300,
+            p99_us: 5000,
+            p999_us: 5000,
+            max_us: 5000,
+            cpu_s: 0.5,
+            node_cpu_s: vec![0.2, 0.2, 0.1],
+            node_peak_rss_mib: vec![10.0, 12.0, 11.0],
+            cdf: cdf_points(&h),
+        }
+    }
+
+    #[test]
+    fn writes_json_markdown_and_plots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rows = vec![
+            row("paxlog", 1, 1000.0),
+            row("paxlog", 16, 9000.0),
+            row("floor", 1, 1500.0),
+            row("floor", 16, 7000.0),
+        ];
+        let limits = Limits {
+            fsync_p50_us: 200,
+            fsync_p99_us: 400,
+            loopback_rtt_p50_us: 20,
+            loopback_rtt_p99_us: 40,
+        };
+        write_all(dir.path(), &rows, "bench --quick", "test box", &limits).expect("write");
+        let json: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("results.json")).expect("json"),
+        )
+        .expect("parse");
+        assert_eq!(json.len(), 4);
+        for key in [
+            "system",
+            "clients",
+            "payload",
+            "appends_per_sec",
+            "p50_us",
+            "p99_us",
+            "p999_us",
+        ] {
+            assert!(json[0].get(key).is_some(), "missing {key}");
+        }
+        let md = std::fs::read_to_string(dir.path().join("results.md")).expect("md");
+        assert!(md.contains("bench --quick") && md.contains("| floor"));
+        let svg = std::fs::read_to_string(dir.path().join("throughput-256B.svg")).expect("svg");
+        assert!(svg.contains("<svg") && svg.contains("paxlog"));
+        assert!(dir.path().join("latency-cdf-256B-16c.svg").exists());
+    }
+}
