@@ -282,6 +282,7 @@ impl Client {
                     return Ok(response);
                 }
                 Ok(Err(e)) => {
+                    tracing::debug!(node = target, error = %e, "session failed");
                     // The request may have reached the node before the connection failed.
                     self.drop_session(target).await;
                     self.set_leader(None);
@@ -291,6 +292,7 @@ impl Client {
                     continue;
                 }
             };
+            tracing::debug!(node = target, %error, "append attempt refused; retrying or failing");
             match error {
                 WireError::NotLeader { leader: Some(hint) } if hint != target => {
                     self.set_leader(Some(hint));

@@ -67,12 +67,18 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
         procs.spawn(cmd, &ctx.dir.join(format!("node-{id}.log")))?;
     }
     let client = Client::from_cluster_file(&file, None, REQUEST_TIMEOUT)?;
-    let cluster = PaxlogCluster {
+    let mut cluster = PaxlogCluster {
         procs,
         client: client.clone(),
     };
+    let logs = ctx.dir.clone();
     tokio::time::timeout(READY_TIMEOUT, async {
         loop {
+            if let Some((node, status)) = cluster.procs.exited()? {
+                let log = std::fs::read_to_string(logs.join(format!("node-{node}.log")))
+                    .unwrap_or_default();
+                anyhow::bail!("node {node} exited ({status}): {}", log.trim());
+            }
             match client.append(Bytes::from_static(b"ready")).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.surely_not_appended() => {

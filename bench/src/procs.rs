@@ -38,6 +38,16 @@ impl Procs {
         self.children.iter().filter_map(Child::id).collect()
     }
 
+    /// The first node (1-based) whose process already exited, with its status.
+    pub fn exited(&mut self) -> anyhow::Result<Option<(usize, std::process::ExitStatus)>> {
+        for (i, child) in self.children.iter_mut().enumerate() {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some((i + 1, status)));
+            }
+        }
+        Ok(None)
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for child in &self.children {
             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {

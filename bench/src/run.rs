@@ -131,7 +131,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 
 async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    let work = args.out.join("work");
+    // Absolute, because systems write paths into config files that their
+    // nodes resolve relative to those files.
+    let work = std::fs::canonicalize(&args.out)?.join("work");
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
     }
