@@ -1,7 +1,7 @@
 //! paxlog as benchmarked: the real `paxlog serve` binary, three processes,
 //! QUIC with mutual TLS, RocksDB with a synced write before every reply.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,6 +18,7 @@ const CLIENT_NAME: &str = "bench";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A fresh cluster elects a leader within a few election timeouts.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_RETRY: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 struct PaxlogCluster {
@@ -40,7 +41,7 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
             id,
             addr,
             admin: None,
-            data: Some(ctx.dir.join(format!("node-{id}"))),
+            data: Some(data_dir(&ctx.dir, id)),
             pid: None,
         })
         .collect();
@@ -62,42 +63,29 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
             .arg("--id")
             .arg(id.to_string())
             .arg("--data")
-            .arg(data_dir(&file, *id)?)
+            .arg(data_dir(&ctx.dir, *id))
             .env("RUST_LOG", "warn");
         procs.spawn(cmd, &ctx.dir.join(format!("node-{id}.log")))?;
     }
     let client = Client::from_cluster_file(&file, None, REQUEST_TIMEOUT)?;
-    let mut cluster = PaxlogCluster {
-        procs,
-        client: client.clone(),
-    };
-    let logs = ctx.dir.clone();
-    tokio::time::timeout(READY_TIMEOUT, async {
-        loop {
-            if let Some((node, status)) = cluster.procs.exited()? {
-                let log = std::fs::read_to_string(logs.join(format!("node-{node}.log")))
-                    .unwrap_or_default();
-                anyhow::bail!("node {node} exited ({status}): {}", log.trim());
-            }
+    procs
+        .wait_ready("paxlog", READY_TIMEOUT, READY_RETRY, || async {
             match client.append(Bytes::from_static(b"ready")).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => Ok(Some(())),
                 Err(e) if e.surely_not_appended() => {
                     tracing::debug!("waiting for a leader: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(None)
                 }
-                Err(e) => return Err(anyhow::Error::from(e)),
+                Err(e) => Err(anyhow::Error::from(e)),
             }
-        }
-    })
-    .await
-    .context("paxlog did not accept an append in time")??;
+        })
+        .await?;
+    let cluster = PaxlogCluster { procs, client };
     Ok(Box::new(cluster))
 }
 
-fn data_dir(file: &ClusterFile, id: u64) -> anyhow::Result<PathBuf> {
-    file.node(id)
-        .and_then(|n| n.data.clone())
-        .context("node without data dir")
+fn data_dir(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("node-{id}"))
 }
 
 impl Cluster for PaxlogCluster {

@@ -184,109 +184,121 @@ fn systems(rows: &[&Row]) -> Vec<String> {
 
 fn throughput_plot(path: &Path, rows: &[Row], payload: usize) -> anyhow::Result<()> {
     let rows: Vec<&Row> = rows.iter().filter(|r| r.payload == payload).collect();
+    let series = systems(&rows)
+        .into_iter()
+        .map(|system| {
+            let mut points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.system == system)
+                .map(|r| (r.clients as f64, r.appends_per_sec))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (system, points)
+        })
+        .collect();
     let x_max = rows.iter().map(|r| r.clients).max().unwrap_or(1).max(2) as f64;
     let y_max = rows
         .iter()
         .map(|r| r.appends_per_sec)
         .fold(1.0f64, f64::max)
         * 1.1;
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("appends/s vs clients, {payload} B payload, fsync on"),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1.0f64..x_max).log_scale(), 0.0f64..y_max)
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("concurrent clients")
-        .y_desc("appends/s")
-        .draw()
-        .map_err(plot_err)?;
-    for (i, system) in systems(&rows).iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let mut points: Vec<(f64, f64)> = rows
-            .iter()
-            .filter(|r| &r.system == system)
-            .map(|r| (r.clients as f64, r.appends_per_sec))
-            .collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(system.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(plot_err)?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
+    line_chart(
+        path,
+        Chart {
+            caption: format!("appends/s vs clients, {payload} B payload, fsync on"),
+            x_desc: "concurrent clients",
+            y_desc: "appends/s",
+            x: 1.0..x_max,
+            y: 0.0..y_max,
+            y_label_area: 70,
+            markers: true,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+        series,
+    )
 }
 
 fn cdf_plot(path: &Path, rows: &[&Row], payload: usize, clients: usize) -> anyhow::Result<()> {
-    let x_max = rows
-        .iter()
-        .flat_map(|r| r.cdf.iter().map(|p| p.0))
-        .max()
-        .unwrap_or(10)
-        .max(10) as f64
-        * 1.2;
-    let x_min = rows
-        .iter()
-        .flat_map(|r| r.cdf.iter().map(|p| p.0))
-        .min()
-        .unwrap_or(1)
-        .max(1) as f64
-        / 1.2;
+    let series: Vec<(String, Vec<(f64, f64)>)> = systems(rows)
+        .into_iter()
+        .map(|system| {
+            let points = rows
+                .iter()
+                .filter(|r| r.system == system)
+                .flat_map(|r| r.cdf.iter().map(|&(us, q)| (us as f64, q)))
+                .collect();
+            (system, points)
+        })
+        .collect();
+    let latencies = || series.iter().flat_map(|(_, p)| p.iter().map(|&(us, _)| us));
+    let x_max = latencies().reduce(f64::max).unwrap_or(10.0).max(10.0) * 1.2;
+    let x_min = latencies().reduce(f64::min).unwrap_or(1.0).max(1.0) / 1.2;
+    line_chart(
+        path,
+        Chart {
+            caption: format!("commit latency CDF, {clients} clients × {payload} B, fsync on"),
+            x_desc: "latency (µs, log scale)",
+            y_desc: "fraction of appends",
+            x: x_min..x_max,
+            y: 0.0..1.0,
+            y_label_area: 60,
+            markers: false,
+            legend: SeriesLabelPosition::LowerRight,
+        },
+        series,
+    )
+}
+
+/// What differs between the two kinds of plot; the x axis is always log scale.
+struct Chart {
+    caption: String,
+    x_desc: &'static str,
+    y_desc: &'static str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    y_label_area: u32,
+    markers: bool,
+    legend: SeriesLabelPosition,
+}
+
+/// One line per system, colored in series order, with a legend.
+fn line_chart(
+    path: &Path,
+    chart: Chart,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("commit latency CDF, {clients} clients × {payload} B, fsync on"),
-            ("sans-serif", 20),
-        )
+    let mut plot = ChartBuilder::on(&root)
+        .caption(&chart.caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((x_min..x_max).log_scale(), 0.0f64..1.0f64)
+        .y_label_area_size(chart.y_label_area)
+        .build_cartesian_2d(chart.x.clone().log_scale(), chart.y.clone())
         .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("latency (µs, log scale)")
-        .y_desc("fraction of appends")
+    plot.configure_mesh()
+        .x_desc(chart.x_desc)
+        .y_desc(chart.y_desc)
         .draw()
         .map_err(plot_err)?;
-    for (i, system) in systems(rows).iter().enumerate() {
+    for (i, (system, points)) in series.into_iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let points: Vec<(f64, f64)> = rows
-            .iter()
-            .filter(|r| &r.system == system)
-            .flat_map(|r| r.cdf.iter().map(|&(us, q)| (us as f64, q)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(system.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        plot.draw_series(LineSeries::new(
+            points.iter().copied(),
+            color.stroke_width(2),
+        ))
+        .map_err(plot_err)?
+        .label(system)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        if chart.markers {
+            plot.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(plot_err)?;
+        }
     }
-    chart
-        .configure_series_labels()
+    plot.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(chart.legend)
         .draw()
         .map_err(plot_err)?;
     root.present().map_err(plot_err)?;

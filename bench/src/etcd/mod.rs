@@ -14,13 +14,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::process::Command;
 
-use crate::procs::Procs;
+use crate::procs::{not_yet, Procs};
 use crate::system::{free_addrs, Appender, BoxFuture, Cluster, StartCtx};
 
 const NODES: usize = 3;
 const PACKAGE: &str = "etcd-server";
 /// A fresh cluster elects within a few election timeouts (1 s by default).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_RETRY: Duration = Duration::from_millis(50);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// etcd's largest supported backend; a 10 s run of 4 KiB puts with every
 /// revision kept (no compaction) stays far below it.
@@ -94,32 +95,18 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
         procs.spawn(cmd, &ctx.dir.join(format!("{name}.log")))?;
     }
     let client_urls: Vec<String> = clients.iter().map(|a| url(*a)).collect();
-    let leader_url = tokio::time::timeout(READY_TIMEOUT, wait_ready(&client_urls))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "etcd accepted no put within {READY_TIMEOUT:?} (see {}/etcd-*.log)",
-                ctx.dir.display()
-            )
-        })?;
+    let http = reqwest::Client::new();
+    // Returns the client URL of the member that leads once it accepts a put.
+    let leader_url = procs
+        .wait_ready("etcd", READY_TIMEOUT, READY_RETRY, || async {
+            not_yet("etcd", try_ready(&http, &client_urls).await)
+        })
+        .await?;
     Ok(Box::new(EtcdCluster { procs, leader_url }))
 }
 
 fn url(addr: SocketAddr) -> String {
     format!("http://{addr}")
-}
-
-/// Waits until a leader is elected and accepts a put; returns its client URL.
-async fn wait_ready(client_urls: &[String]) -> String {
-    let http = reqwest::Client::new();
-    loop {
-        match try_ready(&http, client_urls).await {
-            Ok(leader) => return leader,
-            Err(e) => tracing::debug!("etcd not ready yet: {e:#}"),
-        }
-        // Polls processes that are starting up; there is no event to wait on.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn try_ready(http: &reqwest::Client, client_urls: &[String]) -> anyhow::Result<String> {

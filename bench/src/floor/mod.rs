@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-use crate::procs::Procs;
+use crate::procs::{not_yet, Procs};
 use crate::system::{free_addrs, Appender, BoxFuture, Cluster, StartCtx};
 use pending::BatchLimits;
 
@@ -27,6 +27,7 @@ const LEADER_ID: u64 = 1;
 const NODES: u64 = 3;
 /// Three processes that bind at once need no election; this bounds a stuck start.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_RETRY: Duration = Duration::from_millis(20);
 /// Enough for 256 clients × 4 KiB in one batch.
 const BATCH_BYTES_MAX: usize = 4 << 20;
 const BATCH_COUNT_MAX: usize = 1024;
@@ -193,44 +194,34 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
         }
         procs.spawn(cmd, &ctx.dir.join(format!("node-{id}.log")))?;
     }
+    let payload_bytes_max = ctx.payload_bytes_max;
+    procs
+        .wait_ready("the floor", READY_TIMEOUT, READY_RETRY, || async move {
+            match FloorAppender::connect(leader, payload_bytes_max).await {
+                Ok(mut probe) => probe.append(b"ready").await.map(Some),
+                Err(e) => not_yet("the floor", Err(e)),
+            }
+        })
+        .await?;
     let cluster = FloorCluster {
         procs,
         leader,
-        payload_bytes_max: ctx.payload_bytes_max,
+        payload_bytes_max,
     };
-    tokio::time::timeout(READY_TIMEOUT, async {
-        loop {
-            match cluster.open().await {
-                Ok(mut a) => return a.append(b"ready").await,
-                Err(e) => {
-                    tracing::debug!("floor leader not up yet: {e:#}");
-                    // Polls processes that are starting up; there is no event to wait on.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    })
-    .await
-    .with_context(|| {
-        format!(
-            "the floor did not accept an append within {READY_TIMEOUT:?} (see {}/node-*.log)",
-            ctx.dir.display()
-        )
-    })??;
     Ok(Box::new(cluster))
 }
 
-impl FloorCluster {
-    async fn open(&self) -> anyhow::Result<FloorAppender> {
-        let stream = TcpStream::connect(self.leader)
+impl FloorAppender {
+    async fn connect(leader: SocketAddr, payload_bytes_max: usize) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(leader)
             .await
-            .with_context(|| format!("connect to the floor leader at {}", self.leader))?;
+            .with_context(|| format!("connect to the floor leader at {leader}"))?;
         stream.set_nodelay(true)?;
         Ok(FloorAppender {
             stream,
             frame: Vec::new(),
             last_index: 0,
-            payload_bytes_max: self.payload_bytes_max.min(FRAME_PAYLOAD_BYTES_MAX),
+            payload_bytes_max: payload_bytes_max.min(FRAME_PAYLOAD_BYTES_MAX),
         })
     }
 }
@@ -242,7 +233,8 @@ impl Cluster for FloorCluster {
 
     fn connect(&self, _client: usize) -> BoxFuture<'_, anyhow::Result<Box<dyn Appender>>> {
         Box::pin(async move {
-            let appender: Box<dyn Appender> = Box::new(self.open().await?);
+            let appender: Box<dyn Appender> =
+                Box::new(FloorAppender::connect(self.leader, self.payload_bytes_max).await?);
             Ok(appender)
         })
     }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::config::{net_config, BATCH, UNBATCHED};
 use super::types::NodeId;
 use super::wire::{ClientRequest, ClientResponse};
-use crate::procs::Procs;
+use crate::procs::{not_yet, Procs};
 use crate::system::{free_addrs, Appender, BoxFuture, Cluster, StartCtx};
 
 const NODE_IDS: [NodeId; 3] = [1, 2, 3];
@@ -83,25 +83,13 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
     }
 
     let client = Arc::new(ClientSide::new(&certs, nodes, ctx.payload_bytes_max)?);
-    let cluster = RaftCluster {
-        procs,
-        client: client.clone(),
-    };
-
-    let mut probe = RaftAppender::new(client);
-    tokio::time::timeout(READY_TIMEOUT, async {
-        loop {
-            match probe.append(b"ready").await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::debug!("waiting for the openraft cluster: {e:#}");
-                    tokio::time::sleep(NO_LEADER_RETRY).await;
-                }
-            }
-        }
-    })
-    .await
-    .context("the openraft cluster did not commit an append in time")?;
+    procs
+        .wait_ready("openraft", READY_TIMEOUT, NO_LEADER_RETRY, || {
+            let mut probe = RaftAppender::new(client.clone());
+            async move { not_yet("openraft", probe.append(b"ready").await) }
+        })
+        .await?;
+    let cluster = RaftCluster { procs, client };
     Ok(Box::new(cluster))
 }
 
