@@ -556,7 +556,7 @@ impl<S: Store + 'static> Driver<S> {
                 tracing::trace!(to = out.to, %error, "dropped a peer message");
             }
         }
-        let mut chosen = None;
+        let emitted_before = self.emitted_index;
         while let Some(entry) = self.replica.poll_chosen() {
             assert!(
                 entry.index > self.emitted_index,
@@ -566,9 +566,9 @@ impl<S: Store + 'static> Driver<S> {
                 self.note_duplicate(entry.index);
             }
             self.emitted_index = entry.index;
-            chosen = Some(entry.index);
         }
-        if let Some(index) = chosen {
+        if self.emitted_index > emitted_before {
+            let index = self.emitted_index;
             self.replica.set_applied(index);
             self.chosen_tx.send_replace(index);
             metrics::gauge!("paxlog_chosen_index").set(index as f64);
