@@ -20,7 +20,8 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::ClusterFile;
-use crate::proto::{Entry, NodeStatus, Request, Response, WireError};
+use crate::core::OpError;
+use crate::proto::{Entry, NodeStatus, Request, Response};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on reaching one node, so a dead node costs little of the caller's timeout.
@@ -31,37 +32,35 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 const SESSION_QUEUE_CAPACITY: usize = 4096;
 const READ_CHUNK_ENTRIES: u32 = 1024;
 
+/// A node's answer ([`OpError`], as the core produced it) or one of the few
+/// things only the client can see: no node reachable, a connection lost
+/// with the request in flight, a timeout, a certificate problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    #[error(transparent)]
+    Op(#[from] OpError),
     #[error("no node of the cluster is reachable: {0}")]
     Unreachable(String),
-    #[error("the cluster has no quorum (a majority of nodes is down or cut off)")]
-    NoQuorum,
-    #[error("the leader is busy (too many uncommitted bytes); the append did not happen")]
-    Busy,
-    #[error("value of {bytes} bytes is larger than the limit of {max} bytes")]
-    TooLarge { bytes: u64, max: u64 },
-    #[error("fenced: the leader's ballot is now {current}; the append did not happen")]
-    Fenced { current: Ballot },
-    #[error("index {index} is trimmed; the first index still held is {first}")]
-    Trimmed { index: Index, first: Index },
     #[error("indeterminate: the append may or may not have happened ({0}); retry it with the same (client_id, seq)")]
     Indeterminate(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    #[error("the server refused the request: {0}")]
-    Refused(String),
+    #[error("unexpected response from the server: {0}")]
+    Protocol(String),
     #[error("tls/certificates: {0}")]
     Tls(String),
 }
 
 impl ClientError {
-    /// True when the request surely had no effect on the log.
+    /// True when the request surely had no effect on the log: the node's own
+    /// rule for its answers, and for the client's cases only a lost
+    /// connection or a timeout leave the outcome open.
     pub fn surely_not_appended(&self) -> bool {
-        !matches!(
-            self,
-            ClientError::Indeterminate(_) | ClientError::Timeout(_)
-        )
+        match self {
+            ClientError::Op(e) => e.surely_not_appended(),
+            ClientError::Indeterminate(_) | ClientError::Timeout(_) => false,
+            ClientError::Unreachable(_) | ClientError::Protocol(_) | ClientError::Tls(_) => true,
+        }
     }
 }
 
@@ -98,7 +97,7 @@ impl Client {
             ));
         }
         let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
-        let endpoint = ClientEndpoint::with_config(tls, crate::node::liveness_net_config(), bind)
+        let endpoint = ClientEndpoint::with_config(tls, paxlog_net::NetConfig::liveness(), bind)
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         Ok(Client {
             inner: Arc::new(Inner {
@@ -294,41 +293,43 @@ impl Client {
             };
             tracing::debug!(node = target, %error, "append attempt refused; retrying or failing");
             match error {
-                WireError::NotLeader { leader: Some(hint) } if hint != target => {
+                OpError::NotLeader {
+                    leader_hint: Some(hint),
+                } if hint != target => {
                     self.set_leader(Some(hint));
                 }
-                WireError::NotLeader { .. } => {
+                OpError::NotLeader { .. } => {
                     self.set_leader(None);
-                    last_error = Some(ClientError::NoQuorum);
+                    last_error = Some(ClientError::Op(OpError::NoQuorum));
                     sleep_backoff(&mut backoff).await;
                 }
-                WireError::NoQuorum => {
+                OpError::NoQuorum => {
                     self.set_leader(None);
-                    last_error = Some(ClientError::NoQuorum);
+                    last_error = Some(ClientError::Op(OpError::NoQuorum));
                     sleep_backoff(&mut backoff).await;
                 }
-                WireError::Busy => {
-                    last_error = Some(ClientError::Busy);
+                OpError::Busy => {
+                    last_error = Some(ClientError::Op(OpError::Busy));
                     sleep_backoff(&mut backoff).await;
                 }
-                WireError::Indeterminate | WireError::ShuttingDown | WireError::Failed(_) => {
+                OpError::Indeterminate | OpError::ShuttingDown | OpError::Failed(_) => {
                     maybe_applied.get_or_insert_with(|| error.to_string());
                     self.set_leader(None);
                     sleep_backoff(&mut backoff).await;
                 }
-                WireError::TooLarge { bytes, max } => {
-                    return Err(ClientError::TooLarge { bytes, max });
+                OpError::TooLarge { bytes, max } => {
+                    return Err(ClientError::Op(OpError::TooLarge { bytes, max }));
                 }
-                WireError::Fenced { current } => {
+                OpError::Fenced { current } => {
                     return Err(match maybe_applied {
                         Some(why) => ClientError::Indeterminate(why),
-                        None => ClientError::Fenced { current },
+                        None => ClientError::Op(OpError::Fenced { current }),
                     })
                 }
-                WireError::Trimmed { index, first } => {
-                    return Err(ClientError::Trimmed { index, first })
+                OpError::Trimmed { index, first } => {
+                    return Err(ClientError::Op(OpError::Trimmed { index, first }))
                 }
-                WireError::BadRequest(why) => return Err(ClientError::Refused(why)),
+                OpError::BadRequest(why) => return Err(ClientError::Op(OpError::BadRequest(why))),
             }
         }
     }
@@ -393,9 +394,9 @@ impl Client {
                         ..
                     })) => return Ok((entries, next, chosen_index)),
                     Ok(Ok(Response::Error {
-                        error: WireError::Trimmed { index, first },
+                        error: OpError::Trimmed { index, first },
                         ..
-                    })) => return Err(ClientError::Trimmed { index, first }),
+                    })) => return Err(ClientError::Op(OpError::Trimmed { index, first })),
                     Ok(Ok(other)) => last = unexpected(&other),
                     Ok(Err(e)) => {
                         self.drop_session(id).await;
@@ -446,11 +447,11 @@ impl Client {
                             next = next.max(after);
                         }
                         Ok(Some(Response::Error {
-                            error: WireError::Trimmed { index, first },
+                            error: OpError::Trimmed { index, first },
                             ..
                         })) => {
                             return Some((
-                                Err(ClientError::Trimmed { index, first }),
+                                Err(ClientError::Op(OpError::Trimmed { index, first })),
                                 (next, buffered, None),
                             ))
                         }
@@ -602,10 +603,10 @@ const FRAME_OVERHEAD_BYTES: usize = 1024;
 fn check_size(payload: &Bytes) -> Result<(), ClientError> {
     let max = frame_max() - FRAME_OVERHEAD_BYTES;
     if payload.len() > max {
-        return Err(ClientError::TooLarge {
+        return Err(ClientError::Op(OpError::TooLarge {
             bytes: payload.len() as u64,
             max: max as u64,
-        });
+        }));
     }
     Ok(())
 }
@@ -616,8 +617,8 @@ fn frame_max() -> usize {
 
 fn unexpected(response: &Response) -> ClientError {
     match response {
-        Response::Error { error, .. } => ClientError::Refused(error.to_string()),
-        other => ClientError::Refused(format!("unexpected response {other:?}")),
+        Response::Error { error, .. } => ClientError::Op(error.clone()),
+        other => ClientError::Protocol(format!("{other:?}")),
     }
 }
 

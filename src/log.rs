@@ -34,6 +34,7 @@ use paxlog_net::ClientTls;
 use paxlog_storage::{Ballot, Index};
 
 use crate::client::{Client, ClientError, ClientOptions};
+use crate::core::OpError;
 use crate::node::{self, NodeConfig, NodeError, NodeHandle};
 use crate::proto::NodeStatus;
 
@@ -62,16 +63,12 @@ pub enum LogEvent {
     },
 }
 
+/// What a call on the log can fail with: the client's error (a node's
+/// [`OpError`] or a transport case) or the embedded node's own failure.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("fenced: the leader's ballot is now {current}; the append did not happen")]
-    Fenced { current: Ballot },
-    #[error("index {index} is trimmed; the first index still held is {first}")]
-    Trimmed { index: Index, first: Index },
-    #[error("indeterminate: the append may or may not have happened ({0})")]
-    Indeterminate(String),
-    #[error("the append did not happen: {0}")]
-    NotAppended(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
     #[error("the node failed: {0}")]
     Node(#[from] NodeError),
 }
@@ -79,17 +76,17 @@ pub enum LogError {
 impl LogError {
     /// True when the call surely had no effect on the log.
     pub fn surely_not_appended(&self) -> bool {
-        !matches!(self, LogError::Indeterminate(_))
+        match self {
+            LogError::Client(e) => e.surely_not_appended(),
+            LogError::Node(_) => true,
+        }
     }
-}
 
-impl From<ClientError> for LogError {
-    fn from(e: ClientError) -> Self {
-        match e {
-            ClientError::Fenced { current } => LogError::Fenced { current },
-            ClientError::Trimmed { index, first } => LogError::Trimmed { index, first },
-            e if !e.surely_not_appended() => LogError::Indeterminate(e.to_string()),
-            e => LogError::NotAppended(e.to_string()),
+    /// The node's answer, when the error is one.
+    pub fn op(&self) -> Option<&OpError> {
+        match self {
+            LogError::Client(ClientError::Op(e)) => Some(e),
+            _ => None,
         }
     }
 }
@@ -113,7 +110,7 @@ impl Log {
     /// Starts the node and connects a client to every member.
     pub async fn open(config: LogConfig) -> Result<Log, LogError> {
         let tls = ClientTls::load(&config.node.certs_dir, &config.client_name)
-            .map_err(|e| LogError::NotAppended(format!("client certificate: {e}")))?;
+            .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))?;
         let options = ClientOptions {
             nodes: config.node.members.clone(),
             timeout: Duration::from_millis(config.request_timeout_ms),
@@ -165,7 +162,7 @@ impl Log {
                 index: e.index,
                 bytes: e.payload,
             }),
-            Err(ClientError::Trimmed { first, .. }) => Ok(LogEvent::Trimmed { first }),
+            Err(ClientError::Op(OpError::Trimmed { first, .. })) => Ok(LogEvent::Trimmed { first }),
             Err(e) => Err(e.into()),
         })
     }

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use paxlog_storage::{Ballot, Index, NodeId};
 use serde::{Deserialize, Serialize};
 
+use crate::core::{OpError, Role};
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
     Append {
@@ -83,7 +85,7 @@ pub enum Response {
     },
     Error {
         req: u64,
-        error: WireError,
+        error: OpError,
     },
 }
 
@@ -106,43 +108,10 @@ pub struct Entry {
     pub payload: Bytes,
 }
 
-/// Errors on the wire. Which of them mean "surely not appended" is decided by
-/// [`WireError::surely_not_appended`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum WireError {
-    #[error("not the leader (leader hint: {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
-    #[error("no quorum: the node cannot reach a majority")]
-    NoQuorum,
-    #[error("busy: too many uncommitted bytes at the leader, retry later")]
-    Busy,
-    #[error("value of {bytes} bytes is larger than the limit of {max} bytes")]
-    TooLarge { bytes: u64, max: u64 },
-    #[error("fenced: the leader's ballot is now {current}")]
-    Fenced { current: Ballot },
-    #[error("indeterminate: the append may or may not have happened; retry with the same (client_id, seq)")]
-    Indeterminate,
-    #[error("index {index} is trimmed; the first index still held is {first}")]
-    Trimmed { index: Index, first: Index },
-    #[error("node is shutting down")]
-    ShuttingDown,
-    #[error("node failed: {0}")]
-    Failed(String),
-    #[error("bad request: {0}")]
-    BadRequest(String),
-}
-
-impl WireError {
-    /// True when the request surely had no effect on the log.
-    pub fn surely_not_appended(&self) -> bool {
-        !matches!(self, WireError::Indeterminate | WireError::Failed(_))
-    }
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeStatus {
     pub id: NodeId,
-    pub role: String,
+    pub role: Role,
     pub ballot: Ballot,
     pub leader: Option<NodeId>,
     pub chosen_index: Index,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{block_on, runtime, TestCluster, CLIENT};
 use paxlog::client::{Client, ClientError, ClientOptions};
+use paxlog::core::OpError;
 use paxlog::proto::Entry;
 
 /// A client that talks to one node only, to read what *that* node holds.
@@ -320,7 +321,7 @@ fn a_lone_node_refuses_appends_with_no_quorum() {
         .find(|(id, _)| *id == 1)
         .and_then(|(_, s)| s.clone())
         .expect("status");
-    assert_ne!(me.role, "leader");
+    assert_ne!(me.role, paxlog::core::Role::Leader);
     assert_eq!(me.chosen_index, 0);
 }
 
@@ -355,7 +356,7 @@ fn a_leader_cut_off_from_its_quorum_stops_acknowledging() {
         s.iter()
             .find(|(id, _)| *id == leader)
             .and_then(|(_, s)| s.as_ref())
-            .filter(|s| s.role != "leader")
+            .filter(|s| s.role != paxlog::core::Role::Leader)
             .map(|_| ())
     });
 }
@@ -378,7 +379,7 @@ fn a_client_with_a_strangers_certificate_is_refused() {
     let result = block_on(client.append(Bytes::from_static(b"forged")));
     let err = result.expect_err("a stranger's append was acknowledged");
     assert!(
-        !matches!(err, ClientError::NoQuorum | ClientError::Busy),
+        !matches!(err, ClientError::Op(OpError::NoQuorum | OpError::Busy)),
         "{err}"
     );
     // And nothing it sent reached the log.

@@ -5,7 +5,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use bytes::Bytes;
-use paxlog::client::{Client, ClientOptions};
+use paxlog::client::{Client, ClientError, ClientOptions};
+use paxlog::core::OpError;
 use paxlog::log::{Log, LogConfig, LogError};
 use paxlog::node::NodeConfig;
 
@@ -97,7 +98,9 @@ async fn single_node_append_read_tail_trim() {
 
     bounded(log.trim(indexes[2])).await.expect("trim");
     match bounded(log.read(indexes[0]..indexes[4] + 1)).await {
-        Err(LogError::Trimmed { first, .. }) => assert!(first > indexes[2], "first {first}"),
+        Err(LogError::Client(ClientError::Op(OpError::Trimmed { first, .. }))) => {
+            assert!(first > indexes[2], "first {first}")
+        }
         other => panic!("read below the trim point gave {other:?}"),
     }
     log.close().await.expect("close");
@@ -192,7 +195,9 @@ async fn subscribe_across_leader_stop_is_exactly_once_and_old_ballot_is_fenced()
     let new_ballot = bounded(writer.ballot()).await.expect("ballot");
     assert_ne!(new_ballot.node, leader, "the stopped node is still leader");
     match bounded(writer.append_if(old_ballot, Bytes::from_static(b"late"))).await {
-        Err(LogError::Fenced { current }) => assert!(current > old_ballot),
+        Err(LogError::Client(ClientError::Op(OpError::Fenced { current }))) => {
+            assert!(current > old_ballot)
+        }
         other => panic!("append with the old ballot gave {other:?}"),
     }
     subscriber.close().await.expect("close");

@@ -47,6 +47,16 @@ impl Default for NetConfig {
 }
 
 impl NetConfig {
+    /// Settings that notice a dead peer or client within ~3 s, so a
+    /// restarted peer gets a fresh link and a client fails over quickly.
+    pub fn liveness() -> Self {
+        Self {
+            idle_timeout_ms: 3_000,
+            keep_alive_ms: 500,
+            ..Self::default()
+        }
+    }
+
     /// Rejects settings that would make a bound meaningless.
     pub fn validate(&self) -> Result<(), crate::NetError> {
         let bad = |what: &str| Err(crate::NetError::Config(what.to_string()));

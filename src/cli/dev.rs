@@ -173,7 +173,7 @@ async fn show_it_works(cluster: &Path, children: &mut [(u64, Child)]) -> anyhow:
         if let Some(leader) = statuses
             .iter()
             .filter_map(|(_, _, s)| s.as_ref().ok())
-            .find(|s| s.role == "leader")
+            .find(|s| s.role == crate::core::Role::Leader)
         {
             break leader.id;
         }

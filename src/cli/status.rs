@@ -35,7 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(status) => Row {
                 id,
                 addr: addr.to_string(),
-                role: status.role.clone(),
+                role: status.role.to_string(),
                 status: Some(status),
                 error: None,
             },

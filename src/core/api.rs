@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use paxlog_storage::{Ballot, Index, NodeId, StoreError, WriteBatch};
+use serde::{Deserialize, Serialize};
 
 use super::{Command, Message};
 
@@ -27,27 +28,48 @@ pub enum ProposalCommand {
     Barrier,
 }
 
-/// Why a proposal failed. All but `Indeterminate` mean "surely not appended".
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProposeError {
+/// The one outcome type of an operation that a node answers, end to end:
+/// the core produces it, it travels on the wire as is, and the client and
+/// the embedded log wrap it, adding only their transport cases.
+/// Whether an append surely did not happen is decided in one place,
+/// [`OpError::surely_not_appended`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum OpError {
     #[error("not the leader (leader hint: {leader_hint:?})")]
     NotLeader { leader_hint: Option<NodeId> },
-    #[error("the leader cannot reach a quorum")]
+    #[error("no quorum: the leader cannot reach a majority")]
     NoQuorum,
-    #[error("too many uncommitted bytes at the leader; retry later")]
+    #[error(
+        "busy: too many uncommitted bytes at the leader; the append did not happen, retry later"
+    )]
     Busy,
-    #[error("value of {bytes} bytes exceeds the limit of {max}")]
-    TooLarge { bytes: usize, max: usize },
-    #[error("the leader's ballot is {current}, not the expected one")]
+    #[error("value of {bytes} bytes is larger than the limit of {max} bytes")]
+    TooLarge { bytes: u64, max: u64 },
+    #[error("fenced: the leader's ballot is now {current}; the append did not happen")]
     Fenced { current: Ballot },
-    #[error("the outcome is unknown; retry with the same (client_id, seq)")]
+    #[error("index {index} is trimmed; the first index still held is {first}")]
+    Trimmed { index: Index, first: Index },
+    #[error("indeterminate: the append may or may not have happened; retry with the same (client_id, seq)")]
     Indeterminate,
+    #[error("node is shutting down")]
+    ShuttingDown,
+    #[error("node failed: {0}")]
+    Failed(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl OpError {
+    /// True when the operation surely had no effect on the log.
+    pub fn surely_not_appended(&self) -> bool {
+        !matches!(self, OpError::Indeterminate | OpError::Failed(_))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub id: RequestId,
-    pub result: Result<Index, ProposeError>,
+    pub result: Result<Index, OpError>,
 }
 
 /// One chosen index, emitted by the learner in index order without gaps.
@@ -86,7 +108,9 @@ pub struct Outbound {
     pub message: Message,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A node's role; on the wire and in `status --json` as `leader`, `follower`, `candidate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Leader,
     Follower,
@@ -138,6 +162,33 @@ impl From<StoreError> for CoreError {
         match e {
             StoreError::Trimmed { index, first } => CoreError::Trimmed { index, first },
             other => CoreError::Store(other),
+        }
+    }
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<CoreError> for OpError {
+    /// A read that failed: trimmed is the caller's answer, anything else is
+    /// this node's failure.
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Trimmed { index, first } => OpError::Trimmed { index, first },
+            other => OpError::Failed(other.to_string()),
         }
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, ReadLimit, Store};
 
 use super::replica::{Replica, RoleState};
-use super::{Command, Message, ProposeError, Reply};
+use super::{Command, Message, OpError, Reply};
 
 /// Phase 1 in progress at one ballot.
 #[derive(Debug)]
@@ -184,7 +184,7 @@ impl<S: Store> Replica<S> {
             for id in ids {
                 self.io.reply(Reply {
                     id,
-                    result: Err(ProposeError::Indeterminate),
+                    result: Err(OpError::Indeterminate),
                 });
             }
         }

@@ -9,7 +9,7 @@ use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
 use super::quorum::chosen_prefix;
 use super::replica::{Replica, RoleState};
-use super::{Command, Message, Proposal, ProposalCommand, ProposeError, Reply};
+use super::{Command, Message, OpError, Proposal, ProposalCommand, Reply};
 
 #[derive(Debug)]
 pub(crate) struct LeaderEntry {
@@ -215,17 +215,17 @@ impl<S: Store> Replica<S> {
         }
     }
 
-    fn try_propose(&mut self, proposal: Proposal, now_ms: u64) -> Result<(), ProposeError> {
+    fn try_propose(&mut self, proposal: Proposal, now_ms: u64) -> Result<(), OpError> {
         if self.failed {
-            return Err(ProposeError::NotLeader { leader_hint: None });
+            return Err(OpError::NotLeader { leader_hint: None });
         }
         let RoleState::Leader(ls) = &self.role else {
             let leader_hint = self.leader.filter(|&l| l != self.config.node_id);
-            return Err(ProposeError::NotLeader { leader_hint });
+            return Err(OpError::NotLeader { leader_hint });
         };
         if let Some(expected) = proposal.expected_ballot {
             if expected != ls.ballot {
-                return Err(ProposeError::Fenced { current: ls.ballot });
+                return Err(OpError::Fenced { current: ls.ballot });
             }
         }
         let (client_id, seq) = (proposal.client_id, proposal.seq);
@@ -241,9 +241,9 @@ impl<S: Store> Replica<S> {
         let value = command.encode();
         let max = self.config.value_bytes_max;
         if value.len() > max {
-            return Err(ProposeError::TooLarge {
-                bytes: value.len(),
-                max,
+            return Err(OpError::TooLarge {
+                bytes: value.len() as u64,
+                max: max as u64,
             });
         }
         let is_append = matches!(command, Command::Append { .. });
@@ -261,13 +261,13 @@ impl<S: Store> Replica<S> {
             }
         }
         if !self.leader_has_quorum_contact(ls, now_ms) {
-            return Err(ProposeError::NoQuorum);
+            return Err(OpError::NoQuorum);
         }
         if ls.uncommitted_bytes + value.len() > self.config.uncommitted_bytes_max {
-            return Err(ProposeError::Busy);
+            return Err(OpError::Busy);
         }
         let RoleState::Leader(ls) = &mut self.role else {
-            return Err(ProposeError::NoQuorum);
+            return Err(OpError::NoQuorum);
         };
         let (ballot, index) = (ls.ballot, ls.next_index);
         ls.next_index += 1;

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
-use super::replica::{Replica, RoleState};
-use super::{Chosen, Command, Message, ProposeError, Reply};
+use super::replica::{Replica, RoleState, DUPLICATES_MAX};
+use super::{Chosen, Command, Message, OpError, Reply};
 
 impl<S: Store> Replica<S> {
     /// Moves the chosen index forward (never back) and stages it.
@@ -144,6 +144,7 @@ impl<S: Store> Replica<S> {
         self.io.stage_chosen(trim_index);
         self.io.stage_trim(trim_index);
         self.trim_index = trim_index;
+        self.duplicates = self.duplicates.split_off(&(trim_index + 1));
         self.last_index = self.last_index.max(trim_index);
         self.emitted_index = self.emitted_index.max(trim_index);
         self.applied_index = self.applied_index.max(trim_index);
@@ -160,7 +161,7 @@ impl<S: Store> Replica<S> {
             for id in self.waiters.remove(&i).unwrap_or_default() {
                 self.io.reply(Reply {
                     id,
-                    result: Err(ProposeError::Indeterminate),
+                    result: Err(OpError::Indeterminate),
                 });
             }
         }
@@ -182,7 +183,7 @@ impl<S: Store> Replica<S> {
             match command {
                 Command::Append { client_id, seq, .. } => {
                     if let Some(first) = self.dedup.record(client_id, seq, index) {
-                        self.duplicates.insert(index, first);
+                        self.note_duplicate(index, first);
                         result = first;
                     }
                     if let RoleState::Leader(ls) = &mut self.role {
@@ -204,6 +205,17 @@ impl<S: Store> Replica<S> {
         }
     }
 
+    fn note_duplicate(&mut self, index: Index, first: Index) {
+        if self.duplicates.len() >= DUPLICATES_MAX {
+            self.duplicates.pop_first();
+            tracing::warn!(
+                node = self.config.node_id,
+                "too many retried duplicates to hide; the oldest becomes visible to readers"
+            );
+        }
+        self.duplicates.insert(index, first);
+    }
+
     pub(crate) fn learner_poll_chosen(&mut self) -> Option<Chosen> {
         // Indexes the application already applied (before a restart) are not re-emitted.
         self.emitted_index = self
@@ -221,7 +233,7 @@ impl<S: Store> Replica<S> {
             }
         };
         self.emitted_index = index;
-        let duplicate_of = self.duplicates.remove(&index);
+        let duplicate_of = self.duplicates.get(&index).copied();
         self.prune_entries();
         Some(Chosen {
             index,
@@ -243,6 +255,7 @@ impl<S: Store> Replica<S> {
         if upto > self.trim_index {
             self.trim_index = upto;
             self.io.stage_trim(upto);
+            self.duplicates = self.duplicates.split_off(&(upto + 1));
             while self
                 .entries
                 .first_key_value()

@@ -49,8 +49,8 @@ pub mod quorum;
 mod replica;
 
 pub use api::{
-    Chosen, CoreError, Outbound, PeerStatus, Persist, Proposal, ProposalCommand, ProposeError,
-    Reply, RequestId, Role, Status, Ticket,
+    Chosen, CoreError, OpError, Outbound, PeerStatus, Persist, Proposal, ProposalCommand, Reply,
+    RequestId, Role, Status, Ticket,
 };
 pub use command::Command;
 pub use config::Config;
@@ -59,7 +59,7 @@ pub use config::Mutation;
 pub use dedup::DedupTable;
 pub use message::Message;
 pub use paxlog_storage::{Ballot, Index, NodeId};
-pub use replica::Replica;
+pub use replica::{Replica, UserEntries};
 
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,15 @@ pub(crate) enum RoleState {
     Leader(Leader),
 }
 
+/// User appends read for clients, and where the next read starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserEntries {
+    pub entries: Vec<(Index, Bytes)>,
+    /// Past every index this run covered (hidden ones included).
+    pub next: Index,
+    pub emitted_index: Index,
+}
+
 /// A bounded run of accepted entries and where the next run would start.
 pub(crate) type EntryRun = (Vec<(Index, Accepted)>, Option<Index>);
 
@@ -32,6 +41,10 @@ pub(crate) type EntryRun = (Vec<(Index, Accepted)>, Option<Index>);
 const RECOVER_CHUNK: usize = 4096;
 /// At most this many chosen entries are replayed to rebuild the dedup table.
 const DEDUP_REBUILD_ENTRIES_MAX: u64 = 100_000;
+/// Retried appends chosen a second time, remembered so readers never see
+/// them. They come only from retries across leader changes, a handful per
+/// failover; the cap guards memory against a pathological client.
+pub(crate) const DUPLICATES_MAX: usize = 1 << 16;
 
 /// One member of the cluster. See the module docs for the calling protocol.
 #[derive(Debug)]
@@ -66,7 +79,9 @@ pub struct Replica<S: Store> {
     /// Last chosen index folded into the dedup table.
     pub(crate) dedup_index: Index,
     pub(crate) dedup: DedupTable,
-    /// Duplicate index → first index, until emitted.
+    /// Duplicate index → first index, for every duplicate above the trim
+    /// point (at most `DUPLICATES_MAX`): readers never see them.
+    /// Invariant: every key is in `(trim_index, dedup_index]`.
     pub(crate) duplicates: BTreeMap<Index, Index>,
     /// Trim commands chosen at key index, trimming up to the value.
     pub(crate) pending_trims: BTreeMap<Index, Index>,
@@ -382,6 +397,45 @@ impl<S: Store> Replica<S> {
             peers,
             suspect: self.suspect,
         }
+    }
+
+    /// The last index handed out by `poll_chosen`: reads for clients stop
+    /// here, since above it whether an entry is a duplicate is not known yet.
+    pub fn emitted_index(&self) -> Index {
+        self.emitted_index
+    }
+
+    /// The user appends in `[from, to]`, never beyond the emitted index:
+    /// no-ops, trims and duplicates are left out but covered by `next`.
+    pub fn read_user_entries(
+        &self,
+        from: Index,
+        to: Index,
+        limit: ReadLimit,
+    ) -> Result<UserEntries, CoreError> {
+        let from = from.max(1);
+        let to = to.min(self.emitted_index);
+        let mut run = UserEntries {
+            entries: Vec::new(),
+            next: from,
+            emitted_index: self.emitted_index,
+        };
+        if from > to {
+            return Ok(run);
+        }
+        for (index, command) in self.read_chosen(from, limit)? {
+            if index > to {
+                break;
+            }
+            run.next = index + 1;
+            if self.duplicates.contains_key(&index) {
+                continue;
+            }
+            if let Command::Append { payload, .. } = command {
+                run.entries.push((index, payload));
+            }
+        }
+        Ok(run)
     }
 
     /// Chosen entries from `from` (never beyond the chosen index).

@@ -333,15 +333,15 @@ fn fencing_and_size_and_redirect_errors() {
     c.collect();
     assert!(matches!(
         c.reply(1).map(|r| &r.result),
-        Some(Err(ProposeError::Fenced { .. }))
+        Some(Err(OpError::Fenced { .. }))
     ));
     assert!(matches!(
         c.reply(2).map(|r| &r.result),
-        Some(Err(ProposeError::TooLarge { .. }))
+        Some(Err(OpError::TooLarge { .. }))
     ));
     assert_eq!(
         c.reply(3).map(|r| r.result.clone()),
-        Some(Err(ProposeError::NotLeader {
+        Some(Err(OpError::NotLeader {
             leader_hint: Some(1)
         }))
     );
@@ -360,13 +360,13 @@ fn leader_without_quorum_steps_down_and_fails_fast() {
     c.collect();
     assert_eq!(
         c.reply(10).map(|r| r.result.clone()),
-        Some(Err(ProposeError::Indeterminate))
+        Some(Err(OpError::Indeterminate))
     );
     assert_ne!(c.node(1).status(now).role, Role::Leader);
     c.propose(1, 11, 2, "b");
     assert!(matches!(
         c.reply(11).map(|r| &r.result),
-        Some(Err(ProposeError::NotLeader { .. }))
+        Some(Err(OpError::NotLeader { .. }))
     ));
 }
 
@@ -591,9 +591,7 @@ fn leader_keeps_the_window_and_gets_busy_beyond_uncommitted_bytes() {
         .iter()
         .all(|(_, o)| !matches!(&o.message, Message::Accept { values, .. } if values.len() > 2)));
     assert!(
-        c.replies
-            .iter()
-            .any(|r| r.result == Err(ProposeError::Busy)),
+        c.replies.iter().any(|r| r.result == Err(OpError::Busy)),
         "beyond uncommitted_bytes_max proposals get Busy"
     );
     c.settle();

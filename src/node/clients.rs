@@ -11,8 +11,9 @@ use paxlog_storage::Index;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Command, ReadResult};
+use crate::core::OpError;
 use crate::core::ProposalCommand;
-use crate::proto::{Request, Response, WireError};
+use crate::proto::{Request, Response};
 
 /// Requests one stream may have in flight; beyond it the stream stops reading
 /// (QUIC flow control then pushes back on the client).
@@ -140,7 +141,7 @@ async fn propose(
         // A dropped reply channel means the loop stopped with the request in its hands.
         None => Response::Error {
             req,
-            error: WireError::Indeterminate,
+            error: OpError::Indeterminate,
         },
     }
 }
@@ -202,7 +203,7 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
                 Some(Err(error)) => Response::Error { req, error },
                 None => Response::Error {
                     req,
-                    error: WireError::ShuttingDown,
+                    error: OpError::ShuttingDown,
                 },
             }
         }
@@ -210,7 +211,7 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
             Some(status) => Response::Status { req, status },
             None => Response::Error {
                 req,
-                error: WireError::ShuttingDown,
+                error: OpError::ShuttingDown,
             },
         },
         Request::Tail { .. } => {
@@ -218,19 +219,19 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
             // the leadership at b, so every append acknowledged before this
             // request has an index < b. The tail is b (itself chosen).
             let ballot = match ask(&loop_tx, |reply| Command::Status { reply }).await {
-                Some(status) if status.role == "leader" => status.ballot,
+                Some(status) if status.role == crate::core::Role::Leader => status.ballot,
                 Some(status) => {
                     return Response::Error {
                         req,
-                        error: WireError::NotLeader {
-                            leader: status.leader,
+                        error: OpError::NotLeader {
+                            leader_hint: status.leader,
                         },
                     }
                 }
                 None => {
                     return Response::Error {
                         req,
-                        error: WireError::ShuttingDown,
+                        error: OpError::ShuttingDown,
                     }
                 }
             };
@@ -242,9 +243,7 @@ async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
         }
         Request::Subscribe { .. } => Response::Error {
             req,
-            error: WireError::BadRequest(
-                "subscribe must be the first request on its stream".into(),
-            ),
+            error: OpError::BadRequest("subscribe must be the first request on its stream".into()),
         },
     }
 }

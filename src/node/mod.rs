@@ -14,7 +14,7 @@
 mod clients;
 pub mod writer;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,8 +24,9 @@ use paxlog_net::{NetConfig, NodeEndpoint, NodeTls, PeerReceiver, PeerSender};
 use paxlog_storage::{Index, NodeId, ReadLimit, RocksStore, Store};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::core::{self, Command as LogCommand, Message, ProposeError, Replica, Role};
-use crate::proto::{Entry, NodeStatus, PeerStatus, WireError};
+use crate::core::OpError;
+use crate::core::{self, Message, Replica, Role};
+use crate::proto::{Entry, NodeStatus, PeerStatus};
 
 /// How often the loop calls `Replica::tick`.
 pub const TICK_INTERVAL_MS: u64 = 10;
@@ -33,10 +34,6 @@ pub const TICK_INTERVAL_MS: u64 = 10;
 const BURST_INPUTS_MAX: usize = 1024;
 const CLIENT_QUEUE_CAPACITY: usize = 4096;
 const WRITE_QUEUE_CAPACITY: usize = 1024;
-/// Retried appends chosen a second time that readers must not see. They come
-/// only from retries across leader changes, so a handful per failover; the cap
-/// only guards memory against a pathological client.
-const DUPLICATES_MAX: usize = 1 << 16;
 
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]
@@ -74,18 +71,8 @@ impl NodeConfig {
             data_dir,
             admin: None,
             core,
-            net: liveness_net_config(),
+            net: NetConfig::liveness(),
         })
-    }
-}
-
-/// Transport settings that notice a dead peer or client within ~3 s, so a
-/// restarted peer gets a fresh link and a client fails over quickly.
-pub fn liveness_net_config() -> NetConfig {
-    NetConfig {
-        idle_timeout_ms: 3_000,
-        keep_alive_ms: 500,
-        ..NetConfig::default()
     }
 }
 
@@ -117,13 +104,13 @@ pub(crate) enum Command {
         seq: u64,
         command: core::ProposalCommand,
         expected_ballot: Option<paxlog_storage::Ballot>,
-        reply: oneshot::Sender<Result<Index, WireError>>,
+        reply: oneshot::Sender<Result<Index, OpError>>,
     },
     Read {
         from: Index,
         to: Index,
         entries_max: usize,
-        reply: oneshot::Sender<Result<ReadResult, WireError>>,
+        reply: oneshot::Sender<Result<ReadResult, OpError>>,
     },
     Status {
         reply: oneshot::Sender<NodeStatus>,
@@ -253,8 +240,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         replies: BTreeMap::new(),
         next_request: 1,
         last_role: None,
-        emitted_index: 0,
-        duplicates: BTreeSet::new(),
     };
     let task =
         tokio::spawn(driver.run(peer_rx, client_rx, done_rx, shutdown_rx, endpoint, acceptor));
@@ -287,17 +272,9 @@ struct Driver<S: Store + 'static> {
     writer: Option<std::thread::JoinHandle<()>>,
     chosen_tx: watch::Sender<Index>,
     /// Invariant: holds exactly the proposals the core has not replied to yet.
-    replies: BTreeMap<core::RequestId, oneshot::Sender<Result<Index, WireError>>>,
+    replies: BTreeMap<core::RequestId, oneshot::Sender<Result<Index, OpError>>>,
     next_request: core::RequestId,
     last_role: Option<Role>,
-    /// The highest index the core emitted through `poll_chosen`. Reads stop
-    /// here: above it, whether an entry is a duplicate is not known yet.
-    emitted_index: Index,
-    /// Indexes holding a second copy of an already chosen `(client_id, seq)`.
-    /// Rebuilt on restart, since the core re-emits every chosen entry above
-    /// the trim point (the application index starts at 0).
-    /// Invariant: every element is <= `emitted_index`.
-    duplicates: BTreeSet<Index>,
 }
 
 impl<S: Store + 'static> Driver<S> {
@@ -387,7 +364,7 @@ impl<S: Store + 'static> Driver<S> {
         };
         match result {
             Ok(()) => {
-                self.fail_pending(WireError::ShuttingDown);
+                self.fail_pending(OpError::ShuttingDown);
                 tracing::info!(node = self.node_id, "node stopped");
                 Ok(())
             }
@@ -397,18 +374,18 @@ impl<S: Store + 'static> Driver<S> {
 
     fn fail(&mut self, error: NodeError) -> Result<(), NodeError> {
         self.replica.on_storage_failed();
-        self.fail_pending(WireError::Failed(error.to_string()));
+        self.fail_pending(OpError::Failed(error.to_string()));
         tracing::error!(node = self.node_id, %error, "node stopped after a fatal error");
         Err(error)
     }
 
-    fn fail_pending(&mut self, error: WireError) {
+    fn fail_pending(&mut self, error: OpError) {
         for (_, reply) in std::mem::take(&mut self.replies) {
             // The core may have sent these out: only the core knows; on stop
             // every pending one is indeterminate unless we are merely shutting down
             // before proposing, which the core does not tell apart.
             let _ = reply.send(Err(match &error {
-                WireError::ShuttingDown => WireError::Indeterminate,
+                OpError::ShuttingDown => OpError::Indeterminate,
                 other => other.clone(),
             }));
         }
@@ -464,60 +441,21 @@ impl<S: Store + 'static> Driver<S> {
         }
     }
 
-    fn read(&self, from: Index, to: Index, entries_max: usize) -> Result<ReadResult, WireError> {
-        let chosen_index = self.emitted_index;
-        let from = from.max(1);
-        let to = to.min(chosen_index);
-        if from > to {
-            return Ok(ReadResult {
-                entries: Vec::new(),
-                next: from,
-                chosen_index,
-            });
-        }
+    fn read(&self, from: Index, to: Index, entries_max: usize) -> Result<ReadResult, OpError> {
         let limit = ReadLimit {
             entries_max: entries_max.max(1),
             bytes_max: READ_BYTES_MAX,
         };
-        let chosen = self
-            .replica
-            .read_chosen(from, limit)
-            .map_err(core_read_error)?;
-        let mut next = from;
-        let mut entries = Vec::new();
-        for (index, command) in chosen {
-            if index > to {
-                break;
-            }
-            next = index + 1;
-            if self.duplicates.contains(&index) {
-                continue;
-            }
-            if let LogCommand::Append { payload, .. } = command {
-                entries.push(Entry { index, payload });
-            }
-        }
+        let run = self.replica.read_user_entries(from, to, limit)?;
         Ok(ReadResult {
-            entries,
-            next,
-            chosen_index,
+            entries: run
+                .entries
+                .into_iter()
+                .map(|(index, payload)| Entry { index, payload })
+                .collect(),
+            next: run.next,
+            chosen_index: run.emitted_index,
         })
-    }
-
-    fn note_duplicate(&mut self, index: Index) {
-        let trim_index = self.replica.trim_index();
-        while self.duplicates.first().is_some_and(|&d| d <= trim_index) {
-            self.duplicates.pop_first();
-        }
-        if self.duplicates.len() >= DUPLICATES_MAX {
-            self.duplicates.pop_first();
-            tracing::warn!(
-                node = self.node_id,
-                "too many retried duplicates to hide; the oldest becomes visible to readers"
-            );
-        }
-        self.duplicates.insert(index);
-        metrics::counter!("paxlog_duplicate_appends_total").increment(1);
     }
 
     fn status(&self, now: u64) -> NodeStatus {
@@ -525,7 +463,7 @@ impl<S: Store + 'static> Driver<S> {
         let last_index = s.last_index;
         NodeStatus {
             id: s.node_id,
-            role: role_name(s.role).to_string(),
+            role: s.role,
             ballot: s.ballot,
             leader: s.leader,
             chosen_index: s.chosen_index,
@@ -556,31 +494,27 @@ impl<S: Store + 'static> Driver<S> {
                 tracing::trace!(to = out.to, %error, "dropped a peer message");
             }
         }
-        let emitted_before = self.emitted_index;
+        let mut emitted = None;
         while let Some(entry) = self.replica.poll_chosen() {
-            assert!(
-                entry.index > self.emitted_index,
-                "chosen entries are emitted in order"
-            );
             if entry.duplicate_of.is_some() {
-                self.note_duplicate(entry.index);
+                metrics::counter!("paxlog_duplicate_appends_total").increment(1);
             }
-            self.emitted_index = entry.index;
+            emitted = Some(entry.index);
         }
-        if self.emitted_index > emitted_before {
-            let index = self.emitted_index;
+        if let Some(index) = emitted {
+            // The node applies nothing itself: readers go through the core.
             self.replica.set_applied(index);
             self.chosen_tx.send_replace(index);
             metrics::gauge!("paxlog_chosen_index").set(index as f64);
         }
         while let Some(reply) = self.replica.poll_reply() {
             if let Some(tx) = self.replies.remove(&reply.id) {
-                let _ = tx.send(reply.result.map_err(wire_error));
+                let _ = tx.send(reply.result);
             }
         }
         let role = self.replica.role();
         if self.last_role != Some(role) {
-            tracing::info!(node = self.node_id, role = role_name(role), "role changed");
+            tracing::info!(node = self.node_id, role = role.name(), "role changed");
             if role == Role::Leader {
                 metrics::counter!("paxlog_leader_changes_total").increment(1);
             }
@@ -591,34 +525,3 @@ impl<S: Store + 'static> Driver<S> {
 }
 
 const READ_BYTES_MAX: usize = 1 << 20;
-
-pub(crate) fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Leader => "leader",
-        Role::Follower => "follower",
-        Role::Candidate => "candidate",
-    }
-}
-
-fn wire_error(e: ProposeError) -> WireError {
-    match e {
-        ProposeError::NotLeader { leader_hint } => WireError::NotLeader {
-            leader: leader_hint,
-        },
-        ProposeError::NoQuorum => WireError::NoQuorum,
-        ProposeError::Busy => WireError::Busy,
-        ProposeError::TooLarge { bytes, max } => WireError::TooLarge {
-            bytes: bytes as u64,
-            max: max as u64,
-        },
-        ProposeError::Fenced { current } => WireError::Fenced { current },
-        ProposeError::Indeterminate => WireError::Indeterminate,
-    }
-}
-
-fn core_read_error(e: core::CoreError) -> WireError {
-    match e {
-        core::CoreError::Trimmed { index, first } => WireError::Trimmed { index, first },
-        other => WireError::Failed(other.to_string()),
-    }
-}

@@ -172,7 +172,7 @@ impl TestCluster {
             statuses
                 .iter()
                 .filter_map(|(_, s)| s.as_ref())
-                .find(|s| s.role == "leader")
+                .find(|s| s.role == paxlog::core::Role::Leader)
                 .map(|s| s.id)
         })
     }

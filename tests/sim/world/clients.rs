@@ -1,7 +1,7 @@
 //! Simulated clients driving proposals into the replicas.
 
 use bytes::Bytes;
-use paxlog::core::{Index, NodeId, Proposal, ProposalCommand, ProposeError};
+use paxlog::core::{Index, NodeId, OpError, Proposal, ProposalCommand};
 use rand::Rng;
 
 use super::{Event, World, TOPOLOGY_SETTLE_MS};
@@ -69,7 +69,7 @@ impl World {
         self.drain(target);
     }
 
-    pub(super) fn on_reply(&mut self, node: NodeId, id: u64, result: Result<Index, ProposeError>) {
+    pub(super) fn on_reply(&mut self, node: NodeId, id: u64, result: Result<Index, OpError>) {
         let Some(info) = self.requests.get(&id).cloned() else {
             return;
         };
@@ -99,12 +99,12 @@ impl World {
                 if !current {
                     return;
                 }
-                if let ProposeError::NotLeader {
+                if let OpError::NotLeader {
                     leader_hint: Some(h),
                 } = e
                 {
                     client.target = h;
-                } else if let ProposeError::NotLeader { leader_hint: None } = e {
+                } else if let OpError::NotLeader { leader_hint: None } = e {
                     let k = self.rng.gen_range(0..self.members.len());
                     client.target = self.members[k];
                 }
