@@ -9,7 +9,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::node::Command;
+use crate::node::request::Command;
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -1,27 +1,25 @@
 //! Client connections: each authenticated connection may open bidirectional
 //! streams; on each stream requests are pipelined and answered as they
 //! complete, tagged with their `req` id. A `Subscribe` turns its stream into a
-//! push stream of chosen entries.
+//! push stream of chosen entries ([`super::subscribe`]). What a request means
+//! is [`super::handle`]'s business; this file only moves frames and bounds
+//! what one stream has in flight.
 
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use paxlog_net::{FrameReader, FrameWriter, NodeEndpoint};
 use paxlog_storage::Index;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use super::{Command, ReadResult};
-use crate::core::OpError;
-use crate::core::ProposalCommand;
+use super::handle::handle;
+use super::request::Command;
+use super::subscribe::subscribe;
 use crate::proto::{Request, Response};
 
 /// Requests one stream may have in flight; beyond it the stream stops reading
 /// (QUIC flow control then pushes back on the client).
 const STREAM_IN_FLIGHT_MAX: usize = 1024;
-/// Entries per pushed frame of a subscription.
-const SUBSCRIBE_BATCH_ENTRIES: usize = 256;
-/// Entries per read request, whatever the client asks.
-const READ_ENTRIES_MAX: usize = 4096;
 
 pub(super) fn spawn_acceptor(
     endpoint: Arc<NodeEndpoint>,
@@ -89,7 +87,7 @@ async fn serve_stream(
                         while let Some(response) = in_flight.next().await {
                             writer.write(&response).await?;
                         }
-                        return subscribe(req, from, writer, loop_tx, chosen).await;
+                        return Ok(subscribe(req, from, writer, loop_tx, chosen).await?);
                     }
                     Some(request) => in_flight.push(Box::pin(handle(request, loop_tx.clone()))),
                     None => reading = false,
@@ -109,202 +107,4 @@ async fn serve_stream(
 pub(super) enum StreamError {
     #[error(transparent)]
     Frame(#[from] paxlog_net::FrameError),
-}
-
-async fn ask<T>(
-    loop_tx: &mpsc::Sender<Command>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Command,
-) -> Option<T> {
-    let (tx, rx) = oneshot::channel();
-    loop_tx.send(make(tx)).await.ok()?;
-    rx.await.ok()
-}
-
-async fn propose(
-    loop_tx: &mpsc::Sender<Command>,
-    req: u64,
-    client_id: u64,
-    seq: u64,
-    command: ProposalCommand,
-    expected_ballot: Option<paxlog_storage::Ballot>,
-) -> Response {
-    let asked = ask(loop_tx, |reply| Command::Propose {
-        client_id,
-        seq,
-        command,
-        expected_ballot,
-        reply,
-    });
-    match asked.await {
-        Some(Ok(index)) => Response::Appended { req, index },
-        Some(Err(error)) => Response::Error { req, error },
-        // A dropped reply channel means the loop stopped with the request in its hands.
-        None => Response::Error {
-            req,
-            error: OpError::Indeterminate,
-        },
-    }
-}
-
-async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
-    let req = request.req();
-    match request {
-        Request::Append {
-            client_id,
-            seq,
-            payload,
-            expected_ballot,
-            ..
-        } => {
-            let command = ProposalCommand::Append(payload);
-            propose(&loop_tx, req, client_id, seq, command, expected_ballot).await
-        }
-        Request::Trim {
-            client_id,
-            seq,
-            upto,
-            ..
-        } => {
-            propose(
-                &loop_tx,
-                req,
-                client_id,
-                seq,
-                ProposalCommand::Trim(upto),
-                None,
-            )
-            .await
-        }
-        Request::Read {
-            from,
-            to,
-            entries_max,
-            ..
-        } => {
-            let entries_max = (entries_max as usize).clamp(1, READ_ENTRIES_MAX);
-            match ask(&loop_tx, |reply| Command::Read {
-                from,
-                to,
-                entries_max,
-                reply,
-            })
-            .await
-            {
-                Some(Ok(ReadResult {
-                    entries,
-                    next,
-                    chosen_index,
-                })) => Response::Entries {
-                    req,
-                    entries,
-                    next,
-                    chosen_index,
-                },
-                Some(Err(error)) => Response::Error { req, error },
-                None => Response::Error {
-                    req,
-                    error: OpError::ShuttingDown,
-                },
-            }
-        }
-        Request::Status { .. } => match ask(&loop_tx, |reply| Command::Status { reply }).await {
-            Some(status) => Response::Status { req, status },
-            None => Response::Error {
-                req,
-                error: OpError::ShuttingDown,
-            },
-        },
-        Request::Tail { .. } => {
-            // Linearizable: a Noop chosen at b under the leader's ballot proves
-            // the leadership at b, so every append acknowledged before this
-            // request has an index < b. The tail is b (itself chosen).
-            let ballot = match ask(&loop_tx, |reply| Command::Status { reply }).await {
-                Some(status) if status.role == crate::core::Role::Leader => status.ballot,
-                Some(status) => {
-                    return Response::Error {
-                        req,
-                        error: OpError::NotLeader {
-                            leader_hint: status.leader,
-                        },
-                    }
-                }
-                None => {
-                    return Response::Error {
-                        req,
-                        error: OpError::ShuttingDown,
-                    }
-                }
-            };
-            let barrier = ProposalCommand::Barrier;
-            match propose(&loop_tx, req, 0, 0, barrier, Some(ballot)).await {
-                Response::Appended { index, .. } => Response::Tail { req, index, ballot },
-                other => other,
-            }
-        }
-        Request::Subscribe { .. } => Response::Error {
-            req,
-            error: OpError::BadRequest("subscribe must be the first request on its stream".into()),
-        },
-    }
-}
-
-/// Pushes chosen user entries from `from` on, in order, without gaps in what
-/// it covers: every frame says where the next one starts.
-async fn subscribe(
-    req: u64,
-    from: Index,
-    mut writer: FrameWriter<Response>,
-    loop_tx: mpsc::Sender<Command>,
-    mut chosen: watch::Receiver<Index>,
-) -> Result<(), StreamError> {
-    let mut next = from.max(1);
-    loop {
-        let chosen_now = *chosen.borrow_and_update();
-        if next <= chosen_now {
-            let result = ask(&loop_tx, |reply| Command::Read {
-                from: next,
-                to: chosen_now,
-                entries_max: SUBSCRIBE_BATCH_ENTRIES,
-                reply,
-            })
-            .await;
-            match result {
-                Some(Ok(ReadResult {
-                    entries,
-                    next: after,
-                    chosen_index,
-                })) => {
-                    assert!(
-                        after > next || entries.is_empty(),
-                        "a subscription never goes back"
-                    );
-                    if after <= next {
-                        // Nothing readable yet at `next` (not durable locally); wait for more.
-                        if chosen.changed().await.is_err() {
-                            break;
-                        }
-                        continue;
-                    }
-                    next = after;
-                    writer
-                        .write(&Response::Entries {
-                            req,
-                            entries,
-                            next,
-                            chosen_index,
-                        })
-                        .await?;
-                }
-                Some(Err(error)) => {
-                    writer.write(&Response::Error { req, error }).await?;
-                    break;
-                }
-                None => break,
-            }
-        } else if chosen.changed().await.is_err() {
-            break;
-        }
-    }
-    writer.finish().await?;
-    Ok(())
 }

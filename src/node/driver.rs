@@ -1,0 +1,277 @@
+//! The driver: the one task that owns the [`Replica`]. It takes a burst of
+//! inputs (peer messages, client commands, durable-write notices, ticks), then
+//! drains the core's outputs in the order its calling protocol asks for:
+//! writes, messages, chosen entries, replies.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paxlog_net::{NodeEndpoint, PeerReceiver, PeerSender};
+use paxlog_storage::{Index, NodeId, Store};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::config::NodeError;
+use super::read::read;
+use super::request::Command;
+use super::status::node_status;
+use super::writer::WriteDone;
+use crate::core::{self, Message, OpError, Replica, Role};
+
+/// How often the loop calls `Replica::tick`.
+pub const TICK_INTERVAL_MS: u64 = 10;
+/// Inputs taken in one burst before outputs are drained (batching without starving).
+const BURST_INPUTS_MAX: usize = 1024;
+
+pub(super) struct Driver<S: Store + 'static> {
+    node_id: NodeId,
+    replica: Replica<Arc<S>>,
+    started: Instant,
+    peer_tx: PeerSender<Message>,
+    write_tx: mpsc::Sender<core::Persist>,
+    /// Joined on stop: RocksDB must be closed before the process exits, or its
+    /// static teardown races the still-running writer ("pthread lock: Invalid argument").
+    writer: Option<std::thread::JoinHandle<()>>,
+    chosen_tx: watch::Sender<Index>,
+    /// Invariant: holds exactly the proposals the core has not replied to yet.
+    replies: BTreeMap<core::RequestId, oneshot::Sender<Result<Index, OpError>>>,
+    next_request: core::RequestId,
+    last_role: Option<Role>,
+}
+
+/// The loop's inputs, created by `start` before the driver exists.
+pub(super) struct Inputs {
+    pub peer_rx: PeerReceiver<Message>,
+    pub client_rx: mpsc::Receiver<Command>,
+    pub done_rx: mpsc::UnboundedReceiver<WriteDone>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl<S: Store + 'static> Driver<S> {
+    pub(super) fn new(
+        node_id: NodeId,
+        replica: Replica<Arc<S>>,
+        started: Instant,
+        peer_tx: PeerSender<Message>,
+        write_tx: mpsc::Sender<core::Persist>,
+        writer: std::thread::JoinHandle<()>,
+        chosen_tx: watch::Sender<Index>,
+    ) -> Self {
+        Driver {
+            node_id,
+            replica,
+            started,
+            peer_tx,
+            write_tx,
+            writer: Some(writer),
+            chosen_tx,
+            replies: BTreeMap::new(),
+            next_request: 1,
+            last_role: None,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs until shutdown or a fatal error, then stops the acceptor, the
+    /// endpoint and the writer thread, in that order.
+    pub(super) async fn run(
+        mut self,
+        inputs: Inputs,
+        // Held so the endpoint (and its peer links) lives exactly as long as the loop.
+        endpoint: Arc<NodeEndpoint>,
+        acceptor: tokio::task::JoinHandle<()>,
+    ) -> Result<(), NodeError> {
+        let result = self.run_loop(inputs).await;
+        // The acceptor holds the other handle to the endpoint.
+        acceptor.abort();
+        let _ = acceptor.await;
+        match Arc::try_unwrap(endpoint) {
+            Ok(endpoint) => endpoint.shutdown().await,
+            Err(_) => tracing::warn!(node = self.node_id, "endpoint still shared at stop"),
+        }
+        // Closing the channel ends the writer after its current write.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.write_tx, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+        result
+    }
+
+    async fn run_loop(&mut self, inputs: Inputs) -> Result<(), NodeError> {
+        let Inputs {
+            mut peer_rx,
+            mut client_rx,
+            mut done_rx,
+            mut shutdown,
+        } = inputs;
+        let mut ticker = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let result = loop {
+            tokio::select! {
+                _ = shutdown.changed() => break Ok(()),
+                done = done_rx.recv() => match done {
+                    Some(done) => {
+                        if let Err(e) = self.on_write_done(done) {
+                            break Err(e);
+                        }
+                        while let Ok(done) = done_rx.try_recv() {
+                            if let Err(e) = self.on_write_done(done) {
+                                return self.fail(e);
+                            }
+                        }
+                    }
+                    None => break Err(NodeError::Fatal("writer thread stopped".into())),
+                },
+                Some((from, message)) = peer_rx.recv() => {
+                    let now = self.now_ms();
+                    self.replica.on_message(from, message, now);
+                    for _ in 0..BURST_INPUTS_MAX {
+                        match peer_rx.try_recv() {
+                            Some((from, message)) => self.replica.on_message(from, message, now),
+                            None => break,
+                        }
+                    }
+                }
+                Some(command) = client_rx.recv() => {
+                    self.on_command(command);
+                    for _ in 0..BURST_INPUTS_MAX {
+                        match client_rx.try_recv() {
+                            Ok(command) => self.on_command(command),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    let now = self.now_ms();
+                    self.replica.tick(now);
+                }
+            }
+            if let Err(e) = self.drain().await {
+                break Err(e);
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.fail_pending(OpError::ShuttingDown);
+                tracing::info!(node = self.node_id, "node stopped");
+                Ok(())
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn fail(&mut self, error: NodeError) -> Result<(), NodeError> {
+        self.replica.on_storage_failed();
+        self.fail_pending(OpError::Failed(error.to_string()));
+        tracing::error!(node = self.node_id, %error, "node stopped after a fatal error");
+        Err(error)
+    }
+
+    fn fail_pending(&mut self, error: OpError) {
+        for (_, reply) in std::mem::take(&mut self.replies) {
+            // The core may have sent these out: only the core knows; on stop
+            // every pending one is indeterminate unless we are merely shutting down
+            // before proposing, which the core does not tell apart.
+            let _ = reply.send(Err(match &error {
+                OpError::ShuttingDown => OpError::Indeterminate,
+                other => other.clone(),
+            }));
+        }
+    }
+
+    fn on_write_done(&mut self, done: WriteDone) -> Result<(), NodeError> {
+        match done {
+            WriteDone::Durable(tickets) => {
+                let now = self.now_ms();
+                for ticket in tickets {
+                    self.replica.on_persisted(ticket, now);
+                }
+                Ok(())
+            }
+            WriteDone::Failed(error) => Err(NodeError::Fatal(error.to_string())),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = self.now_ms();
+        match command {
+            Command::Propose {
+                client_id,
+                seq,
+                command,
+                expected_ballot,
+                reply,
+            } => {
+                // The id keys the reply table, so only the driver can assign it.
+                let id = self.next_request;
+                self.next_request += 1;
+                self.replies.insert(id, reply);
+                let proposal = core::Proposal {
+                    id,
+                    client_id,
+                    seq,
+                    command,
+                    expected_ballot,
+                };
+                self.replica.propose(proposal, now);
+                metrics::counter!("paxlog_appends_total").increment(1);
+            }
+            Command::Read {
+                from,
+                to,
+                entries_max,
+                reply,
+            } => {
+                let _ = reply.send(read(&self.replica, from, to, entries_max));
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(node_status(self.replica.status(now), now));
+            }
+        }
+    }
+
+    async fn drain(&mut self) -> Result<(), NodeError> {
+        while let Some(persist) = self.replica.poll_write() {
+            if self.write_tx.send(persist).await.is_err() {
+                return Err(NodeError::Fatal("writer thread stopped".into()));
+            }
+        }
+        while let Some(out) = self.replica.poll_message() {
+            // A full queue or a down peer drops the message; the protocol retransmits.
+            if let Err(error) = self.peer_tx.try_send(out.to, out.message) {
+                tracing::trace!(to = out.to, %error, "dropped a peer message");
+            }
+        }
+        let mut emitted = None;
+        while let Some(entry) = self.replica.poll_chosen() {
+            if entry.duplicate_of.is_some() {
+                metrics::counter!("paxlog_duplicate_appends_total").increment(1);
+            }
+            emitted = Some(entry.index);
+        }
+        if let Some(index) = emitted {
+            // The node applies nothing itself: readers go through the core.
+            self.replica.set_applied(index);
+            self.chosen_tx.send_replace(index);
+            metrics::gauge!("paxlog_chosen_index").set(index as f64);
+        }
+        while let Some(reply) = self.replica.poll_reply() {
+            if let Some(tx) = self.replies.remove(&reply.id) {
+                let _ = tx.send(reply.result);
+            }
+        }
+        let role = self.replica.role();
+        if self.last_role != Some(role) {
+            tracing::info!(node = self.node_id, role = role.name(), "role changed");
+            if role == Role::Leader {
+                metrics::counter!("paxlog_leader_changes_total").increment(1);
+            }
+            self.last_role = Some(role);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! Starting a node: open the store, bind the endpoint, create the queues,
+//! spawn the writer thread, the admin port, the client acceptor and the
+//! driver; and the handle that stops it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use paxlog_net::{NodeEndpoint, NodeTls};
+use paxlog_storage::{Index, NodeId, RocksStore};
+use tokio::sync::{mpsc, watch};
+
+use super::clients;
+use super::config::{NodeConfig, NodeError};
+use super::driver::{Driver, Inputs};
+use super::writer;
+use crate::admin;
+use crate::core::{Message, Replica};
+
+/// Commands from client streams and the admin port waiting for the driver.
+const CLIENT_QUEUE_CAPACITY: usize = 4096;
+/// `Persist` batches waiting for the writer thread; full, it holds the driver back.
+const WRITE_QUEUE_CAPACITY: usize = 1024;
+
+/// A running node. Dropping it does not stop the node; call [`NodeHandle::shutdown`].
+#[derive(Debug)]
+pub struct NodeHandle {
+    local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    shutdown: Arc<watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<Result<(), NodeError>>,
+    chosen: watch::Receiver<Index>,
+}
+
+impl NodeHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The highest index this node knows chosen, updated as it learns more.
+    pub fn chosen_index(&self) -> watch::Receiver<Index> {
+        self.chosen.clone()
+    }
+
+    /// A handle that asks the node to stop, usable while another task waits.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.shutdown.clone())
+    }
+
+    /// Stops the node gracefully and waits for it.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the node stops (after shutdown or a fatal error).
+    pub async fn wait(self) -> Result<(), NodeError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(NodeError::Fatal(format!("node task panicked: {join}"))),
+        }
+    }
+}
+
+/// Asks a node to stop gracefully.
+#[derive(Clone, Debug)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Opens the store, binds the endpoint and starts the node.
+pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    config.validate()?;
+    let identity = paxlog_storage::Identity {
+        cluster_id: config.cluster_id.clone(),
+        node_id: config.node_id,
+    };
+    let store = Arc::new(RocksStore::open(&config.data_dir, identity)?);
+    let tls = NodeTls::load(&config.certs_dir, config.node_id)?;
+    let endpoint = NodeEndpoint::bind(config.listen, tls, config.net.clone())?;
+    let local_addr = endpoint.local_addr();
+    let peers: BTreeMap<NodeId, SocketAddr> = config
+        .members
+        .iter()
+        .filter(|(id, _)| **id != config.node_id)
+        .map(|(id, addr)| (*id, *addr))
+        .collect();
+    let (peer_tx, peer_rx) = endpoint.peers::<Message>(peers)?;
+
+    let seed = seed_from_clock(config.node_id);
+    let started = Instant::now();
+    let replica = Replica::new(config.core.clone(), store.clone(), seed, 0)
+        .map_err(|e| NodeError::Core(e.to_string()))?;
+
+    let (client_tx, client_rx) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
+    let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let writer = writer::spawn(store.clone(), write_rx, done_tx)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Readers follow what the driver has seen emitted, which starts again
+    // from the trim point after a restart.
+    let (chosen_tx, chosen_rx) = watch::channel(0);
+
+    let admin_addr = match config.admin {
+        Some(addr) => Some(admin::serve(addr, client_tx.clone())?),
+        None => None,
+    };
+    let endpoint = Arc::new(endpoint);
+    let acceptor = clients::spawn_acceptor(
+        endpoint.clone(),
+        client_tx,
+        chosen_rx.clone(),
+        shutdown_rx.clone(),
+    );
+
+    let driver = Driver::new(
+        config.node_id,
+        replica,
+        started,
+        peer_tx,
+        write_tx,
+        writer,
+        chosen_tx,
+    );
+    let inputs = Inputs {
+        peer_rx,
+        client_rx,
+        done_rx,
+        shutdown: shutdown_rx,
+    };
+    let task = tokio::spawn(driver.run(inputs, endpoint, acceptor));
+    tracing::info!(node = config.node_id, %local_addr, "node started");
+    Ok(NodeHandle {
+        local_addr,
+        admin_addr,
+        shutdown: Arc::new(shutdown_tx),
+        task,
+        chosen: chosen_rx,
+    })
+}
+
+fn seed_from_clock(node_id: NodeId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ node_id.rotate_left(32)
+}

@@ -1,0 +1,29 @@
+//! The core's [`Status`] as the wire's [`NodeStatus`]: the core keeps
+//! timestamps and match indexes, clients want ages and lags.
+
+use crate::core::{Role, Status};
+use crate::proto::{NodeStatus, PeerStatus};
+
+pub(super) fn node_status(s: Status, now_ms: u64) -> NodeStatus {
+    let last_index = s.last_index;
+    NodeStatus {
+        id: s.node_id,
+        role: s.role,
+        ballot: s.ballot,
+        leader: s.leader,
+        chosen_index: s.chosen_index,
+        last_index,
+        trim_index: s.trim_index,
+        peers: s
+            .peers
+            .iter()
+            .map(|p| PeerStatus {
+                id: p.id,
+                // Only a leader tracks how far each peer got.
+                lag_entries: (s.role == Role::Leader)
+                    .then(|| last_index.saturating_sub(p.match_index)),
+                last_contact_ms: p.last_contact_ms.map(|t| now_ms.saturating_sub(t)),
+            })
+            .collect(),
+    }
+}
