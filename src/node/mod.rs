@@ -16,6 +16,47 @@
 //! order its calling protocol asks for: writes, messages, chosen entries,
 //! replies. `start.rs` opens the store and the endpoint and spawns all of it;
 //! `config.rs` holds what it is given and what it checks first.
+//!
+//! # An append's path on the leader
+//!
+//! The tasks a client `Append` crosses, the queues between them, and the
+//! conversions on the way:
+//!
+//! 1. **stream task** (`clients.rs`) reads a frame: a proto `Request::Append`,
+//!    which `handle.rs` turns into a node `Command::Propose` (the payload in a
+//!    `ProposalCommand::Append`, plus a reply oneshot).
+//!    - queue 1, the **client channel**: `mpsc`, 4096, shared by every
+//!      stream and the admin port.
+//! 2. **driver** (`driver.rs`) assigns the request id, keeps the oneshot in its
+//!    reply table and hands the core a `core::Proposal`. Inside that call the
+//!    **core** encodes a core `Command::Append { client_id, seq, payload }`
+//!    as the index's value and stages its accept.
+//!    - queue 2, the core's **staged write**: cut into a ticketed `Persist`
+//!      at 256 entries / 1 MiB or when the driver polls after the burst.
+//!    - queue 3, the **write channel**: `mpsc`, 1024 `Persist` batches.
+//! 3. **writer thread** (`writer.rs`) merges what queued up into one synced
+//!    RocksDB write (group commit).
+//!    - queue 4, the **done channel**: unbounded `mpsc` of `WriteDone`.
+//! 4. **driver**: `Replica::on_persisted` counts the leader's own accept.
+//!    Meanwhile the Accepts went to the peers (core outbound queue →
+//!    `PeerSender` → each peer's own steps 2–4 → `PeerReceiver`); with a
+//!    majority the index is chosen and the core queues the `Reply`.
+//!    - queue 5, the core's **reply queue**, drained after the burst.
+//!    - queue 6, the **reply oneshot**.
+//! 5. **stream task**: the `Result<Index, OpError>` becomes a proto
+//!    `Response::Appended` (or `Response::Error`).
+//!    - queue 7, the stream's **in-flight set** (`FuturesUnordered`, at most
+//!      1024), answers in completion order; then the response is written as
+//!      a frame.
+//!
+//! Seven queues on the leader's own path (four of them channels between
+//! tasks: client, write, done, reply), plus the peer round trip.
+//! Conversions: proto `Request` → node `Command::Propose` → `core::Proposal`
+//! → core `Command` (encoded); back: core `Reply` → oneshot result → proto
+//! `Response`. None is redundant: the request id that makes a node command a
+//! `core::Proposal` keys the driver's reply table, so only the driver can
+//! assign it; the payload `Bytes` is moved, not copied, until the core
+//! encodes it.
 
 mod clients;
 mod config;
