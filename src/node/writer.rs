@@ -13,8 +13,25 @@ use tokio::sync::mpsc;
 
 use crate::core::{Persist, Ticket};
 
-/// Bounds one merged write, so a burst cannot build an unbounded batch.
+/// Core batches merged into one synced write at most.
+///
+/// There are two batching layers, on purpose:
+/// - the core bounds each Accept message and each staged write (one
+///   `Persist`) by `core::Config::batch_entries_max` (256 entries) and
+///   `batch_bytes_max` (1 MiB), so one message fits a frame
+///   (`paxlog_net::FRAME_BYTES_MAX_DEFAULT`, 4 MiB, with room for a batch that
+///   ends one value past the bound, which is checked before adding);
+/// - the writer merges the `Persist` batches that queued while the previous
+///   fsync ran (group commit), so a busy node pays one fsync per burst rather
+///   than one per batch.
+///
+/// The merge bounds are multiples of the core's: 256 batches, and
+/// [`MERGE_BYTES_MAX`] = 16 full 1 MiB batches. The byte bound binds under
+/// large values, the batch count under small ones; both keep a burst from
+/// building an unbounded write.
 pub const MERGE_BATCHES_MAX: usize = 256;
+/// Value bytes of one merged write before it takes no more batches (checked
+/// before each, so it may end one core batch past it). See [`MERGE_BATCHES_MAX`].
 pub const MERGE_BYTES_MAX: usize = 16 << 20;
 
 #[derive(Debug)]
