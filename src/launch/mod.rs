@@ -7,6 +7,8 @@
 //! when the [`LocalCluster`] is dropped; [`LocalCluster::stop`] stops them
 //! gracefully first.
 
+mod error;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io;
@@ -19,55 +21,14 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use paxlog_storage::NodeId;
 
+pub use self::error::LaunchError;
 use crate::client::{Client, ClientError};
-use crate::cluster::{ClusterFile, ClusterFileError, NodeEntry};
+use crate::cluster::{ClusterFile, NodeEntry};
 
 /// How often exits are polled while waiting on children.
 const POLL_EVERY: Duration = Duration::from_millis(100);
 /// How much of a node's log an early exit quotes.
 const LOG_TAIL_LINES: usize = 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("generating certificates in {}: {source}", path.display())]
-    Certs {
-        path: PathBuf,
-        source: paxlog_net::NetError,
-    },
-    #[error("finding free loopback ports: {0}")]
-    Ports(io::Error),
-    #[error("starting node {id}: {source}")]
-    Spawn { id: NodeId, source: io::Error },
-    /// `log_tail` holds the node's last log lines, for callers that show them.
-    #[error("node {id} exited early with {status}")]
-    Exited {
-        id: NodeId,
-        status: ExitStatus,
-        log_tail: String,
-    },
-    #[error("killing node {id}: {source}")]
-    Kill { id: NodeId, source: io::Error },
-    #[error("watching the node processes: {0}")]
-    Wait(io::Error),
-    #[error("node {0} is not part of this cluster")]
-    UnknownNode(NodeId),
-    #[error("node {0} is already running")]
-    AlreadyRunning(NodeId),
-    #[error("node {0} is not running")]
-    NotRunning(NodeId),
-    #[error("the cluster was not ready within {0:?}")]
-    NotReady(Duration),
-    #[error(transparent)]
-    ClusterFile(#[from] ClusterFileError),
-    #[error(transparent)]
-    Client(#[from] ClientError),
-}
 
 /// What to launch; the nodes are numbered `1..=nodes`.
 #[derive(Clone, Debug)]
