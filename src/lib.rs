@@ -3,13 +3,13 @@
 //! - [`core`]: the sans-IO Multi-Paxos replica (no I/O, no clock).
 //! - [`node`]: the runtime that drives the core with tokio, QUIC and RocksDB.
 //! - [`client`]: the network client; [`proto`] is its wire protocol.
-//! - [`cli`]: the `paxlog` command line.
+//! - [`launch`]: a local cluster of `paxlog serve` processes (dev, tests, bench).
 //! - [`log`]: the embedded log ([`log::Log`]) for databases.
 pub mod admin;
-pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod core;
+pub mod launch;
 pub mod log;
 pub mod node;
 pub mod proto;

@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use paxlog::cli::{Cli, Cmd};
+
+use crate::cli::{Cli, Cmd};
+
+mod cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,7 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(paxlog::cli::run(cli)) {
+    match runtime.block_on(cli::run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -19,25 +19,14 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
+pub use crate::dial::close_code;
+use crate::dial::{connect, Dialer};
 use crate::identity::{node_dns_name, remote_of};
 use crate::peer::{run_inbound, start_links};
 use crate::{
     ClientTls, NetConfig, NetError, NodeId, NodeTls, PeerReceiver, PeerSender, Remote, ALPN_CLIENT,
     ALPN_PEER,
 };
-
-/// QUIC application close codes used by paxlog.
-pub mod close_code {
-    use quinn::VarInt;
-    /// Orderly shutdown or link restart.
-    pub const SHUTDOWN: VarInt = VarInt::from_u32(0);
-    /// The certificate may not be used this way (wrong ALPN, unknown peer).
-    pub const REFUSED: VarInt = VarInt::from_u32(1);
-    /// Too many pending connections.
-    pub const BUSY: VarInt = VarInt::from_u32(2);
-    /// A malformed or oversized frame.
-    pub const PROTOCOL: VarInt = VarInt::from_u32(3);
-}
 
 /// Handshakes in progress at once; further attempts are refused.
 const HANDSHAKES_MAX: usize = 64;
@@ -52,44 +41,6 @@ pub struct ClientConn {
     /// The name from the client's verified certificate.
     pub name: String,
     pub conn: quinn::Connection,
-}
-
-/// Dials peers from the node's endpoint with its node certificate.
-#[derive(Debug, Clone)]
-pub(crate) struct Dialer {
-    pub(crate) node_id: NodeId,
-    endpoint: quinn::Endpoint,
-    config: quinn::ClientConfig,
-}
-
-impl Dialer {
-    /// Connects to `addr` and requires its certificate to be node `id`'s.
-    pub(crate) async fn connect_peer(
-        &self,
-        addr: SocketAddr,
-        id: NodeId,
-    ) -> Result<quinn::Connection, NetError> {
-        connect(
-            &self.endpoint,
-            self.config.clone(),
-            addr,
-            &node_dns_name(id),
-        )
-        .await
-    }
-}
-
-async fn connect(
-    endpoint: &quinn::Endpoint,
-    config: quinn::ClientConfig,
-    addr: SocketAddr,
-    server_name: &str,
-) -> Result<quinn::Connection, NetError> {
-    endpoint
-        .connect_with(config, addr, server_name)
-        .map_err(|source| NetError::Connect { addr, source })?
-        .await
-        .map_err(|source| NetError::Connection { addr, source })
 }
 
 fn transport(

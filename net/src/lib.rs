@@ -12,6 +12,7 @@
 pub mod backoff;
 pub mod certs;
 pub mod config;
+mod dial;
 pub mod endpoint;
 pub mod error;
 pub mod frame;

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn, Instrument};
 
 use crate::backoff::Backoff;
-use crate::endpoint::{close_code, Dialer};
+use crate::dial::{close_code, Dialer};
 use crate::frame::{encode, FrameReader};
 use crate::{NetConfig, NodeId, SendError};
 

@@ -3,22 +3,19 @@
 //! writes `DIR/cluster.toml`, appends and reads back one entry to show the
 //! cluster working, then serves until Ctrl-C and stops its children.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use tokio::process::{Child, Command};
-
-use crate::client::Client;
-use crate::cluster::{ClusterFile, NodeEntry};
+use paxlog::client::Client;
+use paxlog::core::Role;
+use paxlog::launch::{LaunchConfig, LaunchError, LocalCluster};
 
 const CLIENT_NAME: &str = "cli";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_RETRY: Duration = Duration::from_millis(100);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
@@ -48,56 +45,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         std::fs::remove_dir_all(&args.dir)
             .with_context(|| format!("removing {}", args.dir.display()))?;
     }
-    std::fs::create_dir_all(args.dir.join("logs"))
+    std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = args.dir.canonicalize().context("resolving --dir")?;
-    let ids: Vec<u64> = (1..=args.nodes).collect();
-    let certs = dir.join("certs");
-    let have_certs = ids
-        .iter()
-        .all(|id| certs.join(format!("node-{id}.pem")).exists())
-        && certs.join(format!("client-{CLIENT_NAME}.pem")).exists();
-    if !have_certs {
-        paxlog_net::generate_certs(&certs, &ids, &[CLIENT_NAME.to_string()])
-            .with_context(|| format!("generating certificates in {}", certs.display()))?;
-    }
-
-    let mut file = ClusterFile {
+    let config = LaunchConfig {
+        dir: dir.clone(),
+        exe: std::env::current_exe().context("finding the paxlog executable")?,
+        nodes: args.nodes,
         cluster_id: "dev".into(),
-        certs: PathBuf::from("certs"),
-        client: Some(CLIENT_NAME.into()),
-        nodes: Vec::new(),
+        client: CLIENT_NAME.into(),
+        admin: true,
+        rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
     };
-    let ports = free_ports(ids.len())?;
-    for (id, (addr, admin)) in ids.iter().zip(ports) {
-        file.nodes.push(NodeEntry {
-            id: *id,
-            addr,
-            admin: Some(admin),
-            data: Some(PathBuf::from(format!("data/node-{id}"))),
-            pid: None,
-        });
-    }
-    let cluster_path = dir.join("cluster.toml");
-    std::fs::write(&cluster_path, file.to_toml())
-        .with_context(|| format!("writing {}", cluster_path.display()))?;
+    let mut cluster = LocalCluster::start(config)?;
 
-    let exe = std::env::current_exe().context("finding the paxlog executable")?;
-    let mut children = Vec::new();
-    for node in &mut file.nodes {
-        let child = spawn_node(&exe, &dir, &cluster_path, node.id)?;
-        node.pid = child.id();
-        children.push((node.id, child));
-    }
-    std::fs::write(&cluster_path, file.to_toml())
-        .with_context(|| format!("writing {}", cluster_path.display()))?;
-
-    let outcome = show_it_works(&cluster_path, &mut children).await;
+    let outcome = show_it_works(&mut cluster).await;
     if let Err(error) = &outcome {
         eprintln!("error: {error:#}");
         eprintln!("node logs are in {}", dir.join("logs").display());
     } else if !args.once {
-        let rel = relative(&cluster_path);
+        let rel = relative(cluster.cluster_path());
         println!();
         println!("The cluster is running. In another terminal, try:");
         println!("  paxlog append --cluster {rel} hello world");
@@ -107,7 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  paxlog status --cluster {rel}");
         println!(
             "  curl http://{}/metrics",
-            file.nodes[0]
+            cluster.file().nodes[0]
                 .admin
                 .map(|a| a.to_string())
                 .unwrap_or_default()
@@ -117,74 +84,29 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "Node logs: {}. Press Ctrl-C to stop.",
             relative(&dir.join("logs"))
         );
-        wait_until_stopped(&mut children).await;
+        wait_until_stopped(&mut cluster).await;
     }
-    stop_all(&mut children).await;
+    for id in cluster.stop(STOP_GRACE).await {
+        eprintln!("node {id} did not stop within {STOP_GRACE:?}; killing it");
+    }
     outcome.map(|_| ExitCode::SUCCESS)
 }
 
-/// Ports picked by binding port 0; held together so no two are the same.
-fn free_ports(n: usize) -> anyhow::Result<Vec<(SocketAddr, SocketAddr)>> {
-    let mut held = Vec::new();
-    for _ in 0..n {
-        let udp = UdpSocket::bind("127.0.0.1:0").context("finding a free UDP port")?;
-        let tcp = TcpListener::bind("127.0.0.1:0").context("finding a free TCP port")?;
-        held.push((udp.local_addr()?, tcp.local_addr()?, udp, tcp));
-    }
-    Ok(held.into_iter().map(|(u, t, _, _)| (u, t)).collect())
-}
-
-fn spawn_node(exe: &Path, dir: &Path, cluster: &Path, id: u64) -> anyhow::Result<Child> {
-    let log_path = dir.join("logs").join(format!("node-{id}.log"));
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let log_err = log.try_clone()?;
-    Command::new(exe)
-        .arg("serve")
-        .arg("--cluster")
-        .arg(cluster)
-        .arg("--id")
-        .arg(id.to_string())
-        .arg("--data")
-        .arg(dir.join("data").join(format!("node-{id}")))
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting node {id}"))
-}
-
-async fn show_it_works(cluster: &Path, children: &mut [(u64, Child)]) -> anyhow::Result<()> {
-    let file = ClusterFile::load(cluster)?;
-    let client = Client::from_cluster_file(&file, None, Duration::from_secs(5))?;
+async fn show_it_works(cluster: &mut LocalCluster) -> anyhow::Result<()> {
+    let client = cluster.client(Duration::from_secs(5))?;
     let started = Instant::now();
-    let leader = loop {
-        for (id, child) in children.iter_mut() {
-            if let Some(status) = child.try_wait()? {
-                bail!("node {id} exited early with {status}");
+    let leader = cluster
+        .wait_ready(READY_TIMEOUT, READY_RETRY, || leader_of(&client))
+        .await
+        .map_err(|e| match e {
+            LaunchError::NotReady(_) => {
+                anyhow::anyhow!("no leader was elected within {READY_TIMEOUT:?}")
             }
-        }
-        let statuses = client.status_all().await;
-        if let Some(leader) = statuses
-            .iter()
-            .filter_map(|(_, _, s)| s.as_ref().ok())
-            .find(|s| s.role == crate::core::Role::Leader)
-        {
-            break leader.id;
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            bail!("no leader was elected within {READY_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            other => other.into(),
+        })?;
     println!(
         "paxlog dev: {} nodes up, node {leader} leads (elected in {} ms)",
-        children.len(),
+        cluster.ids().len(),
         started.elapsed().as_millis()
     );
     let value = format!(
@@ -217,36 +139,24 @@ async fn show_it_works(cluster: &Path, children: &mut [(u64, Child)]) -> anyhow:
     Ok(())
 }
 
-async fn wait_until_stopped(children: &mut [(u64, Child)]) {
-    let stop = super::serve::shutdown_signal();
-    tokio::pin!(stop);
-    let any_exit = async {
-        let waits = children.iter_mut().map(|(id, child)| {
-            let id = *id;
-            Box::pin(async move { (id, child.wait().await) })
-        });
-        futures::future::select_all(waits).await.0
-    };
-    tokio::select! {
-        _ = &mut stop => println!("\nstopping the cluster"),
-        (id, status) = any_exit => eprintln!("node {id} exited ({status:?}); stopping the cluster"),
-    }
+async fn leader_of(client: &Client) -> Result<Option<u64>, paxlog::client::ClientError> {
+    let statuses = client.status_all().await;
+    Ok(statuses
+        .iter()
+        .filter_map(|(_, _, s)| s.as_ref().ok())
+        .find(|s| s.role == Role::Leader)
+        .map(|s| s.id))
 }
 
-async fn stop_all(children: &mut [(u64, Child)]) {
-    for (_, child) in children.iter() {
-        if let Some(pid) = child.id() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        }
-    }
-    for (id, child) in children.iter_mut() {
-        match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-            Ok(_) => {}
-            Err(_) => {
-                eprintln!("node {id} did not stop within {STOP_GRACE:?}; killing it");
-                let _ = child.kill().await;
-            }
-        }
+async fn wait_until_stopped(cluster: &mut LocalCluster) {
+    let stop = super::serve::shutdown_signal();
+    tokio::pin!(stop);
+    tokio::select! {
+        _ = &mut stop => println!("\nstopping the cluster"),
+        exit = cluster.any_exit() => match exit {
+            Ok((id, status)) => eprintln!("node {id} exited ({status}); stopping the cluster"),
+            Err(e) => eprintln!("cannot watch the nodes ({e}); stopping the cluster"),
+        },
     }
 }
 

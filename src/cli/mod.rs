@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::Client;
-use crate::cluster::ClusterFile;
+use paxlog::client::Client;
+use paxlog::cluster::ClusterFile;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use futures::StreamExt;
 use paxlog_storage::Index;
 
-use crate::proto::Entry;
+use paxlog::proto::Entry;
 
 use super::{render_value, ClientArgs};
 

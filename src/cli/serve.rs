@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use paxlog_storage::NodeId;
 
-use crate::cluster::{ClusterFile, DEFAULT_CLUSTER_ID};
-use crate::node::{self, NodeConfig};
+use paxlog::cluster::{ClusterFile, DEFAULT_CLUSTER_ID};
+use paxlog::node::{self, NodeConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

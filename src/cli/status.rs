@@ -4,7 +4,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
 use super::ClientArgs;
-use crate::proto::NodeStatus;
+use paxlog::proto::NodeStatus;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

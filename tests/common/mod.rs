@@ -4,14 +4,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use paxlog::client::Client;
-use paxlog::cluster::{ClusterFile, NodeEntry};
+use paxlog::cluster::ClusterFile;
+use paxlog::launch::{LaunchConfig, LocalCluster};
 use paxlog::proto::NodeStatus;
 
 pub const CLIENT: &str = "tester";
@@ -19,47 +19,32 @@ pub const CLIENT: &str = "tester";
 pub const WAIT_MAX: Duration = Duration::from_secs(60);
 
 pub struct TestCluster {
+    /// Declared before `dir`: its children are killed before the directory goes.
+    local: LocalCluster,
     pub dir: tempfile::TempDir,
     pub file: ClusterFile,
     pub cluster_path: PathBuf,
-    children: BTreeMap<u64, Child>,
 }
 
 impl TestCluster {
     /// Certificates and a cluster file for `n` nodes; starts none of them.
     pub fn new(n: u64) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ids: Vec<u64> = (1..=n).collect();
-        paxlog_net::generate_certs(&dir.path().join("certs"), &ids, &[CLIENT.to_string()])
-            .expect("generate certs");
-        let mut held = Vec::new();
-        let mut nodes = Vec::new();
-        for id in &ids {
-            let udp = UdpSocket::bind("127.0.0.1:0").expect("udp port");
-            let tcp = TcpListener::bind("127.0.0.1:0").expect("tcp port");
-            nodes.push(NodeEntry {
-                id: *id,
-                addr: udp.local_addr().expect("addr"),
-                admin: Some(tcp.local_addr().expect("addr")),
-                data: Some(PathBuf::from(format!("data/node-{id}"))),
-                pid: None,
-            });
-            held.push((udp, tcp));
-        }
-        drop(held);
-        let file = ClusterFile {
+        let local = LocalCluster::create(LaunchConfig {
+            dir: dir.path().to_path_buf(),
+            exe: PathBuf::from(env!("CARGO_BIN_EXE_paxlog")),
+            nodes: n,
             cluster_id: "test".into(),
-            certs: PathBuf::from("certs"),
-            client: Some(CLIENT.into()),
-            nodes,
-        };
-        let cluster_path = dir.path().join("cluster.toml");
-        std::fs::write(&cluster_path, file.to_toml()).expect("write cluster file");
+            client: CLIENT.into(),
+            admin: true,
+            rust_log: "info".into(),
+        })
+        .expect("create the local cluster");
         TestCluster {
+            file: local.file().clone(),
+            cluster_path: local.cluster_path().to_path_buf(),
+            local,
             dir,
-            file,
-            cluster_path,
-            children: BTreeMap::new(),
         }
     }
 
@@ -74,54 +59,28 @@ impl TestCluster {
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.file.nodes.iter().map(|n| n.id).collect()
+        self.local.ids()
     }
 
     pub fn data_dir(&self, id: u64) -> PathBuf {
-        self.dir.path().join("data").join(format!("node-{id}"))
+        self.local.data_dir(id)
     }
 
     pub fn start_node(&mut self, id: u64) {
-        assert!(
-            !self.children.contains_key(&id),
-            "node {id} already running"
-        );
-        let log_path = self.dir.path().join(format!("node-{id}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_paxlog"))
-            .arg("serve")
-            .arg("--cluster")
-            .arg(&self.cluster_path)
-            .arg("--id")
-            .arg(id.to_string())
-            .arg("--data")
-            .arg(self.data_dir(id))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn paxlog serve");
-        self.children.insert(id, child);
+        self.local.start_node(id).expect("start paxlog serve");
     }
 
     /// SIGKILL: no shutdown path runs, unsynced state is lost.
     pub fn kill_node(&mut self, id: u64) {
-        let mut child = self.children.remove(&id).expect("node running");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
+        self.local.kill(id).expect("SIGKILL and reap");
     }
 
     pub fn is_running(&self, id: u64) -> bool {
-        self.children.contains_key(&id)
+        self.local.is_running(id)
     }
 
     pub fn log(&self, id: u64) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+        self.local.log(id)
     }
 
     pub fn client(&self) -> Client {
@@ -129,9 +88,8 @@ impl TestCluster {
     }
 
     pub fn client_with_timeout(&self, timeout: Duration) -> Client {
-        let file = ClusterFile::load(&self.cluster_path).expect("cluster file");
         let _runtime = runtime().enter();
-        Client::from_cluster_file(&file, None, timeout).expect("client")
+        self.local.client(timeout).expect("client")
     }
 
     /// Runs the `paxlog` CLI against this cluster; returns (exit ok, stdout, stderr).
@@ -184,7 +142,7 @@ impl TestCluster {
             |statuses| {
                 let running: Vec<_> = statuses
                     .iter()
-                    .filter(|(id, _)| self.children.contains_key(id))
+                    .filter(|(id, _)| self.local.is_running(*id))
                     .collect();
                 running
                     .iter()
@@ -210,15 +168,6 @@ impl TestCluster {
                 panic!("waited {WAIT_MAX:?} for {what}; last status: {statuses:#?}");
             }
             std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        for (_, mut child) in std::mem::take(&mut self.children) {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

@@ -1,0 +1,281 @@
+//! The network client: mutual TLS to the cluster, leader discovery (redirect
+//! with a hint, then cached), pipelined requests over one stream per node,
+//! retries with exponential backoff and jitter that keep the same
+//! `(client_id, seq)`, so a retried append is never appended twice.
+//!
+//! Errors say whether an append surely did not happen or may have happened
+//! ([`ClientError::surely_not_appended`]).
+
+mod read;
+mod retry;
+mod session;
+mod subscribe;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use paxlog_net::{ClientEndpoint, ClientTls};
+use paxlog_storage::{Ballot, Index, NodeId};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cluster::ClusterFile;
+use crate::core::OpError;
+use crate::proto::{Request, Response};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A node's answer ([`OpError`], as the core produced it) or one of the few
+/// things only the client can see: no node reachable, a connection lost
+/// with the request in flight, a timeout, a certificate problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error("no node of the cluster is reachable: {0}")]
+    Unreachable(String),
+    #[error("indeterminate: the append may or may not have happened ({0}); retry it with the same (client_id, seq)")]
+    Indeterminate(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("unexpected response from the server: {0}")]
+    Protocol(String),
+    #[error("tls/certificates: {0}")]
+    Tls(String),
+}
+
+impl ClientError {
+    /// True when the request surely had no effect on the log: the node's own
+    /// rule for its answers, and for the client's cases only a lost
+    /// connection or a timeout leave the outcome open.
+    pub fn surely_not_appended(&self) -> bool {
+        match self {
+            ClientError::Op(e) => e.surely_not_appended(),
+            ClientError::Indeterminate(_) | ClientError::Timeout(_) => false,
+            ClientError::Unreachable(_) | ClientError::Protocol(_) | ClientError::Tls(_) => true,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub nodes: BTreeMap<NodeId, SocketAddr>,
+    pub timeout: Duration,
+}
+
+/// A cloneable handle; clones share connections, the leader cache and the
+/// sequence counter, so concurrent appends pipeline over one stream per node.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: ClientEndpoint,
+    nodes: BTreeMap<NodeId, SocketAddr>,
+    timeout: Duration,
+    client_id: u64,
+    next_seq: AtomicU64,
+    next_req: AtomicU64,
+    leader: Mutex<Option<NodeId>>,
+    /// Each node's session, as the channel its requests are queued on.
+    sessions: tokio::sync::Mutex<BTreeMap<NodeId, mpsc::Sender<Pending>>>,
+}
+
+impl Client {
+    pub fn new(tls: ClientTls, options: ClientOptions) -> Result<Client, ClientError> {
+        if options.nodes.is_empty() {
+            return Err(ClientError::Unreachable(
+                "the client was given no nodes".into(),
+            ));
+        }
+        let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let endpoint = ClientEndpoint::with_config(tls, paxlog_net::NetConfig::liveness(), bind)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoint,
+                nodes: options.nodes,
+                timeout: options.timeout,
+                client_id: rand::thread_rng().gen(),
+                next_seq: AtomicU64::new(1),
+                next_req: AtomicU64::new(1),
+                leader: Mutex::new(None),
+                sessions: tokio::sync::Mutex::new(BTreeMap::new()),
+            }),
+        })
+    }
+
+    /// A client for the cluster file's nodes, presenting the certificate of
+    /// `client` (or the file's `client`).
+    pub fn from_cluster_file(
+        file: &ClusterFile,
+        client: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let name = client.or(file.client.as_deref()).ok_or_else(|| {
+            ClientError::Tls(
+                "no client name: set `client` in the cluster file or pass --client".into(),
+            )
+        })?;
+        let tls =
+            ClientTls::load(&file.certs, name).map_err(|e| ClientError::Tls(e.to_string()))?;
+        Client::new(
+            tls,
+            ClientOptions {
+                nodes: file.addrs(),
+                timeout,
+            },
+        )
+    }
+
+    pub fn client_id(&self) -> u64 {
+        self.inner.client_id
+    }
+
+    /// Appends one value; resolves with its chosen index.
+    pub async fn append(&self, payload: Bytes) -> Result<Index, ClientError> {
+        self.append_with(payload, None).await
+    }
+
+    /// Appends only if the leader's ballot is still `expected` (fencing).
+    pub async fn append_if(&self, expected: Ballot, payload: Bytes) -> Result<Index, ClientError> {
+        self.append_with(payload, Some(expected)).await
+    }
+
+    /// Appends with an explicit `seq`, for a caller that retries across
+    /// processes; `seq` must be unique per client id.
+    pub async fn append_seq(&self, seq: u64, payload: Bytes) -> Result<Index, ClientError> {
+        check_size(&payload)?;
+        self.submit(move |req, client_id| Request::Append {
+            req,
+            client_id,
+            seq,
+            payload: payload.clone(),
+            expected_ballot: None,
+        })
+        .await
+    }
+
+    async fn append_with(
+        &self,
+        payload: Bytes,
+        expected_ballot: Option<Ballot>,
+    ) -> Result<Index, ClientError> {
+        check_size(&payload)?;
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.submit(move |req, client_id| Request::Append {
+            req,
+            client_id,
+            seq,
+            payload: payload.clone(),
+            expected_ballot,
+        })
+        .await
+    }
+
+    /// Appends many values, pipelined with at most `window` in flight; the
+    /// results are in input order.
+    pub async fn append_all(
+        &self,
+        payloads: Vec<Bytes>,
+        window: usize,
+    ) -> Vec<Result<Index, ClientError>> {
+        let mut payloads = payloads.into_iter();
+        let mut results = Vec::with_capacity(payloads.len());
+        // Find the leader with the first value alone: a window of requests
+        // spread over followers would be redirected and land out of order.
+        if self.cached_leader().is_none() {
+            if let Some(first) = payloads.next() {
+                results.push(self.append(first).await);
+            }
+        }
+        let rest: Vec<_> = stream::iter(payloads.map(|p| self.append(p)))
+            .buffered(window.max(1))
+            .collect()
+            .await;
+        results.extend(rest);
+        results
+    }
+
+    /// Trims the log up to and including `upto` (a replicated command).
+    pub async fn trim(&self, upto: Index) -> Result<Index, ClientError> {
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.submit(move |req, client_id| Request::Trim {
+            req,
+            client_id,
+            seq,
+            upto,
+        })
+        .await
+    }
+
+    /// The highest chosen index, confirmed by the leader.
+    pub async fn tail(&self) -> Result<(Index, Ballot), ClientError> {
+        let response = self.to_leader(|req| Request::Tail { req }).await?;
+        match response {
+            Response::Tail { index, ballot, .. } => Ok((index, ballot)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends a leader-only request, following redirects until the deadline.
+    async fn submit(&self, make: impl Fn(u64, u64) -> Request) -> Result<Index, ClientError> {
+        let client_id = self.inner.client_id;
+        match self.to_leader(|req| make(req, client_id)).await? {
+            Response::Appended { index, .. } => Ok(index),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn next_req(&self) -> u64 {
+        self.inner.next_req.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn cached_leader(&self) -> Option<NodeId> {
+        self.inner.leader.lock().map(|l| *l).unwrap_or(None)
+    }
+
+    fn set_leader(&self, leader: Option<NodeId>) {
+        if let Ok(mut l) = self.inner.leader.lock() {
+            *l = leader.filter(|id| self.inner.nodes.contains_key(id));
+        }
+    }
+}
+
+/// A value that cannot fit in one frame is refused before anything is sent.
+/// The limit is derived here from the frame size; a later change takes it
+/// from the core's `Limits::client_payload_bytes_max()` so that client and
+/// node share one number.
+fn check_size(payload: &Bytes) -> Result<(), ClientError> {
+    // Room a frame needs besides the payload (request fields, postcard framing).
+    const FRAME_OVERHEAD_BYTES: usize = 1024;
+    let max = paxlog_net::FRAME_BYTES_MAX_DEFAULT - FRAME_OVERHEAD_BYTES;
+    if payload.len() > max {
+        return Err(ClientError::Op(OpError::TooLarge {
+            bytes: payload.len() as u64,
+            max: max as u64,
+        }));
+    }
+    Ok(())
+}
+
+/// A request queued on a session, with where its answer goes.
+type Pending = (Request, oneshot::Sender<Result<Response, ClientError>>);
+
+fn frame_max() -> usize {
+    paxlog_net::FRAME_BYTES_MAX_DEFAULT
+}
+
+fn unexpected(response: &Response) -> ClientError {
+    match response {
+        Response::Error { error, .. } => ClientError::Op(error.clone()),
+        other => ClientError::Protocol(format!("{other:?}")),
+    }
+}

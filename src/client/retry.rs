@@ -1,0 +1,173 @@
+//! The retry policy of leader-only requests, in one place: exponential
+//! backoff with jitter, and what each answer of a node ([`OpError`]) or each
+//! failure seen only by the client means — try another node, back off and
+//! retry with the same `(client_id, seq)`, or fail.
+
+use std::time::{Duration, Instant};
+
+use paxlog_storage::NodeId;
+use rand::Rng;
+
+use super::{Client, ClientError};
+use crate::core::OpError;
+use crate::proto::{Request, Response};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// Exponential backoff with jitter, from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
+#[derive(Debug)]
+pub(super) struct Backoff(Duration);
+
+impl Backoff {
+    pub(super) fn new() -> Backoff {
+        Backoff(BACKOFF_MIN)
+    }
+
+    pub(super) async fn sleep(&mut self) {
+        let jitter = rand::thread_rng().gen_range(0..=self.0.as_millis() as u64 / 2);
+        tokio::time::sleep(self.0 + Duration::from_millis(jitter)).await;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// What to do after a node refused a leader-only request.
+#[derive(Debug)]
+enum Step {
+    /// Ask this node next, at once.
+    Redirect(NodeId),
+    /// Back off and retry; `forget_leader` drops the cached leader first.
+    Retry {
+        forget_leader: bool,
+    },
+    Fail(ClientError),
+}
+
+/// What the attempts so far have shown; decides the error at the deadline.
+#[derive(Debug, Default)]
+struct Attempts {
+    /// Why an earlier attempt may have appended: once set, a failure is
+    /// indeterminate, never "surely not appended".
+    maybe_applied: Option<String>,
+    last_error: Option<ClientError>,
+    /// Kept apart: what a reachable node said explains more than this.
+    unreachable: Option<ClientError>,
+}
+
+impl Attempts {
+    fn maybe_applied(&mut self, why: impl FnOnce() -> String) {
+        self.maybe_applied.get_or_insert_with(why);
+    }
+
+    fn give_up(self, timeout: Duration) -> ClientError {
+        match (self.maybe_applied, self.last_error.or(self.unreachable)) {
+            (Some(why), _) => ClientError::Indeterminate(why),
+            (None, Some(e)) => e,
+            (None, None) => ClientError::Timeout(timeout),
+        }
+    }
+
+    /// The one rule for a node's refusal: which answers are retried, which fail.
+    fn on_refusal(&mut self, error: OpError, target: NodeId) -> Step {
+        match error {
+            OpError::NotLeader {
+                leader_hint: Some(hint),
+            } if hint != target => Step::Redirect(hint),
+            OpError::NotLeader { .. } | OpError::NoQuorum => {
+                self.last_error = Some(ClientError::Op(OpError::NoQuorum));
+                Step::Retry {
+                    forget_leader: true,
+                }
+            }
+            OpError::Busy => {
+                self.last_error = Some(ClientError::Op(OpError::Busy));
+                Step::Retry {
+                    forget_leader: false,
+                }
+            }
+            OpError::Indeterminate | OpError::ShuttingDown | OpError::Failed(_) => {
+                self.maybe_applied(|| error.to_string());
+                Step::Retry {
+                    forget_leader: true,
+                }
+            }
+            OpError::Fenced { current } => Step::Fail(match self.maybe_applied.take() {
+                Some(why) => ClientError::Indeterminate(why),
+                None => ClientError::Op(OpError::Fenced { current }),
+            }),
+            error @ (OpError::TooLarge { .. }
+            | OpError::Trimmed { .. }
+            | OpError::BadRequest(_)) => Step::Fail(ClientError::Op(error)),
+        }
+    }
+}
+
+impl Client {
+    /// Sends a leader-only request, following redirects and retrying until
+    /// the client's timeout. `make` builds the request for a fresh `req` id;
+    /// whatever else it carries (`client_id`, `seq`) stays the same.
+    pub(super) async fn to_leader(
+        &self,
+        make: impl Fn(u64) -> Request,
+    ) -> Result<Response, ClientError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut backoff = Backoff::new();
+        let mut attempts = Attempts::default();
+        let ids: Vec<NodeId> = self.inner.nodes.keys().copied().collect();
+        let mut rotation = 0usize;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(attempts.give_up(self.inner.timeout));
+            }
+            let target = self.cached_leader().unwrap_or_else(|| {
+                rotation += 1;
+                ids[(rotation - 1) % ids.len()]
+            });
+            let tx = match self.session(target).await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    // Nothing was sent: this attempt surely did not append.
+                    self.set_leader(None);
+                    attempts.unreachable = Some(e);
+                    backoff.sleep().await;
+                    continue;
+                }
+            };
+            let req = self.next_req();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(remaining, self.send(target, tx, make(req))).await;
+            let error = match attempt {
+                Err(_) => {
+                    attempts.maybe_applied(|| "no answer before the timeout".into());
+                    continue;
+                }
+                Ok(Ok(Response::Error { error, .. })) => error,
+                Ok(Ok(response)) => {
+                    self.set_leader(Some(target));
+                    return Ok(response);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(node = target, error = %e, "session failed");
+                    // The request may have reached the node before the connection failed.
+                    self.drop_session(target).await;
+                    self.set_leader(None);
+                    attempts.maybe_applied(|| e.to_string());
+                    attempts.last_error = Some(e);
+                    backoff.sleep().await;
+                    continue;
+                }
+            };
+            tracing::debug!(node = target, %error, "append attempt refused; retrying or failing");
+            match attempts.on_refusal(error, target) {
+                Step::Redirect(hint) => self.set_leader(Some(hint)),
+                Step::Retry { forget_leader } => {
+                    if forget_leader {
+                        self.set_leader(None);
+                    }
+                    backoff.sleep().await;
+                }
+                Step::Fail(error) => return Err(error),
+            }
+        }
+    }
+}
