@@ -9,8 +9,8 @@
 //! (`lib.rs`, `main.rs`, `bin/*`) through `mod x;` declarations, so every file
 //! knows its crate and module path. An edge `a -> b` is a path in `a` that
 //! lands in `b`'s module: `use` declarations rooted at `crate`, `super`, `self`
-//! or a child module, and paths in code that start with `crate::`, `super::` or
-//! `self::`. A path walks modules as far as it can; when the next segment is an
+//! or a child module, and paths in code that start with `crate::`, `super::`,
+//! `self::` or a child module's name. A path walks modules as far as it can; when the next segment is an
 //! item that the landing file re-exports (`pub use`), the path follows the
 //! re-export to the file that defines it. A module's own `pub use` of its
 //! descendants is its facade, not a dependency. Comments and string literals
@@ -103,13 +103,13 @@ fn no_long_source_files() {
 
 #[test]
 fn the_graph_sees_paths_of_every_form() {
-    let source = "use crate::a::{b::C, d};\nuse super::e;\nfn f() { crate::g::h(); self::i::J; }\n";
+    let source = "use crate::a::{b::C, d};\nuse super::e;\nfn f() { crate::g::h(); self::i::J; child::k(); }\n";
     let tokens = lex(source);
     let parsed = parse(&tokens);
     let uses: Vec<String> = parsed.uses.iter().map(|u| u.path.join("::")).collect();
     assert_eq!(uses, ["crate::a::b::C", "crate::a::d", "super::e"]);
     let inline: Vec<String> = parsed.paths.iter().map(|p| p.path.join("::")).collect();
-    assert_eq!(inline, ["crate::g::h", "self::i::J"]);
+    assert_eq!(inline, ["crate::g::h", "self::i::J", "child::k"]);
     // Comments and strings hold no paths.
     let parsed = parse(&lex(
         "// use crate::x;\nlet s = \"crate::y\"; /* crate::z */",
@@ -350,7 +350,10 @@ fn parse(tokens: &[(Tok, usize)]) -> Parsed {
                 i = end + 1;
                 continue;
             }
-            Tok::Ident(w) if matches!(w.as_str(), "crate" | "super" | "self") => {
+            // Any `x::…` in code: `crate`, `super`, `self`, or a child module
+            // (`read::run(…)` in `cli/mod.rs`); paths into other crates or
+            // types are dropped when resolved.
+            Tok::Ident(w) => {
                 let after_sep = i > 0 && tokens[i - 1].0 == Tok::PathSep;
                 if !after_sep && tokens.get(i + 1).map(|t| &t.0) == Some(&Tok::PathSep) {
                     let mut path = vec![w.clone()];
@@ -539,7 +542,7 @@ impl Graph {
 
     /// The absolute path (from the crate root) that `r`, written in file `f`,
     /// names; `None` for a path into another crate.
-    fn absolute(&self, f: usize, r: &PathRef, is_use: bool) -> Option<Vec<String>> {
+    fn absolute(&self, f: usize, r: &PathRef) -> Option<Vec<String>> {
         let file = &self.files[f];
         let mut base = file.module.clone();
         base.extend(r.inline.iter().cloned());
@@ -560,7 +563,7 @@ impl Graph {
                 }
                 base
             }
-            Some(first) if is_use => {
+            Some(first) => {
                 let mut child = base.clone();
                 child.push(first.to_string());
                 if !self.has_module(&file.krate, &child) {
@@ -578,7 +581,7 @@ impl Graph {
         let mut exports = BTreeMap::new();
         for r in &self.files[f].parsed.uses {
             if let (Some(name), true) = (&r.export, r.inline.is_empty()) {
-                if let Some(path) = self.absolute(f, r, true) {
+                if let Some(path) = self.absolute(f, r) {
                     exports.insert(name.clone(), path);
                 }
             }
@@ -612,11 +615,10 @@ impl Graph {
 
     fn add_edges(&mut self, f: usize) {
         let file = &self.files[f];
-        let refs = file.parsed.uses.iter().map(|r| (r, true));
-        let refs = refs.chain(file.parsed.paths.iter().map(|r| (r, false)));
+        let refs = file.parsed.uses.iter().chain(file.parsed.paths.iter());
         let mut found = Vec::new();
-        for (r, is_use) in refs {
-            let Some(path) = self.absolute(f, r, is_use) else {
+        for r in refs {
+            let Some(path) = self.absolute(f, r) else {
                 continue;
             };
             let Some(to) = self.resolve(&file.krate, &path, 0) else {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use bytes::Bytes;
 
-use super::ClientArgs;
+use super::args::ClientArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,6 +1,7 @@
 //! The `paxlog` command line: one file per subcommand.
 
 mod append;
+mod args;
 mod certs;
 mod dev;
 mod read;
@@ -8,14 +9,9 @@ mod serve;
 mod status;
 mod trim;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-
-use paxlog::client::Client;
-use paxlog::cluster::ClusterFile;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,31 +44,6 @@ pub enum Cmd {
     Trim(trim::Args),
 }
 
-/// Options every client command takes.
-#[derive(Debug, clap::Args)]
-pub struct ClientArgs {
-    /// The cluster file (see README).
-    #[arg(long, env = "PAXLOG_CLUSTER")]
-    pub cluster: PathBuf,
-    /// Client certificate name (default: `client` in the cluster file).
-    #[arg(long, env = "PAXLOG_CLIENT")]
-    pub client: Option<String>,
-    /// Give up after this long (e.g. 500ms, 10s, 1m).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-}
-
-impl ClientArgs {
-    pub fn connect(&self) -> anyhow::Result<Client> {
-        let file = ClusterFile::load(&self.cluster)?;
-        Ok(Client::from_cluster_file(
-            &file,
-            self.client.as_deref(),
-            self.timeout,
-        )?)
-    }
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Certs(args) => certs::run(args),
@@ -83,16 +54,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Tail(args) => read::run_tail(args).await,
         Cmd::Status(args) => status::run(args).await,
         Cmd::Trim(args) => trim::run(args).await,
-    }
-}
-
-/// Renders a value for the terminal: UTF-8 as is (tabs/newlines escaped), else hex.
-pub fn render_value(bytes: &[u8], hex: bool) -> String {
-    match (hex, std::str::from_utf8(bytes)) {
-        (false, Ok(text)) => text
-            .replace('\\', "\\\\")
-            .replace('\n', "\\n")
-            .replace('\t', "\\t"),
-        _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
     }
 }

@@ -6,7 +6,7 @@ use paxlog_storage::Index;
 
 use paxlog::proto::Entry;
 
-use super::{render_value, ClientArgs};
+use super::args::{render_value, ClientArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct ReadArgs {

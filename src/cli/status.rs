@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
-use super::ClientArgs;
+use super::args::ClientArgs;
 use paxlog::proto::NodeStatus;
 
 #[derive(Debug, clap::Args)]

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use paxlog_storage::Index;
 
-use super::ClientArgs;
+use super::args::ClientArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
