@@ -9,7 +9,7 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod cluster;
-pub mod core;
+pub use paxlog_core as core;
 pub mod log;
 pub mod node;
 pub mod proto;

@@ -2,7 +2,9 @@
 
 use paxlog_storage::NodeId;
 
-/// Tunables of one replica. Every bound the core keeps is here.
+use super::Limits;
+
+/// Tunables of one replica. Every size bound is in [`Limits`].
 #[derive(Clone, Debug)]
 pub struct Config {
     pub node_id: NodeId,
@@ -11,21 +13,8 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Per acceptor, entries sent and not yet acknowledged.
-    pub window_entries_max: usize,
-    pub window_bytes_max: usize,
-    /// Per Accept message and per write batch.
-    pub batch_entries_max: usize,
-    pub batch_bytes_max: usize,
-    /// Beyond it proposals get `Busy`.
-    pub uncommitted_bytes_max: usize,
-    /// Beyond it proposals get `TooLarge`.
-    pub value_bytes_max: usize,
-    pub dedup_clients_max: usize,
-    pub dedup_window_per_client: usize,
-    /// Per catch-up or promise message.
-    pub catchup_entries_max: usize,
-    pub catchup_bytes_max: usize,
+    /// Every size bound, and how they nest.
+    pub limits: Limits,
     /// A chosen index that no write carried along is synced at most this
     /// late; a restart relearns anything newer from its peers.
     pub chosen_flush_interval_ms: u64,
@@ -35,8 +24,8 @@ pub struct Config {
     pub mutation: Mutation,
 }
 
-/// One deliberately broken rule (test builds only).
-#[cfg(feature = "sim-mutations")]
+/// One deliberately broken rule. The type exists in every build so call
+/// sites compile everywhere; only `sim-mutations` builds can activate one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mutation {
     #[default]
@@ -61,38 +50,34 @@ impl Config {
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
-            window_entries_max: 1024,
-            window_bytes_max: 8 << 20,
-            batch_entries_max: 256,
-            batch_bytes_max: 1 << 20,
-            uncommitted_bytes_max: 64 << 20,
-            value_bytes_max: 1 << 20,
-            dedup_clients_max: 10_000,
-            dedup_window_per_client: 64,
-            catchup_entries_max: 512,
-            catchup_bytes_max: 4 << 20,
+            limits: Limits::default(),
             chosen_flush_interval_ms: 100,
             #[cfg(feature = "sim-mutations")]
             mutation: Mutation::None,
         }
     }
 
-    /// Whether `m` is the active mutation (always false in normal builds).
-    #[allow(unused_variables)]
-    pub(crate) fn mutated(&self, m: &'static str) -> bool {
-        #[cfg(feature = "sim-mutations")]
-        {
-            let active = match self.mutation {
-                Mutation::None => "",
-                Mutation::SkipValueAdoption => "skip_value_adoption",
-                Mutation::ReplyBeforePersist => "reply_before_persist",
-                Mutation::AcceptBelowPromise => "accept_below_promise",
-                Mutation::WrongQuorum => "wrong_quorum",
-                Mutation::ForgetPromiseOnRestart => "forget_promise_on_restart",
-            };
-            active == m
-        }
-        #[cfg(not(feature = "sim-mutations"))]
+    /// Whether `m` is the active mutation (always false without `sim-mutations`).
+    #[cfg(feature = "sim-mutations")]
+    pub(crate) fn mutated(&self, m: Mutation) -> bool {
+        m != Mutation::None && self.mutation == m
+    }
+
+    /// Whether some rule is broken on purpose.
+    #[cfg(feature = "sim-mutations")]
+    pub(crate) fn any_mutation(&self) -> bool {
+        self.mutation != Mutation::None
+    }
+
+    /// Whether some rule is broken on purpose.
+    #[cfg(not(feature = "sim-mutations"))]
+    pub(crate) fn any_mutation(&self) -> bool {
+        false
+    }
+
+    /// Whether `m` is the active mutation (always false without `sim-mutations`).
+    #[cfg(not(feature = "sim-mutations"))]
+    pub(crate) fn mutated(&self, _m: Mutation) -> bool {
         false
     }
 
@@ -102,7 +87,7 @@ impl Config {
     }
 
     pub(crate) fn quorum(&self) -> usize {
-        if self.mutated("wrong_quorum") {
+        if self.mutated(Mutation::WrongQuorum) {
             return self.members.len() / 2;
         }
         super::quorum::quorum_size(self.members.len())

@@ -35,14 +35,19 @@
 //! writes that were not persisted are simply lost, which the protocol allows.
 
 mod acceptor;
+mod acceptor_state;
 mod api;
 mod candidate;
 mod command;
 mod config;
 mod dedup;
+mod invariants;
 mod io;
 mod leader;
+mod leader_state;
 mod learner;
+mod learner_state;
+mod limits;
 mod message;
 mod prevote;
 pub mod quorum;
@@ -53,10 +58,9 @@ pub use api::{
     RequestId, Role, Status, Ticket,
 };
 pub use command::Command;
-pub use config::Config;
-#[cfg(feature = "sim-mutations")]
-pub use config::Mutation;
+pub use config::{Config, Mutation};
 pub use dedup::DedupTable;
+pub use limits::{Limits, FRAME_OVERHEAD_BYTES};
 pub use message::Message;
 pub use paxlog_storage::{Ballot, Index, NodeId};
 pub use replica::{Replica, UserEntries};

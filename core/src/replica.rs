@@ -8,14 +8,16 @@ use paxlog_storage::{Accepted, Ballot, Health, Index, NodeId, ReadLimit, Store};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::acceptor_state::AcceptorState;
 use super::candidate::Candidate;
 use super::dedup::DedupTable;
 use super::io::Io;
-use super::leader::Leader;
+use super::leader_state::Leader;
+use super::learner_state::LearnerState;
 use super::prevote::PreVote;
 use super::{
-    Chosen, Command, Config, CoreError, Message, Outbound, PeerStatus, Persist, Proposal, Reply,
-    Role, Status, Ticket,
+    Chosen, Command, Config, CoreError, Message, Mutation, Outbound, PeerStatus, Persist, Proposal,
+    Reply, Role, Status, Ticket,
 };
 
 #[derive(Debug)]
@@ -41,11 +43,6 @@ pub(crate) type EntryRun = (Vec<(Index, Accepted)>, Option<Index>);
 const RECOVER_CHUNK: usize = 4096;
 /// At most this many chosen entries are replayed to rebuild the dedup table.
 const DEDUP_REBUILD_ENTRIES_MAX: u64 = 100_000;
-/// Retried appends chosen a second time, remembered so readers never see
-/// them. They come only from retries across leader changes, a handful per
-/// failover; the cap guards memory against a pathological client.
-pub(crate) const DUPLICATES_MAX: usize = 1 << 16;
-
 /// One member of the cluster. See the module docs for the calling protocol.
 #[derive(Debug)]
 pub struct Replica<S: Store> {
@@ -56,36 +53,11 @@ pub struct Replica<S: Store> {
     /// When a lone chosen index was last flushed (see `chosen_flush_interval_ms`).
     pub(crate) chosen_flushed_ms: u64,
     pub(crate) failed: bool,
-    /// Storage said the voting state may be lost: never promise or accept.
-    pub(crate) suspect: bool,
-    /// Invariant: never decreases, across crashes (DESIGN.md 4); includes
-    /// staged writes. Nothing is accepted below it (DESIGN.md 5).
-    pub(crate) promised: Ballot,
-    /// Highest ballot seen anywhere, so a new ballot can be above all.
-    pub(crate) max_seen: Ballot,
-    /// Accepted entries above what the store is trusted for, including
-    /// writes not yet durable. Lookups fall back to the store.
-    pub(crate) entries: BTreeMap<Index, Accepted>,
-    /// Invariant: never decreases; every index `<=` it holds its chosen value,
-    /// which never changes (DESIGN.md 1, 2).
-    pub(crate) chosen_index: Index,
-    /// Chosen index written by a persisted batch (entries below it are durable).
-    pub(crate) durable_chosen_index: Index,
-    pub(crate) trim_index: Index,
-    pub(crate) last_index: Index,
-    /// Learner: last index handed out by `poll_chosen` (or skipped by `set_applied`).
-    pub(crate) emitted_index: Index,
-    pub(crate) applied_index: Index,
-    /// Last chosen index folded into the dedup table.
-    pub(crate) dedup_index: Index,
-    pub(crate) dedup: DedupTable,
-    /// Duplicate index → first index, for every duplicate above the trim
-    /// point (at most `DUPLICATES_MAX`): readers never see them.
-    /// Invariant: every key is in `(trim_index, dedup_index]`.
-    pub(crate) duplicates: BTreeMap<Index, Index>,
-    /// Trim commands chosen at key index, trimming up to the value.
-    pub(crate) pending_trims: BTreeMap<Index, Index>,
+    pub(crate) acceptor: AcceptorState,
+    pub(crate) learner: LearnerState,
     /// Proposals waiting for their index to be chosen.
+    /// Invariant: only a leader has waiters, each at an index in
+    /// `(dedup_index, next_index)` of its log.
     pub(crate) waiters: BTreeMap<Index, Vec<super::RequestId>>,
     pub(crate) io: Io,
     pub(crate) role: RoleState,
@@ -104,7 +76,7 @@ impl<S: Store> Replica<S> {
         let meta = store.metadata();
         let suspect = matches!(store.health(), Health::Suspect { .. });
         let mut promised = meta.promised;
-        if config.mutated("forget_promise_on_restart") {
+        if config.mutated(Mutation::ForgetPromiseOnRestart) {
             promised = Ballot::ZERO;
         }
         let mut entries = BTreeMap::new();
@@ -124,7 +96,10 @@ impl<S: Store> Replica<S> {
         }
         let rng =
             ChaCha8Rng::seed_from_u64(seed ^ config.node_id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let dedup = DedupTable::new(config.dedup_clients_max, config.dedup_window_per_client);
+        let dedup = DedupTable::new(
+            config.limits.dedup_clients_max,
+            config.limits.dedup_window_per_client,
+        );
         let max_seen = promised.max(
             entries
                 .values()
@@ -139,20 +114,24 @@ impl<S: Store> Replica<S> {
             now_ms,
             chosen_flushed_ms: now_ms,
             failed: false,
-            suspect,
-            promised,
-            max_seen,
-            entries,
-            chosen_index: meta.chosen_index.max(meta.trim_index),
-            durable_chosen_index: meta.chosen_index.max(meta.trim_index),
-            trim_index: meta.trim_index,
-            last_index,
-            emitted_index: meta.trim_index,
-            applied_index: meta.trim_index,
-            dedup_index: 0,
-            dedup,
-            duplicates: BTreeMap::new(),
-            pending_trims: BTreeMap::new(),
+            acceptor: AcceptorState {
+                promised,
+                max_seen,
+                entries,
+                last_index,
+                suspect,
+            },
+            learner: LearnerState {
+                chosen_index: meta.chosen_index.max(meta.trim_index),
+                durable_chosen_index: meta.chosen_index.max(meta.trim_index),
+                trim_index: meta.trim_index,
+                emitted_index: meta.trim_index,
+                applied_index: meta.trim_index,
+                dedup_index: 0,
+                dedup,
+                duplicates: BTreeMap::new(),
+                pending_trims: BTreeMap::new(),
+            },
             waiters: BTreeMap::new(),
             io: Io::new(),
             role: RoleState::Follower,
@@ -165,20 +144,25 @@ impl<S: Store> Replica<S> {
         };
         replica.rebuild_dedup()?;
         replica.reset_election_deadline(now_ms);
+        replica.debug_assert_invariants();
         Ok(replica)
     }
 
     fn rebuild_dedup(&mut self) -> Result<(), CoreError> {
-        let from = (self.trim_index + 1)
-            .max(self.chosen_index.saturating_sub(DEDUP_REBUILD_ENTRIES_MAX) + 1);
-        self.dedup_index = from - 1;
+        let from = (self.learner.trim_index + 1).max(
+            self.learner
+                .chosen_index
+                .saturating_sub(DEDUP_REBUILD_ENTRIES_MAX)
+                + 1,
+        );
+        self.learner.dedup_index = from - 1;
         // Replays only; no replies or trims come out of a rebuild.
-        while self.dedup_index < self.chosen_index {
-            let index = self.dedup_index + 1;
+        while self.learner.dedup_index < self.learner.chosen_index {
+            let index = self.learner.dedup_index + 1;
             if let Command::Append { client_id, seq, .. } = self.command_at(index)? {
-                self.dedup.record(client_id, seq, index);
+                self.learner.dedup.record(client_id, seq, index);
             }
-            self.dedup_index = index;
+            self.learner.dedup_index = index;
         }
         Ok(())
     }
@@ -197,7 +181,7 @@ impl<S: Store> Replica<S> {
             }
             Message::Promise {
                 ballot,
-                from_index,
+                from_index: _,
                 entries,
                 next_index,
                 chosen_index,
@@ -205,7 +189,6 @@ impl<S: Store> Replica<S> {
             } => self.on_promise(
                 from,
                 ballot,
-                from_index,
                 entries,
                 next_index,
                 chosen_index,
@@ -265,7 +248,7 @@ impl<S: Store> Replica<S> {
             self.on_election_timeout(now);
         }
         if now >= self.chosen_flushed_ms + self.config.chosen_flush_interval_ms {
-            self.io.flush_all();
+            self.io.flush_all(&self.acceptor.entries);
             self.chosen_flushed_ms = now;
         }
         self.after_input();
@@ -285,13 +268,13 @@ impl<S: Store> Replica<S> {
         }
         let batch = self.io.persisted(ticket);
         if let Some(c) = batch.chosen_index {
-            self.durable_chosen_index = self.durable_chosen_index.max(c);
+            self.learner.durable_chosen_index = self.learner.durable_chosen_index.max(c);
         }
         if let Some(t) = batch.trim_index {
-            self.durable_chosen_index = self.durable_chosen_index.max(t);
+            self.learner.durable_chosen_index = self.learner.durable_chosen_index.max(t);
         }
+        self.leader_on_own_persisted(&batch.accepts);
         let now = self.now_ms;
-        self.leader_on_own_persisted(&batch.accepts, now);
         if let Some(p) = batch.promise {
             self.candidate_on_own_promise(p, now);
         }
@@ -299,10 +282,14 @@ impl<S: Store> Replica<S> {
     }
 
     pub fn set_applied(&mut self, index: Index) {
-        self.applied_index = self.applied_index.max(index);
-        self.emitted_index = self.emitted_index.max(index.min(self.dedup_index));
+        self.learner.applied_index = self.learner.applied_index.max(index);
+        self.learner.emitted_index = self
+            .learner
+            .emitted_index
+            .max(index.min(self.learner.dedup_index));
         self.maybe_trim();
         self.prune_entries();
+        self.debug_assert_invariants();
     }
 
     /// Fail-stop after a storage error: nothing is acknowledged after this.
@@ -316,7 +303,9 @@ impl<S: Store> Replica<S> {
         if self.failed {
             return None;
         }
-        self.io.poll_write()
+        let out = self.io.poll_write(&self.acceptor.entries);
+        self.debug_assert_invariants();
+        out
     }
 
     pub fn poll_message(&mut self) -> Option<Outbound> {
@@ -328,21 +317,27 @@ impl<S: Store> Replica<S> {
         }
         let now = self.now_ms;
         self.leader_send_accepts(now);
-        self.io.poll_message()
+        let out = self.io.poll_message();
+        self.debug_assert_invariants();
+        out
     }
 
     pub fn poll_chosen(&mut self) -> Option<Chosen> {
         if self.failed {
             return None;
         }
-        self.learner_poll_chosen()
+        let out = self.learner_poll_chosen();
+        self.debug_assert_invariants();
+        out
     }
 
     pub fn poll_reply(&mut self) -> Option<Reply> {
         if self.failed {
             return None;
         }
-        self.io.poll_reply()
+        let out = self.io.poll_reply();
+        self.debug_assert_invariants();
+        out
     }
 
     // ---- queries
@@ -362,14 +357,14 @@ impl<S: Store> Replica<S> {
 
     /// The highest index this node knows chosen.
     pub fn chosen_index(&self) -> Index {
-        self.chosen_index
+        self.learner.chosen_index
     }
 
     pub fn trim_index(&self) -> Index {
-        self.trim_index
+        self.learner.trim_index
     }
 
-    pub fn status(&self, _now_ms: u64) -> Status {
+    pub fn status(&self) -> Status {
         let role = self.role();
         let peers = match &self.role {
             RoleState::Leader(ls) => Some(ls),
@@ -389,20 +384,20 @@ impl<S: Store> Replica<S> {
         Status {
             node_id: self.config.node_id,
             role,
-            ballot: self.promised,
+            ballot: self.acceptor.promised,
             leader: self.leader,
-            chosen_index: self.chosen_index,
-            last_index: self.last_index,
-            trim_index: self.trim_index,
+            chosen_index: self.learner.chosen_index,
+            last_index: self.acceptor.last_index,
+            trim_index: self.learner.trim_index,
             peers,
-            suspect: self.suspect,
+            suspect: self.acceptor.suspect,
         }
     }
 
     /// The last index handed out by `poll_chosen`: reads for clients stop
     /// here, since above it whether an entry is a duplicate is not known yet.
     pub fn emitted_index(&self) -> Index {
-        self.emitted_index
+        self.learner.emitted_index
     }
 
     /// The user appends in `[from, to]`, never beyond the emitted index:
@@ -414,11 +409,11 @@ impl<S: Store> Replica<S> {
         limit: ReadLimit,
     ) -> Result<UserEntries, CoreError> {
         let from = from.max(1);
-        let to = to.min(self.emitted_index);
+        let to = to.min(self.learner.emitted_index);
         let mut run = UserEntries {
             entries: Vec::new(),
             next: from,
-            emitted_index: self.emitted_index,
+            emitted_index: self.learner.emitted_index,
         };
         if from > to {
             return Ok(run);
@@ -428,7 +423,7 @@ impl<S: Store> Replica<S> {
                 break;
             }
             run.next = index + 1;
-            if self.duplicates.contains_key(&index) {
+            if self.learner.duplicates.contains_key(&index) {
                 continue;
             }
             if let Command::Append { payload, .. } = command {
@@ -444,13 +439,13 @@ impl<S: Store> Replica<S> {
         from: Index,
         limit: ReadLimit,
     ) -> Result<Vec<(Index, Command)>, CoreError> {
-        if from <= self.trim_index {
+        if from <= self.learner.trim_index {
             return Err(CoreError::Trimmed {
                 index: from,
-                first: self.trim_index + 1,
+                first: self.learner.trim_index + 1,
             });
         }
-        let (entries, _) = self.read_entries(from, self.chosen_index, limit)?;
+        let (entries, _) = self.read_entries(from, self.learner.chosen_index, limit)?;
         entries
             .into_iter()
             .map(|(i, a)| {
@@ -472,9 +467,11 @@ impl<S: Store> Replica<S> {
         self.maybe_trim();
         self.prune_entries();
         let (n, bytes) = self.io.staged_len();
-        if n >= self.config.batch_entries_max || bytes >= self.config.batch_bytes_max {
-            self.io.flush();
+        if n >= self.config.limits.batch_entries_max || bytes >= self.config.limits.batch_bytes_max
+        {
+            self.io.flush(&self.acceptor.entries);
         }
+        self.debug_assert_invariants();
     }
 
     pub(crate) fn fail(&mut self, why: &dyn std::fmt::Display) {
@@ -496,17 +493,17 @@ impl<S: Store> Replica<S> {
     }
 
     pub(crate) fn see_ballot(&mut self, ballot: Ballot) {
-        self.max_seen = self.max_seen.max(ballot);
+        self.acceptor.max_seen = self.acceptor.max_seen.max(ballot);
     }
 
     /// Raises the promise (staged; durable with the next batch).
     pub(crate) fn raise_promise(&mut self, ballot: Ballot) {
         assert!(
-            ballot >= self.promised,
+            ballot >= self.acceptor.promised,
             "Invariant: promised never decreases"
         );
-        if ballot > self.promised {
-            self.promised = ballot;
+        if ballot > self.acceptor.promised {
+            self.acceptor.promised = ballot;
             self.io.stage_promise(ballot);
         }
         self.see_ballot(ballot);
@@ -514,21 +511,21 @@ impl<S: Store> Replica<S> {
 
     /// Stages an accepted entry and mirrors it in memory.
     pub(crate) fn store_accept(&mut self, index: Index, accepted: Accepted) {
-        assert!(index > self.trim_index);
+        assert!(index > self.learner.trim_index);
         assert!(
-            index > self.chosen_index,
+            index > self.learner.chosen_index,
             "Invariant: a chosen value never changes"
         );
-        self.last_index = self.last_index.max(index);
-        self.io.stage_accept(index, accepted.clone());
-        self.entries.insert(index, accepted);
+        self.acceptor.last_index = self.acceptor.last_index.max(index);
+        self.io.stage_accept(index, accepted.value.len());
+        self.acceptor.entries.insert(index, accepted);
     }
 
     pub(crate) fn entry(&self, index: Index) -> Result<Option<Accepted>, CoreError> {
-        if let Some(a) = self.entries.get(&index) {
+        if let Some(a) = self.acceptor.entries.get(&index) {
             return Ok(Some(a.clone()));
         }
-        if index <= self.trim_index || index > self.last_index {
+        if index <= self.learner.trim_index || index > self.acceptor.last_index {
             return Ok(None);
         }
         Ok(self.store.get(index)?)
@@ -541,7 +538,7 @@ impl<S: Store> Replica<S> {
     pub(crate) fn command_at(&self, index: Index) -> Result<Command, CoreError> {
         let a = self.entry(index)?.ok_or(CoreError::NotChosen {
             index,
-            chosen_index: self.chosen_index,
+            chosen_index: self.learner.chosen_index,
         })?;
         Command::decode(&a.value).map_err(|e| CoreError::Decode {
             index,
@@ -557,15 +554,21 @@ impl<S: Store> Replica<S> {
         to: Index,
         limit: ReadLimit,
     ) -> Result<EntryRun, CoreError> {
-        let from = from.max(self.trim_index + 1);
-        let to = to.min(self.last_index);
+        let from = from.max(self.learner.trim_index + 1);
+        let to = to.min(self.acceptor.last_index);
         let mut out: Vec<(Index, Accepted)> = Vec::new();
         let mut bytes = 0usize;
         let full = |out: &Vec<(Index, Accepted)>, bytes: usize| {
             !out.is_empty() && (out.len() >= limit.entries_max || bytes >= limit.bytes_max)
         };
         // The store is authoritative below the first mirrored index.
-        let mirror_from = self.entries.keys().next().copied().unwrap_or(Index::MAX);
+        let mirror_from = self
+            .acceptor
+            .entries
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(Index::MAX);
         if from < mirror_from && from <= to {
             let store_to = to.min(mirror_from.saturating_sub(1));
             out = self.store.range(from, store_to, limit)?;
@@ -581,7 +584,7 @@ impl<S: Store> Replica<S> {
                 }
             }
         }
-        for (&i, a) in self.entries.range(from..=to.max(from)) {
+        for (&i, a) in self.acceptor.entries.range(from..=to.max(from)) {
             if i > to {
                 break;
             }
@@ -597,15 +600,17 @@ impl<S: Store> Replica<S> {
     /// Drops mirrored entries the store holds durably and nobody needs.
     pub(crate) fn prune_entries(&mut self) {
         let floor = self
+            .learner
             .emitted_index
-            .min(self.dedup_index)
-            .min(self.durable_chosen_index);
+            .min(self.learner.dedup_index)
+            .min(self.learner.durable_chosen_index);
         while self
+            .acceptor
             .entries
             .first_key_value()
             .is_some_and(|(&i, _)| i <= floor)
         {
-            self.entries.pop_first();
+            self.acceptor.entries.pop_first();
         }
     }
 
@@ -639,13 +644,13 @@ fn validate(config: &Config) -> Result<(), CoreError> {
         ));
     }
     let bounds = [
-        config.window_entries_max,
-        config.window_bytes_max,
-        config.batch_entries_max,
-        config.batch_bytes_max,
-        config.value_bytes_max,
-        config.catchup_entries_max,
-        config.catchup_bytes_max,
+        config.limits.window_entries_max,
+        config.limits.window_bytes_max,
+        config.limits.batch_entries_max,
+        config.limits.batch_bytes_max,
+        config.limits.value_bytes_max,
+        config.limits.catchup_entries_max,
+        config.limits.catchup_bytes_max,
     ];
     if bounds.contains(&0) {
         return Err(CoreError::Config("every bound must be positive".into()));

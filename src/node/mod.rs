@@ -459,7 +459,7 @@ impl<S: Store + 'static> Driver<S> {
     }
 
     fn status(&self, now: u64) -> NodeStatus {
-        let s = self.replica.status(now);
+        let s = self.replica.status();
         let last_index = s.last_index;
         NodeStatus {
             id: s.node_id,
