@@ -18,8 +18,8 @@ impl<S: Store> Replica<S> {
             return;
         }
         let (a, l) = (&self.acceptor, &self.learner);
-        a.assert_invariants(l.trim_index);
         l.assert_invariants();
+        a.assert_invariants(l.trim_index);
         self.io.assert_invariants(&a.entries);
         assert!(
             l.chosen_index <= a.last_index,

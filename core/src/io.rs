@@ -24,7 +24,7 @@ pub(crate) struct Io {
     /// `next_ticket - 1`.
     inflight: VecDeque<(u64, WriteBatch)>,
     /// The ticket the next flushed batch gets.
-    next_ticket: u64,
+    pub(crate) next_ticket: u64,
     /// Every ticket `<=` it is durable; never decreases (tickets persist in order).
     persisted_ticket: u64,
     ready: VecDeque<Outbound>,

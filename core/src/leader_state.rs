@@ -100,8 +100,9 @@ pub(crate) struct Leader {
     pub(crate) ballot: Ballot,
     /// The next free index.
     pub(crate) next_index: Index,
-    /// Invariant: holds exactly the indexes in `(chosen_index, next_index)`,
-    /// each mirrored by the acceptor at `ballot` (that is where its value is).
+    /// Invariant: holds exactly the indexes in `(chosen_index, next_index)`.
+    /// Invariant: each is mirrored by the acceptor at `ballot` (that is
+    /// where its value is).
     pub(crate) log: BTreeMap<Index, LeaderEntry>,
     pub(crate) peers: BTreeMap<NodeId, Progress>,
     /// Invariant: the sum of the value bytes of `log` (read from the mirror).

@@ -28,16 +28,17 @@ pub(crate) const DUPLICATES_MAX: usize = 1 << 16;
 pub(crate) struct LearnerState {
     /// Never decreases; every index `<=` it holds its chosen value, which
     /// never changes (DESIGN.md 1, 2).
-    /// Invariant: `dedup_index <= chosen_index <= last_index`.
+    /// Invariant: `dedup_index <= chosen_index`.
     pub(crate) chosen_index: Index,
     /// Chosen index written by a persisted batch (entries below it are durable).
     /// Invariant: `durable_chosen_index <= chosen_index`.
     /// Invariant: every index in `(max(durable_chosen_index, trim_index),
     /// chosen_index]` is mirrored (it is not durable yet).
     pub(crate) durable_chosen_index: Index,
-    /// Invariant: `trim_index <= applied_index` and `trim_index <= emitted_index`.
+    /// Invariant: `trim_index <= applied_index`.
     pub(crate) trim_index: Index,
     /// Last index handed out by `poll_chosen` (or skipped by `set_applied`).
+    /// Invariant: `trim_index <= emitted_index`.
     /// Invariant: `emitted_index <= dedup_index`.
     pub(crate) emitted_index: Index,
     /// What the application said it applied (may exceed `chosen_index`

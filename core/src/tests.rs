@@ -625,3 +625,5 @@ fn a_node_that_lost_contact_alone_cannot_depose_a_live_leader() {
     assert_eq!(c.node(1).status().ballot, ballot, "no ballot was raised");
     assert!(c.node(3).status().ballot <= ballot);
 }
+
+mod invariants;
