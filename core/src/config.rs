@@ -2,7 +2,7 @@
 
 use paxlog_storage::NodeId;
 
-use super::Limits;
+use super::{CoreError, Limits};
 
 /// Tunables of one replica. Every size bound is in [`Limits`].
 #[derive(Clone, Debug)]
@@ -92,4 +92,43 @@ impl Config {
         }
         super::quorum::quorum_size(self.members.len())
     }
+}
+
+pub(crate) fn validate(config: &Config) -> Result<(), CoreError> {
+    let n = config.members.len();
+    if n == 0 || !config.members.contains(&config.node_id) {
+        return Err(CoreError::Config("members must include node_id".into()));
+    }
+    if config.members.contains(&0) {
+        return Err(CoreError::Config("0 is not a valid node id".into()));
+    }
+    let mut sorted = config.members.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != n {
+        return Err(CoreError::Config("duplicate member ids".into()));
+    }
+    if config.election_timeout_min_ms == 0
+        || config.election_timeout_min_ms > config.election_timeout_max_ms
+        || config.heartbeat_interval_ms == 0
+        || config.heartbeat_interval_ms >= config.election_timeout_min_ms
+    {
+        return Err(CoreError::Config(
+            "need 0 < heartbeat_interval_ms < election_timeout_min_ms <= election_timeout_max_ms"
+                .into(),
+        ));
+    }
+    let bounds = [
+        config.limits.window_entries_max,
+        config.limits.window_bytes_max,
+        config.limits.batch_entries_max,
+        config.limits.batch_bytes_max,
+        config.limits.value_bytes_max,
+        config.limits.catchup_entries_max,
+        config.limits.catchup_bytes_max,
+    ];
+    if bounds.contains(&0) {
+        return Err(CoreError::Config("every bound must be positive".into()));
+    }
+    Ok(())
 }

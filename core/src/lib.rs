@@ -51,6 +51,8 @@ mod limits;
 mod message;
 mod prevote;
 pub mod quorum;
+mod read;
+mod recover;
 mod replica;
 
 pub use api::{
@@ -63,7 +65,8 @@ pub use dedup::DedupTable;
 pub use limits::{Limits, FRAME_OVERHEAD_BYTES};
 pub use message::Message;
 pub use paxlog_storage::{Ballot, Index, NodeId};
-pub use replica::{Replica, UserEntries};
+pub use read::UserEntries;
+pub use replica::Replica;
 
 #[cfg(test)]
 mod tests;
