@@ -8,7 +8,7 @@
 pub mod admin;
 pub mod client;
 pub mod cluster;
-pub mod core;
+pub use paxlog_core as core;
 pub mod launch;
 pub mod log;
 pub mod node;

@@ -229,7 +229,7 @@ impl<S: Store + 'static> Driver<S> {
                 let _ = reply.send(read(&self.replica, from, to, entries_max));
             }
             Command::Status { reply } => {
-                let _ = reply.send(node_status(self.replica.status(now), now));
+                let _ = reply.send(node_status(self.replica.status(), now));
             }
         }
     }

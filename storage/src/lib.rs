@@ -6,7 +6,8 @@
 //! bytes: the core encodes its commands before they reach a store.
 //!
 //! Two implementations keep one contract ([`Store`]):
-//! - [`RocksStore`]: the real one, RocksDB on disk, every write synced.
+//! - `RocksStore`: the real one, RocksDB on disk, every write synced
+//!   (feature `rocksdb`, on by default).
 //! - [`MemStore`]: for the deterministic simulation, with a way to simulate a
 //!   crash that loses whatever was staged but not yet synced.
 //!
@@ -30,9 +31,11 @@ use serde::{Deserialize, Serialize};
 
 mod mem;
 pub mod record;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 
 pub use mem::{MemStore, STAGED_BATCHES_MAX};
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
 /// A cluster member's id. 0 is never a valid node id.

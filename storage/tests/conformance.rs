@@ -6,7 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use common::{accepted, accepts, identity, value_of, Harness, MemHarness, RocksHarness};
+#[cfg(feature = "rocksdb")]
+use common::RocksHarness;
+use common::{accepted, accepts, identity, value_of, Harness, MemHarness};
 use paxlog_storage::{
     Accepted, Ballot, Health, Index, Metadata, ReadLimit, Store, StoreError, WriteBatch,
 };
@@ -636,4 +638,5 @@ macro_rules! conformance {
 }
 
 conformance!(mem, MemHarness, 512);
+#[cfg(feature = "rocksdb")]
 conformance!(rocks, RocksHarness, 96);

@@ -246,16 +246,16 @@ impl World {
 
     fn config(&self, id: NodeId) -> Config {
         let mut c = Config::new(id, self.members.clone());
-        c.batch_entries_max = 8;
-        c.batch_bytes_max = 512;
-        c.window_entries_max = 32;
-        c.window_bytes_max = 2048;
-        c.catchup_entries_max = 16;
-        c.catchup_bytes_max = 1024;
-        c.uncommitted_bytes_max = 16 << 10;
-        c.value_bytes_max = 256;
-        c.dedup_clients_max = 16;
-        c.dedup_window_per_client = 64;
+        c.limits.batch_entries_max = 8;
+        c.limits.batch_bytes_max = 512;
+        c.limits.window_entries_max = 32;
+        c.limits.window_bytes_max = 2048;
+        c.limits.catchup_entries_max = 16;
+        c.limits.catchup_bytes_max = 1024;
+        c.limits.uncommitted_bytes_max = 16 << 10;
+        c.limits.value_bytes_max = 256;
+        c.limits.dedup_clients_max = 16;
+        c.limits.dedup_window_per_client = 64;
         c.mutation = self.p.mutation;
         c
     }
@@ -290,7 +290,7 @@ impl World {
         replica.set_applied(node.applied);
         node.epoch += 1;
         let epoch = node.epoch;
-        let status = replica.status(now);
+        let status = replica.status();
         node.replica = Some(replica);
         self.checkers.on_restart(id, &status);
         let at = self.rng.gen_range(0..10);
@@ -451,7 +451,6 @@ impl World {
     fn drain(&mut self, id: NodeId) {
         loop {
             let mut progressed = false;
-            let now = self.now_ms;
             let node = self.nodes.get_mut(&id).expect("member");
             let Some(r) = node.replica.as_mut() else {
                 return;
@@ -472,7 +471,7 @@ impl World {
             while let Some(rep) = r.poll_reply() {
                 replies.push(rep);
             }
-            let status = r.status(now);
+            let status = r.status();
             if let Some(last) = chosen.last() {
                 r.set_applied(last.index);
             }
@@ -601,7 +600,7 @@ impl World {
             let Some(r) = node.replica.as_ref() else {
                 continue;
             };
-            let status = r.status(self.now_ms);
+            let status = r.status();
             for (index, value) in &acks {
                 if *index > status.chosen_index || *index <= status.trim_index {
                     continue;

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+#[cfg(feature = "rocksdb")]
 use paxlog_storage::record::{self, Meta};
-use paxlog_storage::{Accepted, Ballot, Identity, Index, MemStore, RocksStore, Store, WriteBatch};
+#[cfg(feature = "rocksdb")]
+use paxlog_storage::RocksStore;
+use paxlog_storage::{Accepted, Ballot, Identity, Index, MemStore, Store, WriteBatch};
 
 pub fn identity(node_id: u64) -> Identity {
     Identity {
@@ -91,17 +94,20 @@ impl Harness for MemHarness {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 #[derive(Debug)]
 pub struct RocksHarness {
     dir: tempfile::TempDir,
 }
 
+#[cfg(feature = "rocksdb")]
 impl RocksHarness {
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 }
 
+#[cfg(feature = "rocksdb")]
 impl Harness for RocksHarness {
     type S = RocksStore;
 
@@ -137,6 +143,7 @@ impl Harness for RocksHarness {
 
 /// Flips one payload byte of the value stored under `key`, through a raw
 /// RocksDB handle, as bit rot would.
+#[cfg(feature = "rocksdb")]
 pub fn flip_value_byte(dir: &Path, key: &[u8]) {
     let db = rocksdb::DB::open_default(dir).expect("raw open");
     let mut raw = db.get(key).expect("raw get").expect("key to damage exists");
@@ -146,6 +153,7 @@ pub fn flip_value_byte(dir: &Path, key: &[u8]) {
 }
 
 /// Writes `raw` under `key`, synced, bypassing the store's encoding.
+#[cfg(feature = "rocksdb")]
 pub fn put_raw(db: &rocksdb::DB, key: &[u8], raw: &[u8]) {
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);

@@ -61,12 +61,11 @@ impl World {
                             self.stats.disk_failures += 1;
                             self.trace(&format!("disk of node {a} will fail"));
                         } else {
-                            let now = self.now_ms;
                             let leader = live.iter().copied().find(|id| {
                                 self.nodes[id]
                                     .replica
                                     .as_ref()
-                                    .is_some_and(|r| r.status(now).role == Role::Leader)
+                                    .is_some_and(|r| r.status().role == Role::Leader)
                             });
                             self.propose_trim(leader.unwrap_or(a));
                         }
@@ -92,7 +91,7 @@ impl World {
         let Some(r) = self.nodes.get_mut(&node).and_then(|n| n.replica.as_mut()) else {
             return;
         };
-        let upto = r.status(now).chosen_index.saturating_sub(20);
+        let upto = r.status().chosen_index.saturating_sub(20);
         if upto == 0 {
             return;
         }
@@ -120,7 +119,7 @@ impl World {
             self.nodes[id]
                 .replica
                 .as_ref()
-                .is_some_and(|r| r.status(self.now_ms).role == Role::Leader)
+                .is_some_and(|r| r.status().role == Role::Leader)
         });
         let leader = leader.unwrap_or(nodes[0]);
         let others: Vec<NodeId> = nodes.iter().copied().filter(|&x| x != leader).collect();

@@ -2,95 +2,13 @@
 //! a bounded window per acceptor, quorum counting, heartbeats, and stepping
 //! down when a quorum is no longer heard.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
 use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
+use super::leader_state::{Leader, LeaderEntry, Progress};
 use super::quorum::chosen_prefix;
 use super::replica::{Replica, RoleState};
 use super::{Command, Message, OpError, Proposal, ProposalCommand, Reply};
-
-#[derive(Debug)]
-pub(crate) struct LeaderEntry {
-    pub(crate) value: Bytes,
-    /// Acceptors whose accept at our ballot is durable (ourselves included
-    /// only after our own write persisted).
-    pub(crate) acks: BTreeSet<NodeId>,
-}
-
-/// Replication state of one acceptor.
-#[derive(Debug)]
-pub(crate) struct Progress {
-    /// Next index to send.
-    pub(crate) next_index: Index,
-    /// Invariant: every index `<= match_index` from our start is acknowledged
-    /// (or known to the peer by catch-up); `match_index < next_index`.
-    pub(crate) match_index: Index,
-    /// `(last index, bytes)` per Accept in flight, oldest first.
-    sent: VecDeque<(Index, usize)>,
-    inflight_bytes: usize,
-    last_progress_ms: u64,
-}
-
-impl Progress {
-    fn inflight_entries(&self) -> usize {
-        (self.next_index - 1 - self.match_index) as usize
-    }
-
-    fn on_match(&mut self, now_ms: u64) {
-        while self
-            .sent
-            .front()
-            .is_some_and(|&(last, _)| last <= self.match_index)
-        {
-            if let Some((_, bytes)) = self.sent.pop_front() {
-                self.inflight_bytes -= bytes;
-            }
-        }
-        if self.next_index <= self.match_index {
-            self.next_index = self.match_index + 1;
-        }
-        self.last_progress_ms = now_ms;
-    }
-
-    fn go_back(&mut self, now_ms: u64) {
-        self.next_index = self.match_index + 1;
-        self.sent.clear();
-        self.inflight_bytes = 0;
-        self.last_progress_ms = now_ms;
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Leader {
-    pub(crate) ballot: Ballot,
-    /// The next free index. Invariant: `log` holds every index in
-    /// `(chosen_index, next_index)`.
-    pub(crate) next_index: Index,
-    pub(crate) log: BTreeMap<Index, LeaderEntry>,
-    pub(crate) peers: BTreeMap<NodeId, Progress>,
-    /// Invariant: the sum of value bytes in `log`.
-    pub(crate) uncommitted_bytes: usize,
-    /// `(client_id, seq)` of appends in `log`, so a retry joins the original.
-    pub(crate) inflight_keys: BTreeMap<(u64, u64), Index>,
-    pub(crate) started_ms: u64,
-    last_heartbeat_ms: u64,
-}
-
-impl Leader {
-    pub(crate) fn on_chosen(&mut self, chosen_index: Index) {
-        while self
-            .log
-            .first_key_value()
-            .is_some_and(|(&i, _)| i <= chosen_index)
-        {
-            if let Some((_, e)) = self.log.pop_first() {
-                self.uncommitted_bytes -= e.value.len();
-            }
-        }
-    }
-}
 
 impl<S: Store> Replica<S> {
     pub(crate) fn start_leading(
@@ -100,49 +18,19 @@ impl<S: Store> Replica<S> {
         log: Vec<(Index, Bytes)>,
         now_ms: u64,
     ) {
-        let mut ls = Leader {
-            ballot,
-            next_index: start,
-            log: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            uncommitted_bytes: 0,
-            inflight_keys: BTreeMap::new(),
-            started_ms: now_ms,
-            last_heartbeat_ms: now_ms,
-        };
+        let mut ls = Leader::new(ballot, start, now_ms);
         for (index, value) in log {
             assert_eq!(index, ls.next_index);
-            self.store_accept(
-                index,
-                Accepted {
-                    ballot,
-                    value: value.clone(),
-                },
-            );
             if let Ok(Command::Append { client_id, seq, .. }) = Command::decode(&value) {
                 ls.inflight_keys.insert((client_id, seq), index);
             }
             ls.uncommitted_bytes += value.len();
-            ls.log.insert(
-                index,
-                LeaderEntry {
-                    value,
-                    acks: BTreeSet::new(),
-                },
-            );
+            ls.log.insert(index, LeaderEntry::default());
             ls.next_index += 1;
+            self.store_accept(index, Accepted { ballot, value });
         }
         for peer in self.config.peers() {
-            ls.peers.insert(
-                peer,
-                Progress {
-                    next_index: start,
-                    match_index: start - 1,
-                    sent: VecDeque::new(),
-                    inflight_bytes: 0,
-                    last_progress_ms: now_ms,
-                },
-            );
+            ls.peers.insert(peer, Progress::new(start, now_ms));
         }
         self.role = RoleState::Leader(ls);
         self.send_heartbeats(now_ms);
@@ -170,7 +58,7 @@ impl<S: Store> Replica<S> {
             return;
         };
         ls.last_heartbeat_ms = now_ms;
-        let (ballot, chosen_index) = (ls.ballot, self.chosen_index);
+        let (ballot, chosen_index) = (ls.ballot, self.learner.chosen_index);
         let peers: Vec<NodeId> = ls.peers.keys().copied().collect();
         for to in peers {
             self.io.send(
@@ -239,7 +127,7 @@ impl<S: Store> Replica<S> {
             ProposalCommand::Barrier => Command::Noop,
         };
         let value = command.encode();
-        let max = self.config.value_bytes_max;
+        let max = self.config.limits.value_bytes_max;
         if value.len() > max {
             return Err(OpError::TooLarge {
                 bytes: value.len() as u64,
@@ -248,7 +136,7 @@ impl<S: Store> Replica<S> {
         }
         let is_append = matches!(command, Command::Append { .. });
         if is_append {
-            if let Some(first) = self.dedup.lookup(client_id, seq) {
+            if let Some(first) = self.learner.dedup.lookup(client_id, seq) {
                 self.io.reply(Reply {
                     id: proposal.id,
                     result: Ok(first),
@@ -263,7 +151,7 @@ impl<S: Store> Replica<S> {
         if !self.leader_has_quorum_contact(ls, now_ms) {
             return Err(OpError::NoQuorum);
         }
-        if ls.uncommitted_bytes + value.len() > self.config.uncommitted_bytes_max {
+        if ls.uncommitted_bytes + value.len() > self.config.limits.uncommitted_bytes_max {
             return Err(OpError::Busy);
         }
         let RoleState::Leader(ls) = &mut self.role else {
@@ -275,16 +163,13 @@ impl<S: Store> Replica<S> {
         if is_append {
             ls.inflight_keys.insert((client_id, seq), index);
         }
-        ls.log.insert(
-            index,
-            LeaderEntry {
-                value: value.clone(),
-                acks: BTreeSet::new(),
-            },
-        );
+        ls.log.insert(index, LeaderEntry::default());
         self.waiters.entry(index).or_default().push(proposal.id);
         // Our own accept; peers get theirs at the next poll_message, in parallel.
-        assert!(self.promised == ballot, "a leader holds its own promise");
+        assert!(
+            self.acceptor.promised == ballot,
+            "a leader holds its own promise"
+        );
         self.store_accept(index, Accepted { ballot, value });
         Ok(())
     }
@@ -294,37 +179,34 @@ impl<S: Store> Replica<S> {
         let Replica {
             role: RoleState::Leader(ls),
             config,
-            entries,
+            acceptor,
+            learner,
             io,
-            chosen_index,
             ..
         } = self
         else {
             return;
         };
-        let chosen_index = *chosen_index;
+        let (entries, chosen_index) = (&acceptor.entries, learner.chosen_index);
         let (ballot, end) = (ls.ballot, ls.next_index);
         for (&to, p) in ls.peers.iter_mut() {
             while p.next_index < end
-                && p.inflight_entries() < config.window_entries_max
-                && p.inflight_bytes < config.window_bytes_max
+                && p.inflight_entries() < config.limits.window_entries_max
+                && p.inflight_bytes < config.limits.window_bytes_max
             {
                 let first_index = p.next_index;
                 let mut values = Vec::new();
                 let mut bytes = 0usize;
-                let room = (config.window_entries_max - p.inflight_entries())
-                    .min(config.batch_entries_max);
+                let room = (config.limits.window_entries_max - p.inflight_entries())
+                    .min(config.limits.batch_entries_max);
                 let mut index = first_index;
                 while index < end
                     && values.len() < room
-                    && (values.is_empty() || bytes < config.batch_bytes_max)
+                    && (values.is_empty() || bytes < config.limits.batch_bytes_max)
                 {
-                    let value = ls
-                        .log
-                        .get(&index)
-                        .map(|e| e.value.clone())
-                        .or_else(|| entries.get(&index).map(|a| a.value.clone()));
-                    let Some(value) = value else { break };
+                    let Some(value) = entries.get(&index).map(|a| a.value.clone()) else {
+                        break;
+                    };
                     bytes += value.len();
                     values.push(value);
                     index += 1;
@@ -406,7 +288,7 @@ impl<S: Store> Replica<S> {
         self.maybe_request_catchup(from, chosen_index, now_ms);
     }
 
-    pub(crate) fn leader_on_own_persisted(&mut self, accepts: &[(Index, Accepted)], _now_ms: u64) {
+    pub(crate) fn leader_on_own_persisted(&mut self, accepts: &[(Index, Accepted)]) {
         let me = self.config.node_id;
         let RoleState::Leader(ls) = &mut self.role else {
             return;
@@ -415,8 +297,10 @@ impl<S: Store> Replica<S> {
             if accepted.ballot != ls.ballot {
                 continue;
             }
+            // The mirror holds the value this leader proposed at `index`.
+            let ours = self.acceptor.entries.get(index);
             if let Some(e) = ls.log.get_mut(index) {
-                if e.value == accepted.value {
+                if ours.is_some_and(|a| a.value == accepted.value) {
                     e.acks.insert(me);
                 }
             }
@@ -429,7 +313,7 @@ impl<S: Store> Replica<S> {
         let RoleState::Leader(ls) = &self.role else {
             return;
         };
-        let c = chosen_prefix(self.chosen_index, |i| {
+        let c = chosen_prefix(self.learner.chosen_index, |i| {
             ls.log.get(&i).is_some_and(|e| e.acks.len() >= quorum)
         });
         self.advance_chosen(c);

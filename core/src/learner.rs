@@ -5,24 +5,26 @@
 use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
-use super::replica::{Replica, RoleState, DUPLICATES_MAX};
+use super::learner_state::DUPLICATES_MAX;
+use super::replica::{Replica, RoleState};
 use super::{Chosen, Command, Message, OpError, Reply};
 
 impl<S: Store> Replica<S> {
     /// Moves the chosen index forward (never back) and stages it.
     pub(crate) fn advance_chosen(&mut self, chosen_index: Index) {
         assert!(
-            chosen_index >= self.chosen_index,
+            chosen_index >= self.learner.chosen_index,
             "Invariant: chosen index never goes backwards"
         );
-        if chosen_index == self.chosen_index {
+        if chosen_index == self.learner.chosen_index {
             return;
         }
-        debug_assert!((self.chosen_index + 1..=chosen_index).all(|i| self.entries.contains_key(&i)));
-        self.chosen_index = chosen_index;
+        debug_assert!((self.learner.chosen_index + 1..=chosen_index)
+            .all(|i| self.acceptor.entries.contains_key(&i)));
+        self.learner.chosen_index = chosen_index;
         self.io.stage_chosen(chosen_index);
         if let RoleState::Leader(ls) = &mut self.role {
-            ls.on_chosen(chosen_index);
+            ls.on_chosen(chosen_index, &self.acceptor.entries);
         }
     }
 
@@ -35,10 +37,11 @@ impl<S: Store> Replica<S> {
         chosen_index: Index,
         now_ms: u64,
     ) {
-        let target = chosen_index.min(self.last_index);
-        let mut c = self.chosen_index;
+        let target = chosen_index.min(self.acceptor.last_index);
+        let mut c = self.learner.chosen_index;
         while c < target
             && self
+                .acceptor
                 .entries
                 .get(&(c + 1))
                 .is_some_and(|a| a.ballot == ballot)
@@ -51,7 +54,7 @@ impl<S: Store> Replica<S> {
 
     /// Asks `from` for chosen entries if it knows more than we do.
     pub(crate) fn maybe_request_catchup(&mut self, from: NodeId, their_chosen: Index, now_ms: u64) {
-        if their_chosen <= self.chosen_index {
+        if their_chosen <= self.learner.chosen_index {
             return;
         }
         let interval = 2 * self.config.heartbeat_interval_ms;
@@ -62,7 +65,7 @@ impl<S: Store> Replica<S> {
             return;
         }
         self.catchup_sent_ms = Some(now_ms);
-        let from_index = self.chosen_index + 1;
+        let from_index = self.learner.chosen_index + 1;
         self.io.send(from, Message::CatchupRequest { from_index });
     }
 
@@ -75,16 +78,16 @@ impl<S: Store> Replica<S> {
         trim_index: Index,
         now_ms: u64,
     ) {
-        if trim_index > self.chosen_index {
+        if trim_index > self.learner.chosen_index {
             self.skip_to_trim(trim_index);
         }
         let mut got_any = false;
         for (offset, value) in values.into_iter().enumerate() {
             let index = first_index + offset as Index;
-            if index > chosen_index || index <= self.chosen_index {
+            if index > chosen_index || index <= self.learner.chosen_index {
                 continue;
             }
-            if index != self.chosen_index + 1 {
+            if index != self.learner.chosen_index + 1 {
                 break;
             }
             self.learn_chosen_value(index, value);
@@ -98,63 +101,59 @@ impl<S: Store> Replica<S> {
 
     /// Records `value` as chosen at `index == chosen_index + 1`.
     pub(crate) fn learn_chosen_value(&mut self, index: Index, value: Bytes) {
-        assert_eq!(index, self.chosen_index + 1);
+        assert_eq!(index, self.learner.chosen_index + 1);
         let existing = self
+            .acceptor
             .entries
             .get(&index)
             .cloned()
             .or_else(|| self.entry(index).ok().flatten());
-        if existing.as_ref().map(|a| &a.value) != Some(&value) {
+        let same = existing.as_ref().map(|a| &a.value) == Some(&value);
+        if let RoleState::Leader(ls) = &self.role {
+            // Another value chosen where we proposed (our value is the
+            // mirrored one), or beyond our log: a higher ballot chose it and
+            // we are deposed. Stepping down first keeps the leader's log
+            // consistent with the mirror about to change.
+            if index >= ls.next_index || !same {
+                let now = self.now_ms;
+                self.become_follower(None, now);
+            }
+        }
+        if !same {
             // Stored at our promise: the ballot at this index never goes down,
             // and the value is chosen, so any phase 1 that picks it is right.
             let ballot = self
+                .acceptor
                 .promised
                 .max(existing.map_or(Ballot::ZERO, |a| a.ballot));
-            self.store_accept(
-                index,
-                Accepted {
-                    ballot,
-                    value: value.clone(),
-                },
-            );
+            self.store_accept(index, Accepted { ballot, value });
         } else if let Some(a) = existing {
-            self.entries.entry(index).or_insert(a);
-        }
-        let mut stale_leader = false;
-        if let RoleState::Leader(ls) = &self.role {
-            // A value chosen where we proposed another, or beyond our log, was
-            // chosen under a higher ballot.
-            stale_leader =
-                index >= ls.next_index || ls.log.get(&index).is_some_and(|e| e.value != value);
+            self.acceptor.entries.entry(index).or_insert(a);
         }
         self.advance_chosen(index);
-        if stale_leader {
-            // Someone chose another value where we proposed: we are deposed.
-            let now = self.now_ms;
-            self.become_follower(None, now);
-        }
     }
 
     /// Peers trimmed past everything we know: the prefix is gone for good.
     pub(crate) fn skip_to_trim(&mut self, trim_index: Index) {
-        if trim_index <= self.chosen_index {
+        if trim_index <= self.learner.chosen_index {
             return;
         }
-        self.chosen_index = trim_index;
+        self.learner.chosen_index = trim_index;
         self.io.stage_chosen(trim_index);
         self.io.stage_trim(trim_index);
-        self.trim_index = trim_index;
-        self.duplicates = self.duplicates.split_off(&(trim_index + 1));
-        self.last_index = self.last_index.max(trim_index);
-        self.emitted_index = self.emitted_index.max(trim_index);
-        self.applied_index = self.applied_index.max(trim_index);
-        self.dedup_index = self.dedup_index.max(trim_index);
+        self.learner.trim_index = trim_index;
+        self.learner.duplicates = self.learner.duplicates.split_off(&(trim_index + 1));
+        self.acceptor.last_index = self.acceptor.last_index.max(trim_index);
+        self.learner.emitted_index = self.learner.emitted_index.max(trim_index);
+        self.learner.applied_index = self.learner.applied_index.max(trim_index);
+        self.learner.dedup_index = self.learner.dedup_index.max(trim_index);
         while self
+            .acceptor
             .entries
             .first_key_value()
             .is_some_and(|(&i, _)| i <= trim_index)
         {
-            self.entries.pop_first();
+            self.acceptor.entries.pop_first();
         }
         let lost: Vec<Index> = self.waiters.range(..=trim_index).map(|(&i, _)| i).collect();
         for i in lost {
@@ -173,8 +172,8 @@ impl<S: Store> Replica<S> {
 
     /// Folds newly chosen entries into the dedup table and answers waiters.
     pub(crate) fn apply_chosen(&mut self) {
-        while self.dedup_index < self.chosen_index && !self.failed {
-            let index = self.dedup_index + 1;
+        while self.learner.dedup_index < self.learner.chosen_index && !self.failed {
+            let index = self.learner.dedup_index + 1;
             let command = match self.command_at(index) {
                 Ok(c) => c,
                 Err(e) => return self.fail(&e),
@@ -182,7 +181,7 @@ impl<S: Store> Replica<S> {
             let mut result = index;
             match command {
                 Command::Append { client_id, seq, .. } => {
-                    if let Some(first) = self.dedup.record(client_id, seq, index) {
+                    if let Some(first) = self.learner.dedup.record(client_id, seq, index) {
                         self.note_duplicate(index, first);
                         result = first;
                     }
@@ -191,7 +190,7 @@ impl<S: Store> Replica<S> {
                     }
                 }
                 Command::Trim { upto } => {
-                    self.pending_trims.insert(index, upto);
+                    self.learner.pending_trims.insert(index, upto);
                 }
                 Command::Noop => {}
             }
@@ -201,30 +200,31 @@ impl<S: Store> Replica<S> {
                     result: Ok(result),
                 });
             }
-            self.dedup_index = index;
+            self.learner.dedup_index = index;
         }
     }
 
     fn note_duplicate(&mut self, index: Index, first: Index) {
-        if self.duplicates.len() >= DUPLICATES_MAX {
-            self.duplicates.pop_first();
+        if self.learner.duplicates.len() >= DUPLICATES_MAX {
+            self.learner.duplicates.pop_first();
             tracing::warn!(
                 node = self.config.node_id,
                 "too many retried duplicates to hide; the oldest becomes visible to readers"
             );
         }
-        self.duplicates.insert(index, first);
+        self.learner.duplicates.insert(index, first);
     }
 
     pub(crate) fn learner_poll_chosen(&mut self) -> Option<Chosen> {
         // Indexes the application already applied (before a restart) are not re-emitted.
-        self.emitted_index = self
+        self.learner.emitted_index = self
+            .learner
             .emitted_index
-            .max(self.applied_index.min(self.dedup_index));
-        if self.emitted_index >= self.dedup_index {
+            .max(self.learner.applied_index.min(self.learner.dedup_index));
+        if self.learner.emitted_index >= self.learner.dedup_index {
             return None;
         }
-        let index = self.emitted_index + 1;
+        let index = self.learner.emitted_index + 1;
         let command = match self.command_at(index) {
             Ok(c) => c,
             Err(e) => {
@@ -232,8 +232,8 @@ impl<S: Store> Replica<S> {
                 return None;
             }
         };
-        self.emitted_index = index;
-        let duplicate_of = self.duplicates.get(&index).copied();
+        self.learner.emitted_index = index;
+        let duplicate_of = self.learner.duplicates.get(&index).copied();
         self.prune_entries();
         Some(Chosen {
             index,
@@ -244,24 +244,28 @@ impl<S: Store> Replica<S> {
 
     /// Applies chosen trims once the application has applied them.
     pub(crate) fn maybe_trim(&mut self) {
-        let mut upto = self.trim_index;
-        while let Some((&at, &to)) = self.pending_trims.first_key_value() {
-            if at > self.applied_index {
+        let mut upto = self.learner.trim_index;
+        while let Some((&at, &to)) = self.learner.pending_trims.first_key_value() {
+            if at > self.learner.applied_index {
                 break;
             }
-            self.pending_trims.pop_first();
-            upto = upto.max(to.min(self.applied_index).min(self.chosen_index));
+            self.learner.pending_trims.pop_first();
+            upto = upto.max(
+                to.min(self.learner.applied_index)
+                    .min(self.learner.chosen_index),
+            );
         }
-        if upto > self.trim_index {
-            self.trim_index = upto;
+        if upto > self.learner.trim_index {
+            self.learner.trim_index = upto;
             self.io.stage_trim(upto);
-            self.duplicates = self.duplicates.split_off(&(upto + 1));
+            self.learner.duplicates = self.learner.duplicates.split_off(&(upto + 1));
             while self
+                .acceptor
                 .entries
                 .first_key_value()
                 .is_some_and(|(&i, _)| i <= upto)
             {
-                self.entries.pop_first();
+                self.acceptor.entries.pop_first();
             }
         }
     }

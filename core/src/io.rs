@@ -2,7 +2,7 @@
 //! batches; messages that reflect a promise or an accept wait, as data, for
 //! the ticket of the write that made them true.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, WriteBatch};
 
@@ -11,17 +11,21 @@ use super::{Message, Outbound, Persist, Reply, Ticket};
 #[derive(Debug, Default)]
 pub(crate) struct Io {
     staged_promise: Option<Ballot>,
-    staged_accepts: BTreeMap<Index, Accepted>,
+    /// Indexes only: the values are read from the acceptor's mirror when
+    /// the batch is built, so a proposed value is held once.
+    /// Invariant: every staged index is in the acceptor's mirror.
+    staged_accepts: BTreeSet<Index>,
     staged_bytes: usize,
     staged_chosen: Option<Index>,
     staged_trim: Option<Index>,
     writes: VecDeque<Persist>,
     /// Batches handed out and not yet persisted, oldest first.
-    /// Invariant: tickets are consecutive, from `persisted_ticket + 1`.
+    /// Invariant: tickets are consecutive, from `persisted_ticket + 1` to
+    /// `next_ticket - 1`.
     inflight: VecDeque<(u64, WriteBatch)>,
     /// The ticket the next flushed batch gets.
-    next_ticket: u64,
-    /// Invariant: never decreases; every ticket `<=` it is durable.
+    pub(crate) next_ticket: u64,
+    /// Every ticket `<=` it is durable; never decreases (tickets persist in order).
     persisted_ticket: u64,
     ready: VecDeque<Outbound>,
     gated: VecDeque<(u64, Outbound)>,
@@ -41,9 +45,11 @@ impl Io {
         self.staged_promise = Some(ballot);
     }
 
-    pub(crate) fn stage_accept(&mut self, index: Index, accepted: Accepted) {
-        self.staged_bytes += accepted.value.len();
-        self.staged_accepts.insert(index, accepted);
+    /// Stages the accept at `index`, whose value (of `value_bytes`) the
+    /// caller has just put in the mirror.
+    pub(crate) fn stage_accept(&mut self, index: Index, value_bytes: usize) {
+        self.staged_bytes += value_bytes;
+        self.staged_accepts.insert(index);
     }
 
     pub(crate) fn stage_chosen(&mut self, chosen_index: Index) {
@@ -54,7 +60,7 @@ impl Io {
     pub(crate) fn stage_trim(&mut self, trim_index: Index) {
         self.staged_trim = Some(self.staged_trim.map_or(trim_index, |t| t.max(trim_index)));
         // Entries at or below the trim point must not be rewritten by this batch.
-        self.staged_accepts.retain(|&i, _| i > trim_index);
+        self.staged_accepts.retain(|&i| i > trim_index);
     }
 
     pub(crate) fn staged_len(&self) -> (usize, usize) {
@@ -79,22 +85,28 @@ impl Io {
     /// Turns the staged changes into one ticketed batch (group commit). A
     /// staged chosen index alone waits for the next batch or `flush_all`:
     /// syncing it on its own would cost one more fsync per commit.
-    pub(crate) fn flush(&mut self) {
+    /// `entries` is the acceptor's mirror, where staged values are read.
+    pub(crate) fn flush(&mut self, entries: &BTreeMap<Index, Accepted>) {
         if self.staged_gates() {
-            self.flush_all();
+            self.flush_all(entries);
         }
     }
 
     /// Like `flush`, including a lone chosen index.
-    pub(crate) fn flush_all(&mut self) {
+    pub(crate) fn flush_all(&mut self, entries: &BTreeMap<Index, Accepted>) {
         if self.staged_is_empty() {
             return;
         }
+        let accepts = std::mem::take(&mut self.staged_accepts)
+            .into_iter()
+            .map(|i| {
+                let accepted = entries.get(&i).cloned();
+                (i, accepted.unwrap_or_else(|| panic!("{}", unmirrored(i))))
+            })
+            .collect();
         let batch = WriteBatch {
             promise: self.staged_promise.take(),
-            accepts: std::mem::take(&mut self.staged_accepts)
-                .into_iter()
-                .collect(),
+            accepts,
             chosen_index: self.staged_chosen.take(),
             trim_index: self.staged_trim.take(),
         };
@@ -151,8 +163,8 @@ impl Io {
         batch
     }
 
-    pub(crate) fn poll_write(&mut self) -> Option<Persist> {
-        self.flush();
+    pub(crate) fn poll_write(&mut self, entries: &BTreeMap<Index, Accepted>) -> Option<Persist> {
+        self.flush(entries);
         self.writes.pop_front()
     }
 
@@ -163,4 +175,35 @@ impl Io {
     pub(crate) fn poll_reply(&mut self) -> Option<Reply> {
         self.replies.pop_front()
     }
+}
+
+impl Io {
+    /// The checks of this part; `entries` is the acceptor's mirror.
+    pub(crate) fn assert_invariants(&self, entries: &BTreeMap<Index, Accepted>) {
+        let consecutive = self
+            .inflight
+            .iter()
+            .zip(self.persisted_ticket + 1..)
+            .all(|(&(t, _), want)| t == want)
+            && self.persisted_ticket + self.inflight.len() as u64 + 1 == self.next_ticket;
+        assert!(
+            consecutive,
+            "Invariant: in-flight tickets are consecutive from persisted_ticket + 1 \
+             (persisted {}, {} in flight, next {})",
+            self.persisted_ticket,
+            self.inflight.len(),
+            self.next_ticket
+        );
+        if let Some(&i) = self
+            .staged_accepts
+            .iter()
+            .find(|i| !entries.contains_key(i))
+        {
+            panic!("{}", unmirrored(i));
+        }
+    }
+}
+
+fn unmirrored(index: Index) -> String {
+    format!("Invariant: every staged accept is in the acceptor's mirror (index {index})")
 }

@@ -6,16 +6,16 @@ use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, ReadLimit, Store};
 
 use super::replica::{Replica, RoleState};
-use super::Message;
+use super::{Message, Mutation};
 
 impl<S: Store> Replica<S> {
     /// A Prepare is ignored while this node hears a live leader (or is one
     /// with a quorum): a node cut off from the leader cannot depose it.
     fn ignore_prepare(&self, ballot: Ballot, now_ms: u64) -> Option<Option<NodeId>> {
-        if ballot < self.promised {
+        if ballot < self.acceptor.promised {
             return Some(self.leader);
         }
-        if ballot == self.promised {
+        if ballot == self.acceptor.promised {
             return None; // a later round of a promise already given
         }
         match &self.role {
@@ -38,11 +38,11 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
-        if self.suspect {
+        if self.acceptor.suspect {
             return; // never vote with state that may be lost
         }
         if let Some(leader) = self.ignore_prepare(ballot, now_ms) {
-            let promised = self.promised;
+            let promised = self.acceptor.promised;
             self.io.send(
                 from,
                 Message::Nack {
@@ -53,7 +53,7 @@ impl<S: Store> Replica<S> {
             );
             return;
         }
-        if ballot > self.promised {
+        if ballot > self.acceptor.promised {
             if !matches!(self.role, RoleState::Follower) {
                 self.become_follower(None, now_ms);
             }
@@ -62,8 +62,8 @@ impl<S: Store> Replica<S> {
             self.raise_promise(ballot);
         }
         let limit = ReadLimit {
-            entries_max: self.config.catchup_entries_max,
-            bytes_max: self.config.catchup_bytes_max,
+            entries_max: self.config.limits.catchup_entries_max,
+            bytes_max: self.config.limits.catchup_bytes_max,
         };
         let (entries, next_index) = match self.read_entries(from_index, Index::MAX, limit) {
             Ok(r) => r,
@@ -74,10 +74,10 @@ impl<S: Store> Replica<S> {
             from_index,
             entries,
             next_index,
-            chosen_index: self.chosen_index,
-            trim_index: self.trim_index,
+            chosen_index: self.learner.chosen_index,
+            trim_index: self.learner.trim_index,
         };
-        let ungated = self.config.mutated("reply_before_persist");
+        let ungated = self.config.mutated(Mutation::ReplyBeforePersist);
         self.io.send_durable(from, message, ungated);
     }
 
@@ -104,12 +104,12 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
-        if self.suspect {
+        if self.acceptor.suspect {
             return;
         }
-        let below_promise = ballot < self.promised;
-        if below_promise && !self.config.mutated("accept_below_promise") {
-            let promised = self.promised;
+        let below_promise = ballot < self.acceptor.promised;
+        if below_promise && !self.config.mutated(Mutation::AcceptBelowPromise) {
+            let promised = self.acceptor.promised;
             self.io.send(
                 from,
                 Message::Nack {
@@ -123,17 +123,17 @@ impl<S: Store> Replica<S> {
         if !below_promise {
             self.on_leader_contact(from, ballot, now_ms);
         }
-        if ballot > self.promised {
+        if ballot > self.acceptor.promised {
             // An accept implies the promise; both land in one atomic batch.
             self.raise_promise(ballot);
         }
         let mut indexes = Vec::with_capacity(values.len());
         for (offset, value) in values.into_iter().enumerate() {
             let index = first_index + offset as Index;
-            if index <= self.trim_index {
+            if index <= self.learner.trim_index {
                 continue;
             }
-            if index <= self.chosen_index {
+            if index <= self.learner.chosen_index {
                 // A chosen value never changes: only confirm the same value.
                 if self.value_at(index).as_ref() == Some(&value) {
                     indexes.push(index);
@@ -141,7 +141,8 @@ impl<S: Store> Replica<S> {
                 continue;
             }
             assert!(
-                ballot >= self.promised || self.config.mutated("accept_below_promise"),
+                ballot >= self.acceptor.promised
+                    || self.config.mutated(Mutation::AcceptBelowPromise),
                 "Invariant: never accept below the promise"
             );
             self.store_accept(index, Accepted { ballot, value });
@@ -150,9 +151,9 @@ impl<S: Store> Replica<S> {
         let message = Message::Accepted {
             ballot,
             indexes,
-            chosen_index: self.chosen_index,
+            chosen_index: self.learner.chosen_index,
         };
-        let ungated = self.config.mutated("reply_before_persist");
+        let ungated = self.config.mutated(Mutation::ReplyBeforePersist);
         self.io.send_durable(from, message, ungated);
         if !below_promise {
             self.learn_chosen_from_leader(from, ballot, chosen_index, now_ms);
@@ -167,8 +168,8 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
-        if ballot < self.promised {
-            let promised = self.promised;
+        if ballot < self.acceptor.promised {
+            let promised = self.acceptor.promised;
             self.io.send(
                 from,
                 Message::Nack {
@@ -181,7 +182,7 @@ impl<S: Store> Replica<S> {
         }
         self.on_leader_contact(from, ballot, now_ms);
         self.learn_chosen_from_leader(from, ballot, chosen_index, now_ms);
-        let chosen_index = self.chosen_index;
+        let chosen_index = self.learner.chosen_index;
         self.io.send(
             from,
             Message::HeartbeatAck {
@@ -192,15 +193,15 @@ impl<S: Store> Replica<S> {
     }
 
     pub(crate) fn on_catchup_request(&mut self, from: NodeId, from_index: Index) {
-        if from_index > self.chosen_index && from_index > self.trim_index + 1 {
+        if from_index > self.learner.chosen_index && from_index > self.learner.trim_index + 1 {
             return;
         }
         let limit = ReadLimit {
-            entries_max: self.config.catchup_entries_max,
-            bytes_max: self.config.catchup_bytes_max,
+            entries_max: self.config.limits.catchup_entries_max,
+            bytes_max: self.config.limits.catchup_bytes_max,
         };
-        let first_index = from_index.max(self.trim_index + 1);
-        let (entries, _) = match self.read_entries(first_index, self.chosen_index, limit) {
+        let first_index = from_index.max(self.learner.trim_index + 1);
+        let (entries, _) = match self.read_entries(first_index, self.learner.chosen_index, limit) {
             Ok(r) => r,
             Err(e) => return self.fail(&e),
         };
@@ -215,8 +216,8 @@ impl<S: Store> Replica<S> {
         let message = Message::Catchup {
             first_index,
             values,
-            chosen_index: self.chosen_index,
-            trim_index: self.trim_index,
+            chosen_index: self.learner.chosen_index,
+            trim_index: self.learner.trim_index,
         };
         self.io.send(from, message);
     }

@@ -7,11 +7,12 @@ use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, ReadLimit, Store};
 
 use super::replica::{Replica, RoleState};
-use super::{Command, Message, OpError, Reply};
+use super::{Command, Message, Mutation, OpError, Reply};
 
 /// Phase 1 in progress at one ballot.
 #[derive(Debug)]
 pub(crate) struct Candidate {
+    /// Invariant: `ballot == promised`, and it is this node's own ballot.
     pub(crate) ballot: Ballot,
     pub(crate) from_index: Index,
     /// Acceptor → where its promise continues (`None`: fully reported).
@@ -50,7 +51,7 @@ impl Candidate {
 
 impl<S: Store> Replica<S> {
     pub(crate) fn on_election_timeout(&mut self, now_ms: u64) {
-        if self.suspect || self.members_len() == 0 {
+        if self.acceptor.suspect || self.members_len() == 0 {
             self.reset_election_deadline(now_ms);
             return;
         }
@@ -58,11 +59,11 @@ impl<S: Store> Replica<S> {
     }
 
     pub(crate) fn become_candidate(&mut self, now_ms: u64) {
-        let base = self.promised.max(self.max_seen);
+        let base = self.acceptor.promised.max(self.acceptor.max_seen);
         let ballot = Ballot::new(base.counter + 1, self.config.node_id);
         self.fail_waiters();
         self.raise_promise(ballot);
-        let from_index = self.chosen_index + 1;
+        let from_index = self.learner.chosen_index + 1;
         self.role = RoleState::Candidate(Candidate {
             ballot,
             from_index,
@@ -100,7 +101,7 @@ impl<S: Store> Replica<S> {
             Ok(r) => r,
             Err(e) => return self.fail(&e),
         };
-        let (chosen_index, trim_index) = (self.chosen_index, self.trim_index);
+        let (chosen_index, trim_index) = (self.learner.chosen_index, self.learner.trim_index);
         let me = self.config.node_id;
         if let RoleState::Candidate(cs) = &mut self.role {
             cs.absorb(entries, chosen_index, trim_index);
@@ -114,7 +115,6 @@ impl<S: Store> Replica<S> {
         &mut self,
         from: NodeId,
         ballot: Ballot,
-        _from_index: Index,
         entries: Vec<(Index, Accepted)>,
         next_index: Option<Index>,
         chosen_index: Index,
@@ -210,25 +210,28 @@ impl<S: Store> Replica<S> {
             cs.ballot.node, self.config.node_id,
             "Invariant: a node leads only its own ballots"
         );
-        assert_eq!(self.promised, cs.ballot, "a leader holds its own promise");
-        if cs.max_trim > self.chosen_index {
+        assert_eq!(
+            self.acceptor.promised, cs.ballot,
+            "a leader holds its own promise"
+        );
+        if cs.max_trim > self.learner.chosen_index {
             self.skip_to_trim(cs.max_trim);
         }
-        let skip_adoption = self.config.mutated("skip_value_adoption");
+        let skip_adoption = self.config.mutated(Mutation::SkipValueAdoption);
         // Values reported chosen right after our chosen index are learned directly.
         if !skip_adoption {
-            while let Some(value) = cs.chosen.get(&(self.chosen_index + 1)) {
-                self.learn_chosen_value(self.chosen_index + 1, value.clone());
+            while let Some(value) = cs.chosen.get(&(self.learner.chosen_index + 1)) {
+                self.learn_chosen_value(self.learner.chosen_index + 1, value.clone());
             }
         }
-        let start = self.chosen_index + 1;
+        let start = self.learner.chosen_index + 1;
         let end = cs
             .adopted
             .keys()
             .next_back()
             .copied()
             .unwrap_or(0)
-            .max(self.chosen_index);
+            .max(self.learner.chosen_index);
         let mut log = Vec::new();
         for index in start..=end {
             let value = match (cs.chosen.get(&index), cs.adopted.get(&index)) {

@@ -110,7 +110,7 @@ impl Cluster {
         let now = self.now_ms;
         self.node(id).tick(now);
         self.settle();
-        assert_eq!(self.node(id).status(now).role, Role::Leader);
+        assert_eq!(self.node(id).status().role, Role::Leader);
     }
 
     fn propose(&mut self, id: NodeId, req: RequestId, seq: u64, payload: &'static str) {
@@ -210,14 +210,13 @@ fn three_nodes_elect_and_choose() {
     c.propose(1, 10, 1, "a");
     c.settle();
     assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(1)));
-    let now = c.now_ms;
     for id in 1..=3 {
         c.now_ms += 100;
         let t = c.now_ms;
         c.node(id).tick(t);
     }
     c.settle();
-    assert_eq!(c.node(1).status(now).chosen_index, 1);
+    assert_eq!(c.node(1).status().chosen_index, 1);
     let read = c
         .node(1)
         .read_chosen(
@@ -266,7 +265,7 @@ fn new_leader_adopts_the_highest_accepted_value() {
         c.persist(3);
         c.deliver_where(|from, m| from != 1 && m.to != 1);
     }
-    assert_eq!(c.node(3).status(now).role, Role::Leader);
+    assert_eq!(c.node(3).status().role, Role::Leader);
     let read = c
         .node(3)
         .read_chosen(
@@ -293,9 +292,8 @@ fn duplicate_append_returns_the_first_index() {
     c.propose(1, 12, 1, "a");
     c.settle();
     assert_eq!(c.reply(12).map(|r| r.result.clone()), Some(Ok(1)));
-    let now = c.now_ms;
     assert_eq!(
-        c.node(1).status(now).last_index,
+        c.node(1).status().last_index,
         2,
         "no new entry for a duplicate"
     );
@@ -362,7 +360,7 @@ fn leader_without_quorum_steps_down_and_fails_fast() {
         c.reply(10).map(|r| r.result.clone()),
         Some(Err(OpError::Indeterminate))
     );
-    assert_ne!(c.node(1).status(now).role, Role::Leader);
+    assert_ne!(c.node(1).status().role, Role::Leader);
     c.propose(1, 11, 2, "b");
     assert!(matches!(
         c.reply(11).map(|r| &r.result),
@@ -375,7 +373,7 @@ fn suspect_store_never_votes() {
     let s = store(1);
     s.mark_suspect("test");
     let mut r = Replica::new(config(1, 3), s, 1, 0).expect("new");
-    assert!(r.status(0).suspect);
+    assert!(r.status().suspect);
     r.on_message(
         2,
         Message::Prepare {
@@ -413,8 +411,8 @@ fn restart_recovers_promise_and_accepted_entries() {
     };
     s.write(&batch).expect("write");
     let mut r = Replica::new(config(1, 3), s, 1, 0).expect("new");
-    assert_eq!(r.status(0).ballot, Ballot::new(7, 3));
-    assert_eq!(r.status(0).last_index, 1);
+    assert_eq!(r.status().ballot, Ballot::new(7, 3));
+    assert_eq!(r.status().last_index, 1);
     r.on_message(
         2,
         Message::Prepare {
@@ -481,7 +479,7 @@ fn reads_below_the_trim_point_name_the_first_index_held() {
     c.settle();
     c.node(1).set_applied(6);
     c.settle();
-    assert_eq!(c.node(1).status(now).trim_index, 3);
+    assert_eq!(c.node(1).status().trim_index, 3);
     let limit = paxlog_storage::ReadLimit {
         entries_max: 10,
         bytes_max: 1 << 20,
@@ -522,7 +520,7 @@ fn promise_is_bounded_and_continues_from_next_index() {
     })
     .expect("write");
     let mut cfg = config(1, 3);
-    cfg.catchup_entries_max = 4;
+    cfg.limits.catchup_entries_max = 4;
     let mut r = Replica::new(cfg, s.clone(), 1, 0).expect("new");
     r.on_message(
         3,
@@ -570,9 +568,9 @@ fn leader_keeps_the_window_and_gets_busy_beyond_uncommitted_bytes() {
     let mut c = Cluster::new(3);
     c.elect(1);
     let cfg = &mut c.nodes[0].config;
-    cfg.window_entries_max = 3;
-    cfg.batch_entries_max = 2;
-    cfg.uncommitted_bytes_max = 60; // about four encoded appends
+    cfg.limits.window_entries_max = 3;
+    cfg.limits.batch_entries_max = 2;
+    cfg.limits.uncommitted_bytes_max = 60; // about four encoded appends
     for seq in 1..=10 {
         c.propose(1, seq, seq, "0123456789");
     }
@@ -602,8 +600,7 @@ fn leader_keeps_the_window_and_gets_busy_beyond_uncommitted_bytes() {
 fn a_node_that_lost_contact_alone_cannot_depose_a_live_leader() {
     let mut c = Cluster::new(3);
     c.elect(1);
-    let start = c.now_ms;
-    let ballot = c.node(1).status(start).ballot;
+    let ballot = c.node(1).status().ballot;
     // Node 3 hears nothing for a while; nodes 1 and 2 keep talking.
     for _ in 0..20 {
         c.now_ms += 50;
@@ -624,7 +621,9 @@ fn a_node_that_lost_contact_alone_cannot_depose_a_live_leader() {
         "node 3's election timer fired"
     );
     c.settle();
-    assert_eq!(c.node(1).status(now).role, Role::Leader);
-    assert_eq!(c.node(1).status(now).ballot, ballot, "no ballot was raised");
-    assert!(c.node(3).status(now).ballot <= ballot);
+    assert_eq!(c.node(1).status().role, Role::Leader);
+    assert_eq!(c.node(1).status().ballot, ballot, "no ballot was raised");
+    assert!(c.node(3).status().ballot <= ballot);
 }
+
+mod invariants;

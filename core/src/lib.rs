@@ -35,17 +35,24 @@
 //! writes that were not persisted are simply lost, which the protocol allows.
 
 mod acceptor;
+mod acceptor_state;
 mod api;
 mod candidate;
 mod command;
 mod config;
 mod dedup;
+mod invariants;
 mod io;
 mod leader;
+mod leader_state;
 mod learner;
+mod learner_state;
+mod limits;
 mod message;
 mod prevote;
 pub mod quorum;
+mod read;
+mod recover;
 mod replica;
 
 pub use api::{
@@ -53,13 +60,13 @@ pub use api::{
     RequestId, Role, Status, Ticket,
 };
 pub use command::Command;
-pub use config::Config;
-#[cfg(feature = "sim-mutations")]
-pub use config::Mutation;
+pub use config::{Config, Mutation};
 pub use dedup::DedupTable;
+pub use limits::{Limits, FRAME_OVERHEAD_BYTES};
 pub use message::Message;
 pub use paxlog_storage::{Ballot, Index, NodeId};
-pub use replica::{Replica, UserEntries};
+pub use read::UserEntries;
+pub use replica::Replica;
 
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ pub(crate) struct PreVote {
 
 impl<S: Store> Replica<S> {
     pub(crate) fn start_pre_vote(&mut self, now_ms: u64) {
-        let base = self.promised.max(self.max_seen);
+        let base = self.acceptor.promised.max(self.acceptor.max_seen);
         let ballot = Ballot::new(base.counter + 1, self.config.node_id);
         let granted = BTreeSet::from([self.config.node_id]);
         if granted.len() >= self.config.quorum() {
@@ -42,8 +42,8 @@ impl<S: Store> Replica<S> {
             RoleState::Leader(ls) => self.leader_has_quorum_contact(ls, now_ms),
             _ => self.hears_live_leader(now_ms),
         };
-        let granted = !self.suspect && ballot > self.promised && !leader_live;
-        let promised = self.promised;
+        let granted = !self.acceptor.suspect && ballot > self.acceptor.promised && !leader_live;
+        let promised = self.acceptor.promised;
         self.io.send(
             from,
             Message::PreVoteReply {

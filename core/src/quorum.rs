@@ -18,21 +18,21 @@ pub fn chosen_prefix(chosen_index: Index, mut is_chosen: impl FnMut(Index) -> bo
     i
 }
 
-/// The highest index acknowledged by at least `quorum` of the given
-/// per-acceptor contiguous acknowledgements (`match_index`es).
-pub fn quorum_match_index(match_indexes: &[Index], quorum: usize) -> Index {
-    if quorum == 0 || match_indexes.len() < quorum {
-        return 0;
-    }
-    let mut sorted = match_indexes.to_vec();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    sorted[quorum - 1]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The highest index acknowledged by at least `quorum` of the given
+    /// per-acceptor contiguous acknowledgements (`match_index`es).
+    fn quorum_match_index(match_indexes: &[Index], quorum: usize) -> Index {
+        if quorum == 0 || match_indexes.len() < quorum {
+            return 0;
+        }
+        let mut sorted = match_indexes.to_vec();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        sorted[quorum - 1]
+    }
 
     fn naive_quorum_match(m: &[Index], q: usize) -> Index {
         // The largest i such that at least q acceptors have match >= i.

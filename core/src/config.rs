@@ -1,0 +1,134 @@
+//! Replica configuration.
+
+use paxlog_storage::NodeId;
+
+use super::{CoreError, Limits};
+
+/// Tunables of one replica. Every size bound is in [`Limits`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub node_id: NodeId,
+    /// 3 or 5 members, including `node_id`.
+    pub members: Vec<NodeId>,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Every size bound, and how they nest.
+    pub limits: Limits,
+    /// A chosen index that no write carried along is synced at most this
+    /// late; a restart relearns anything newer from its peers.
+    pub chosen_flush_interval_ms: u64,
+    /// Test-only: break one safety rule on purpose so the simulation can
+    /// prove it notices. Absent from builds without `sim-mutations`.
+    #[cfg(feature = "sim-mutations")]
+    pub mutation: Mutation,
+}
+
+/// One deliberately broken rule. The type exists in every build so call
+/// sites compile everywhere; only `sim-mutations` builds can activate one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mutation {
+    #[default]
+    None,
+    /// A new leader ignores the values reported in promises.
+    SkipValueAdoption,
+    /// Promise and Accepted messages leave before their write is durable.
+    ReplyBeforePersist,
+    /// An acceptor accepts at ballots below its promise.
+    AcceptBelowPromise,
+    /// A quorum is counted as `n / 2` instead of `n / 2 + 1`.
+    WrongQuorum,
+    /// A restarted acceptor starts from promise zero.
+    ForgetPromiseOnRestart,
+}
+
+impl Config {
+    pub fn new(node_id: NodeId, members: Vec<NodeId>) -> Self {
+        Config {
+            node_id,
+            members,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            limits: Limits::default(),
+            chosen_flush_interval_ms: 100,
+            #[cfg(feature = "sim-mutations")]
+            mutation: Mutation::None,
+        }
+    }
+
+    /// Whether `m` is the active mutation (always false without `sim-mutations`).
+    #[cfg(feature = "sim-mutations")]
+    pub(crate) fn mutated(&self, m: Mutation) -> bool {
+        m != Mutation::None && self.mutation == m
+    }
+
+    /// Whether some rule is broken on purpose.
+    #[cfg(feature = "sim-mutations")]
+    pub(crate) fn any_mutation(&self) -> bool {
+        self.mutation != Mutation::None
+    }
+
+    /// Whether some rule is broken on purpose.
+    #[cfg(not(feature = "sim-mutations"))]
+    pub(crate) fn any_mutation(&self) -> bool {
+        false
+    }
+
+    /// Whether `m` is the active mutation (always false without `sim-mutations`).
+    #[cfg(not(feature = "sim-mutations"))]
+    pub(crate) fn mutated(&self, _m: Mutation) -> bool {
+        false
+    }
+
+    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let me = self.node_id;
+        self.members.iter().copied().filter(move |&m| m != me)
+    }
+
+    pub(crate) fn quorum(&self) -> usize {
+        if self.mutated(Mutation::WrongQuorum) {
+            return self.members.len() / 2;
+        }
+        super::quorum::quorum_size(self.members.len())
+    }
+}
+
+pub(crate) fn validate(config: &Config) -> Result<(), CoreError> {
+    let n = config.members.len();
+    if n == 0 || !config.members.contains(&config.node_id) {
+        return Err(CoreError::Config("members must include node_id".into()));
+    }
+    if config.members.contains(&0) {
+        return Err(CoreError::Config("0 is not a valid node id".into()));
+    }
+    let mut sorted = config.members.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != n {
+        return Err(CoreError::Config("duplicate member ids".into()));
+    }
+    if config.election_timeout_min_ms == 0
+        || config.election_timeout_min_ms > config.election_timeout_max_ms
+        || config.heartbeat_interval_ms == 0
+        || config.heartbeat_interval_ms >= config.election_timeout_min_ms
+    {
+        return Err(CoreError::Config(
+            "need 0 < heartbeat_interval_ms < election_timeout_min_ms <= election_timeout_max_ms"
+                .into(),
+        ));
+    }
+    let bounds = [
+        config.limits.window_entries_max,
+        config.limits.window_bytes_max,
+        config.limits.batch_entries_max,
+        config.limits.batch_bytes_max,
+        config.limits.value_bytes_max,
+        config.limits.catchup_entries_max,
+        config.limits.catchup_bytes_max,
+    ];
+    if bounds.contains(&0) {
+        return Err(CoreError::Config("every bound must be positive".into()));
+    }
+    Ok(())
+}

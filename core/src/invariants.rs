@@ -1,0 +1,79 @@
+//! The replica's state invariants, checked as a whole. Each part checks its
+//! own fields (`AcceptorState`, `LearnerState`, `Leader`, `Io`); what spans
+//! parts is checked here. Debug builds (tests, the `ci` profile) run this
+//! after every input and every poll; release builds do not pay for it.
+
+use paxlog_storage::Store;
+
+use super::replica::{Replica, RoleState};
+
+impl<S: Store> Replica<S> {
+    /// Panics, naming the invariant, if the state is inconsistent.
+    ///
+    /// A failed replica is not checked: it stopped mid-input and will never
+    /// act again. Nor is one running a sim mutation, which breaks a rule on
+    /// purpose so the simulation's own checkers must catch it.
+    pub fn assert_invariants(&self) {
+        if self.failed || self.config.any_mutation() {
+            return;
+        }
+        let (a, l) = (&self.acceptor, &self.learner);
+        l.assert_invariants();
+        a.assert_invariants(l.trim_index);
+        self.io.assert_invariants(&a.entries);
+        assert!(
+            l.chosen_index <= a.last_index,
+            "Invariant: chosen_index <= last_index ({} > {})",
+            l.chosen_index,
+            a.last_index
+        );
+        let unsynced = l.durable_chosen_index.max(l.trim_index) + 1..=l.chosen_index;
+        if let Some(i) = unsynced.clone().find(|i| !a.entries.contains_key(i)) {
+            panic!(
+                "Invariant: every chosen index above durable_chosen_index is mirrored \
+                 ({i} of {unsynced:?})"
+            );
+        }
+        let me = self.config.node_id;
+        match &self.role {
+            RoleState::Leader(ls) => {
+                ls.assert_invariants(me, a.promised, l.chosen_index, &a.entries);
+            }
+            RoleState::Candidate(cs) => {
+                assert!(
+                    cs.ballot == a.promised && cs.ballot.node == me,
+                    "Invariant: candidate ballot == promised and is our own ({} vs {}, node {me})",
+                    cs.ballot,
+                    a.promised
+                );
+            }
+            RoleState::Follower => {}
+        }
+        assert!(
+            !a.suspect || matches!(self.role, RoleState::Follower),
+            "Invariant: a suspect node is a follower"
+        );
+        if let (Some((&first, _)), Some((&last, _))) = (
+            self.waiters.first_key_value(),
+            self.waiters.last_key_value(),
+        ) {
+            let next_index = match &self.role {
+                RoleState::Leader(ls) => ls.next_index,
+                RoleState::Candidate(_) | RoleState::Follower => 0,
+            };
+            assert!(
+                first > l.dedup_index && last < next_index,
+                "Invariant: only a leader has waiters, in (dedup_index, next_index) \
+                 ([{first}, {last}], dedup {}, next {next_index})",
+                l.dedup_index
+            );
+        }
+    }
+
+    /// `assert_invariants` in debug builds only.
+    pub(crate) fn debug_assert_invariants(&self) {
+        if cfg!(debug_assertions) {
+            self.assert_invariants();
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The replica: one node's acceptor, learner and (when elected) leader,
+//! as a sans-IO state machine. Handlers live in the sibling modules.
+
+use std::collections::BTreeMap;
+
+use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::acceptor_state::AcceptorState;
+use super::candidate::Candidate;
+use super::io::Io;
+use super::leader_state::Leader;
+use super::learner_state::LearnerState;
+use super::prevote::PreVote;
+use super::{
+    Chosen, Config, Message, Outbound, PeerStatus, Persist, Proposal, Reply, Role, Status, Ticket,
+};
+
+#[derive(Debug)]
+pub(crate) enum RoleState {
+    Follower,
+    Candidate(Candidate),
+    Leader(Leader),
+}
+
+/// One member of the cluster. See the module docs for the calling protocol.
+#[derive(Debug)]
+pub struct Replica<S: Store> {
+    pub(crate) config: Config,
+    pub(crate) store: S,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) now_ms: u64,
+    /// When a lone chosen index was last flushed (see `chosen_flush_interval_ms`).
+    pub(crate) chosen_flushed_ms: u64,
+    pub(crate) failed: bool,
+    pub(crate) acceptor: AcceptorState,
+    pub(crate) learner: LearnerState,
+    /// Proposals waiting for their index to be chosen.
+    /// Invariant: only a leader has waiters, each at an index in
+    /// `(dedup_index, next_index)` of its log.
+    pub(crate) waiters: BTreeMap<Index, Vec<super::RequestId>>,
+    pub(crate) io: Io,
+    pub(crate) role: RoleState,
+    pub(crate) leader: Option<NodeId>,
+    /// Last message from a leader whose ballot is not below our promise.
+    pub(crate) leader_contact_ms: Option<u64>,
+    pub(crate) election_deadline_ms: u64,
+    pub(crate) peer_contact_ms: BTreeMap<NodeId, u64>,
+    pub(crate) catchup_sent_ms: Option<u64>,
+    pub(crate) pre_vote: Option<PreVote>,
+}
+
+impl<S: Store> Replica<S> {
+    // ---- inputs
+
+    pub fn on_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if self.failed || from == self.config.node_id || !self.config.members.contains(&from) {
+            return;
+        }
+        let now = self.now_ms;
+        match message {
+            Message::Prepare { ballot, from_index } => {
+                self.on_prepare(from, ballot, from_index, now)
+            }
+            Message::Promise {
+                ballot,
+                from_index: _,
+                entries,
+                next_index,
+                chosen_index,
+                trim_index,
+            } => self.on_promise(
+                from,
+                ballot,
+                entries,
+                next_index,
+                chosen_index,
+                trim_index,
+                now,
+            ),
+            Message::Nack {
+                ballot,
+                promised,
+                leader,
+            } => self.on_nack(from, ballot, promised, leader, now),
+            Message::Accept {
+                ballot,
+                first_index,
+                values,
+                chosen_index,
+            } => self.on_accept(from, ballot, first_index, values, chosen_index, now),
+            Message::Accepted {
+                ballot,
+                indexes,
+                chosen_index,
+            } => self.on_accepted(from, ballot, &indexes, chosen_index, now),
+            Message::Heartbeat {
+                ballot,
+                chosen_index,
+            } => self.on_heartbeat(from, ballot, chosen_index, now),
+            Message::HeartbeatAck {
+                ballot,
+                chosen_index,
+            } => self.on_heartbeat_ack(from, ballot, chosen_index, now),
+            Message::CatchupRequest { from_index } => self.on_catchup_request(from, from_index),
+            Message::PreVote { ballot } => self.on_pre_vote(from, ballot, now),
+            Message::PreVoteReply {
+                ballot,
+                granted,
+                promised,
+            } => self.on_pre_vote_reply(from, ballot, granted, promised, now),
+            Message::Catchup {
+                first_index,
+                values,
+                chosen_index,
+                trim_index,
+            } => self.on_catchup(from, first_index, values, chosen_index, trim_index, now),
+        }
+        self.after_input();
+    }
+
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if self.failed {
+            return;
+        }
+        let now = self.now_ms;
+        if matches!(self.role, RoleState::Leader(_)) {
+            self.leader_tick(now);
+        } else if now >= self.election_deadline_ms {
+            self.on_election_timeout(now);
+        }
+        if now >= self.chosen_flushed_ms + self.config.chosen_flush_interval_ms {
+            self.io.flush_all(&self.acceptor.entries);
+            self.chosen_flushed_ms = now;
+        }
+        self.after_input();
+    }
+
+    pub fn propose(&mut self, proposal: Proposal, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let now = self.now_ms;
+        self.leader_propose(proposal, now);
+        self.after_input();
+    }
+
+    pub fn on_persisted(&mut self, ticket: Ticket, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if self.failed {
+            return;
+        }
+        let batch = self.io.persisted(ticket);
+        if let Some(c) = batch.chosen_index {
+            self.learner.durable_chosen_index = self.learner.durable_chosen_index.max(c);
+        }
+        if let Some(t) = batch.trim_index {
+            self.learner.durable_chosen_index = self.learner.durable_chosen_index.max(t);
+        }
+        self.leader_on_own_persisted(&batch.accepts);
+        let now = self.now_ms;
+        if let Some(p) = batch.promise {
+            self.candidate_on_own_promise(p, now);
+        }
+        self.after_input();
+    }
+
+    pub fn set_applied(&mut self, index: Index) {
+        self.learner.applied_index = self.learner.applied_index.max(index);
+        self.learner.emitted_index = self
+            .learner
+            .emitted_index
+            .max(index.min(self.learner.dedup_index));
+        self.maybe_trim();
+        self.prune_entries();
+        self.debug_assert_invariants();
+    }
+
+    /// Fail-stop after a storage error: nothing is acknowledged after this.
+    pub fn on_storage_failed(&mut self) {
+        self.failed = true;
+    }
+
+    // ---- outputs
+
+    pub fn poll_write(&mut self) -> Option<Persist> {
+        if self.failed {
+            return None;
+        }
+        let out = self.io.poll_write(&self.acceptor.entries);
+        self.debug_assert_invariants();
+        out
+    }
+
+    pub fn poll_message(&mut self) -> Option<Outbound> {
+        if self.failed {
+            return None;
+        }
+        if let Some(out) = self.io.poll_message() {
+            return Some(out);
+        }
+        let now = self.now_ms;
+        self.leader_send_accepts(now);
+        let out = self.io.poll_message();
+        self.debug_assert_invariants();
+        out
+    }
+
+    pub fn poll_chosen(&mut self) -> Option<Chosen> {
+        if self.failed {
+            return None;
+        }
+        let out = self.learner_poll_chosen();
+        self.debug_assert_invariants();
+        out
+    }
+
+    pub fn poll_reply(&mut self) -> Option<Reply> {
+        if self.failed {
+            return None;
+        }
+        let out = self.io.poll_reply();
+        self.debug_assert_invariants();
+        out
+    }
+
+    // ---- queries
+
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// This node's role, without building a whole [`Status`].
+    pub fn role(&self) -> Role {
+        match &self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::Candidate(_) => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+
+    /// The highest index this node knows chosen.
+    pub fn chosen_index(&self) -> Index {
+        self.learner.chosen_index
+    }
+
+    pub fn trim_index(&self) -> Index {
+        self.learner.trim_index
+    }
+
+    pub fn status(&self) -> Status {
+        let role = self.role();
+        let peers = match &self.role {
+            RoleState::Leader(ls) => Some(ls),
+            RoleState::Follower | RoleState::Candidate(_) => None,
+        };
+        let peers = self
+            .config
+            .peers()
+            .map(|id| PeerStatus {
+                id,
+                match_index: peers
+                    .and_then(|ls| ls.peers.get(&id))
+                    .map_or(0, |p| p.match_index),
+                last_contact_ms: self.peer_contact_ms.get(&id).copied(),
+            })
+            .collect();
+        Status {
+            node_id: self.config.node_id,
+            role,
+            ballot: self.acceptor.promised,
+            leader: self.leader,
+            chosen_index: self.learner.chosen_index,
+            last_index: self.acceptor.last_index,
+            trim_index: self.learner.trim_index,
+            peers,
+            suspect: self.acceptor.suspect,
+        }
+    }
+
+    /// The last index handed out by `poll_chosen`: reads for clients stop
+    /// here, since above it whether an entry is a duplicate is not known yet.
+    pub fn emitted_index(&self) -> Index {
+        self.learner.emitted_index
+    }
+    // ---- shared helpers
+
+    /// Work every input ends with.
+    fn after_input(&mut self) {
+        self.apply_chosen();
+        self.maybe_trim();
+        self.prune_entries();
+        let (n, bytes) = self.io.staged_len();
+        if n >= self.config.limits.batch_entries_max || bytes >= self.config.limits.batch_bytes_max
+        {
+            self.io.flush(&self.acceptor.entries);
+        }
+        self.debug_assert_invariants();
+    }
+
+    pub(crate) fn fail(&mut self, why: &dyn std::fmt::Display) {
+        tracing::error!(node = self.config.node_id, "replica failed: {why}");
+        self.failed = true;
+    }
+
+    pub(crate) fn reset_election_deadline(&mut self, now_ms: u64) {
+        let (lo, hi) = (
+            self.config.election_timeout_min_ms,
+            self.config.election_timeout_max_ms,
+        );
+        self.election_deadline_ms = now_ms + self.rng.gen_range(lo..=hi.max(lo));
+    }
+
+    pub(crate) fn hears_live_leader(&self, now_ms: u64) -> bool {
+        self.leader_contact_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < self.config.election_timeout_min_ms)
+    }
+
+    pub(crate) fn see_ballot(&mut self, ballot: Ballot) {
+        self.acceptor.max_seen = self.acceptor.max_seen.max(ballot);
+    }
+
+    /// Raises the promise (staged; durable with the next batch).
+    pub(crate) fn raise_promise(&mut self, ballot: Ballot) {
+        assert!(
+            ballot >= self.acceptor.promised,
+            "Invariant: promised never decreases"
+        );
+        if ballot > self.acceptor.promised {
+            self.acceptor.promised = ballot;
+            self.io.stage_promise(ballot);
+        }
+        self.see_ballot(ballot);
+    }
+
+    /// Stages an accepted entry and mirrors it in memory.
+    pub(crate) fn store_accept(&mut self, index: Index, accepted: Accepted) {
+        assert!(index > self.learner.trim_index);
+        assert!(
+            index > self.learner.chosen_index,
+            "Invariant: a chosen value never changes"
+        );
+        self.acceptor.last_index = self.acceptor.last_index.max(index);
+        self.io.stage_accept(index, accepted.value.len());
+        self.acceptor.entries.insert(index, accepted);
+    }
+
+    /// Drops mirrored entries the store holds durably and nobody needs.
+    pub(crate) fn prune_entries(&mut self) {
+        let floor = self
+            .learner
+            .emitted_index
+            .min(self.learner.dedup_index)
+            .min(self.learner.durable_chosen_index);
+        while self
+            .acceptor
+            .entries
+            .first_key_value()
+            .is_some_and(|(&i, _)| i <= floor)
+        {
+            self.acceptor.entries.pop_first();
+        }
+    }
+
+    pub(crate) fn members_len(&self) -> usize {
+        self.config.members.len()
+    }
+}
