@@ -25,7 +25,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::ClusterFile;
-use crate::core::OpError;
+use crate::core::{Limits, OpError};
 use crate::proto::{Request, Response};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -250,13 +250,10 @@ impl Client {
 }
 
 /// A value that cannot fit in one frame is refused before anything is sent.
-/// The limit is derived here from the frame size; a later change takes it
-/// from the core's `Limits::client_payload_bytes_max()` so that client and
-/// node share one number.
+/// The client assumes the core's default limits: a node with a smaller value
+/// limit still answers `TooLarge` itself.
 fn check_size(payload: &Bytes) -> Result<(), ClientError> {
-    // Room a frame needs besides the payload (request fields, postcard framing).
-    const FRAME_OVERHEAD_BYTES: usize = 1024;
-    let max = paxlog_net::FRAME_BYTES_MAX_DEFAULT - FRAME_OVERHEAD_BYTES;
+    let max = Limits::default().client_payload_bytes_max();
     if payload.len() > max {
         return Err(ClientError::Op(OpError::TooLarge {
             bytes: payload.len() as u64,
@@ -270,7 +267,7 @@ fn check_size(payload: &Bytes) -> Result<(), ClientError> {
 type Pending = (Request, oneshot::Sender<Result<Response, ClientError>>);
 
 fn frame_max() -> usize {
-    paxlog_net::FRAME_BYTES_MAX_DEFAULT
+    Limits::default().frame_bytes_max
 }
 
 fn unexpected(response: &Response) -> ClientError {

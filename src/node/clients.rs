@@ -26,6 +26,7 @@ pub(super) fn spawn_acceptor(
     loop_tx: mpsc::Sender<Command>,
     chosen: watch::Receiver<Index>,
     mut shutdown: watch::Receiver<bool>,
+    frame_bytes_max: usize,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -52,8 +53,8 @@ pub(super) fn spawn_acceptor(
                     let loop_tx = loop_tx.clone();
                     let chosen = chosen.clone();
                     tokio::spawn(async move {
-                        let reader = FrameReader::<Request>::new(recv, frame_bytes_max());
-                        let writer = FrameWriter::<Response>::new(send, frame_bytes_max());
+                        let reader = FrameReader::<Request>::new(recv, frame_bytes_max);
+                        let writer = FrameWriter::<Response>::new(send, frame_bytes_max);
                         if let Err(error) = serve_stream(reader, writer, loop_tx, chosen).await {
                             tracing::debug!(%error, "client stream ended");
                         }
@@ -62,10 +63,6 @@ pub(super) fn spawn_acceptor(
             });
         }
     })
-}
-
-fn frame_bytes_max() -> usize {
-    paxlog_net::FRAME_BYTES_MAX_DEFAULT
 }
 
 type BoxedResponse = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;

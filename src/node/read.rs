@@ -8,7 +8,7 @@ use crate::core::{OpError, Replica};
 use crate::proto::Entry;
 
 /// Bytes per read whatever the entry count allows: keeps one answer well
-/// under a frame (`paxlog_net::FRAME_BYTES_MAX_DEFAULT`, 4 MiB).
+/// under a frame (`Limits::frame_bytes_max`, 4 MiB).
 const READ_BYTES_MAX: usize = 1 << 20;
 
 /// Chosen user entries in `from..=to`, at most `entries_max` of them.

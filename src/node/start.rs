@@ -86,7 +86,13 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     };
     let store = Arc::new(RocksStore::open(&config.data_dir, identity)?);
     let tls = NodeTls::load(&config.certs_dir, config.node_id)?;
-    let endpoint = NodeEndpoint::bind(config.listen, tls, config.net.clone())?;
+    // One frame limit for the core's messages and the transport: the core's.
+    let frame_bytes_max = config.core.limits.frame_bytes_max;
+    let net = paxlog_net::NetConfig {
+        frame_bytes_max,
+        ..config.net.clone()
+    };
+    let endpoint = NodeEndpoint::bind(config.listen, tls, net)?;
     let local_addr = endpoint.local_addr();
     let peers: BTreeMap<NodeId, SocketAddr> = config
         .members
@@ -120,6 +126,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         client_tx,
         chosen_rx.clone(),
         shutdown_rx.clone(),
+        frame_bytes_max,
     );
 
     let driver = Driver::new(

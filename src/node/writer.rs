@@ -19,7 +19,7 @@ use crate::core::{Persist, Ticket};
 /// - the core bounds each Accept message and each staged write (one
 ///   `Persist`) by `core::Config::batch_entries_max` (256 entries) and
 ///   `batch_bytes_max` (1 MiB), so one message fits a frame
-///   (`paxlog_net::FRAME_BYTES_MAX_DEFAULT`, 4 MiB, with room for a batch that
+///   (`Limits::frame_bytes_max`, 4 MiB, with room for a batch that
 ///   ends one value past the bound, which is checked before adding);
 /// - the writer merges the `Persist` batches that queued while the previous
 ///   fsync ran (group commit), so a busy node pays one fsync per burst rather
