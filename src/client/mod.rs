@@ -242,30 +242,6 @@ impl Client {
         self.follow_to_index(started, make).await
     }
 
-    /// Takes the next seq and queues the first attempt of the request that
-    /// `build(client_id, seq)` makes, holding the seq until it is queued.
-    async fn start_fresh<F: Fn(u64) -> Request>(
-        &self,
-        build: impl FnOnce(u64, u64) -> F,
-    ) -> (retry::Started, F) {
-        let mut next_seq = self.inner.next_seq.lock().await;
-        let make = build(self.inner.client_id, *next_seq);
-        *next_seq += 1;
-        let started = self.start(&make).await;
-        (started, make)
-    }
-
-    async fn follow_to_index(
-        &self,
-        started: retry::Started,
-        make: impl Fn(u64) -> Request,
-    ) -> Result<Index, ClientError> {
-        match self.follow(started, make).await? {
-            Response::Appended { index, .. } => Ok(index),
-            other => Err(unexpected(&other)),
-        }
-    }
-
     /// The highest chosen index, confirmed by the leader.
     pub async fn tail(&self) -> Result<(Index, Ballot), ClientError> {
         let response = self.to_leader(|req| Request::Tail { req }).await?;

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use paxlog_storage::NodeId;
+use paxlog_storage::{Index, NodeId};
 use rand::Rng;
 
 use super::session::Answer;
-use super::{Client, ClientError};
+use super::{unexpected, Client, ClientError};
 use crate::core::OpError;
 use crate::proto::{Request, Response};
 
@@ -127,7 +127,7 @@ impl Client {
     /// Queues the first attempt. Callers that start requests one after
     /// another put them on the stream in that order, which is what lets a
     /// pipelining caller keep its seq order; only [`Client::follow`] overlaps.
-    pub(super) async fn start(&self, make: &impl Fn(u64) -> Request) -> Started {
+    async fn start(&self, make: &impl Fn(u64) -> Request) -> Started {
         let deadline = Instant::now() + self.inner.timeout;
         let mut rotation = 0usize;
         let first = self.queue_attempt(make, &mut rotation).await;
@@ -157,7 +157,7 @@ impl Client {
 
     /// Waits for the answer to a started request, retrying as the answers
     /// and failures say until the deadline.
-    pub(super) async fn follow(
+    async fn follow(
         &self,
         started: Started,
         make: impl Fn(u64) -> Request,
@@ -224,6 +224,30 @@ impl Client {
                 }
                 Step::Fail(error) => return Err(error),
             }
+        }
+    }
+
+    /// Takes the next seq and queues the first attempt of the request that
+    /// `build(client_id, seq)` makes, holding the seq until it is queued.
+    pub(super) async fn start_fresh<F: Fn(u64) -> Request>(
+        &self,
+        build: impl FnOnce(u64, u64) -> F,
+    ) -> (Started, F) {
+        let mut next_seq = self.inner.next_seq.lock().await;
+        let make = build(self.inner.client_id, *next_seq);
+        *next_seq += 1;
+        let started = self.start(&make).await;
+        (started, make)
+    }
+
+    pub(super) async fn follow_to_index(
+        &self,
+        started: Started,
+        make: impl Fn(u64) -> Request,
+    ) -> Result<Index, ClientError> {
+        match self.follow(started, make).await? {
+            Response::Appended { index, .. } => Ok(index),
+            other => Err(unexpected(&other)),
         }
     }
 }
