@@ -111,11 +111,6 @@ impl<S: Store> Replica<S> {
             let leader_hint = self.leader.filter(|&l| l != self.config.node_id);
             return Err(OpError::NotLeader { leader_hint });
         };
-        if let Some(expected) = proposal.expected_ballot {
-            if expected != ls.ballot {
-                return Err(OpError::Fenced { current: ls.ballot });
-            }
-        }
         let (client_id, seq) = (proposal.client_id, proposal.seq);
         let command = match proposal.command {
             ProposalCommand::Append(payload) => Command::Append {
@@ -146,6 +141,14 @@ impl<S: Store> Replica<S> {
             if let Some(&index) = ls.inflight_keys.get(&(client_id, seq)) {
                 self.waiters.entry(index).or_default().push(proposal.id);
                 return Ok(());
+            }
+        }
+        // After dedup: a retry of an append already chosen or in flight is
+        // that append, whatever the ballot now; fencing it would hide from
+        // the client that its write happened.
+        if let Some(expected) = proposal.expected_ballot {
+            if expected != ls.ballot {
+                return Err(OpError::Fenced { current: ls.ballot });
             }
         }
         if !self.leader_has_quorum_contact(ls, now_ms) {

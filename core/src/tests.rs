@@ -345,6 +345,88 @@ fn fencing_and_size_and_redirect_errors() {
     );
 }
 
+/// An `append_if` whose first copy was chosen under ballot b, retried with
+/// the same `(client_id, seq)` and b after a leader change: the retry is the
+/// same append, so it gets the first index; `Fenced` would leave the client
+/// unable ever to learn that it happened.
+#[test]
+fn a_retried_append_if_chosen_before_a_leader_change_gets_its_first_index() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let b = c.node(1).status().ballot;
+    let append_if = |id| Proposal {
+        id,
+        client_id: 9,
+        seq: 1,
+        command: ProposalCommand::Append(Bytes::from("fenced write")),
+        expected_ballot: Some(b),
+    };
+    let now = c.now_ms;
+    c.node(1).propose(append_if(10), now);
+    c.settle();
+    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(1)));
+    c.elect(2);
+    assert_ne!(c.node(2).status().ballot, b, "a new ballot leads");
+    let now = c.now_ms;
+    c.node(2).propose(append_if(11), now);
+    c.settle();
+    assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(1)));
+    // A new append under the old ballot is still fenced.
+    let fresh = Proposal {
+        seq: 2,
+        ..append_if(12)
+    };
+    c.node(2).propose(fresh, now);
+    c.collect();
+    assert!(matches!(
+        c.reply(12).map(|r| &r.result),
+        Some(Err(OpError::Fenced { .. }))
+    ));
+}
+
+/// The same with the first copy accepted but not yet known chosen when the
+/// leader changes: the new leader re-proposes it, and the retry joins it.
+#[test]
+fn a_retried_append_if_in_flight_across_a_leader_change_joins_the_first_copy() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let b = c.node(1).status().ballot;
+    let append_if = |id| Proposal {
+        id,
+        client_id: 9,
+        seq: 1,
+        command: ProposalCommand::Append(Bytes::from("fenced write")),
+        expected_ballot: Some(b),
+    };
+    let now = c.now_ms;
+    c.node(1).propose(append_if(10), now);
+    // The accept reaches node 2 only; then node 1 is gone.
+    c.deliver_where(|_, m| m.to == 2);
+    c.persist(2);
+    c.inflight.clear();
+    c.now_ms += 5_000;
+    let now = c.now_ms;
+    c.node(2).tick(now);
+    for _ in 0..10 {
+        if c.node(2).status().role == Role::Leader {
+            break;
+        }
+        c.persist(2);
+        c.persist(3);
+        c.deliver_where(|from, m| from != 1 && m.to != 1);
+    }
+    assert_eq!(c.node(2).status().role, Role::Leader);
+    assert_eq!(c.node(2).status().chosen_index, 0, "still in flight");
+    let now = c.now_ms;
+    c.node(2).propose(append_if(11), now);
+    for _ in 0..10 {
+        c.persist(2);
+        c.persist(3);
+        c.deliver_where(|from, m| from != 1 && m.to != 1);
+    }
+    assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(1)));
+}
+
 #[test]
 fn leader_without_quorum_steps_down_and_fails_fast() {
     let mut c = Cluster::new(3);

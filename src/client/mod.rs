@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt};
+use futures::stream::{FuturesOrdered, StreamExt};
 use paxlog_net::{ClientEndpoint, ClientTls};
 use paxlog_storage::{Ballot, Index, NodeId};
 use rand::Rng;
@@ -81,7 +81,10 @@ struct Inner {
     nodes: BTreeMap<NodeId, SocketAddr>,
     timeout: Duration,
     client_id: u64,
-    next_seq: AtomicU64,
+    /// The next fresh seq. Held until the request that takes a seq is on a
+    /// session's queue, so seq order is the order requests reach the stream,
+    /// whichever tasks share this client.
+    next_seq: tokio::sync::Mutex<u64>,
     next_req: AtomicU64,
     leader: Mutex<Option<NodeId>>,
     /// Each node's session, as the channel its requests are queued on.
@@ -104,7 +107,7 @@ impl Client {
                 nodes: options.nodes,
                 timeout: options.timeout,
                 client_id: rand::thread_rng().gen(),
-                next_seq: AtomicU64::new(1),
+                next_seq: tokio::sync::Mutex::new(1),
                 next_req: AtomicU64::new(1),
                 leader: Mutex::new(None),
                 sessions: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -168,16 +171,29 @@ impl Client {
         payload: Bytes,
         expected_ballot: Option<Ballot>,
     ) -> Result<Index, ClientError> {
-        check_size(&payload)?;
-        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.submit(move |req, client_id| Request::Append {
-            req,
-            client_id,
-            seq,
-            payload: payload.clone(),
-            expected_ballot,
-        })
-        .await
+        self.start_append(payload, expected_ballot).await.await
+    }
+
+    /// Takes the next seq and queues the append's first attempt; the returned
+    /// future follows it to its index. Awaiting this for one value after
+    /// another puts them on the stream in seq order while their answers
+    /// overlap.
+    async fn start_append(&self, payload: Bytes, expected_ballot: Option<Ballot>) -> Appending<'_> {
+        if let Err(error) = check_size(&payload) {
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        let (started, make) = self
+            .start_fresh(|client_id, seq| {
+                move |req| Request::Append {
+                    req,
+                    client_id,
+                    seq,
+                    payload: payload.clone(),
+                    expected_ballot,
+                }
+            })
+            .await;
+        Box::pin(self.follow_to_index(started, make))
     }
 
     /// Appends many values, pipelined with at most `window` in flight; the
@@ -196,24 +212,34 @@ impl Client {
                 results.push(self.append(first).await);
             }
         }
-        let rest: Vec<_> = stream::iter(payloads.map(|p| self.append(p)))
-            .buffered(window.max(1))
-            .collect()
-            .await;
-        results.extend(rest);
+        let mut in_flight = FuturesOrdered::new();
+        for payload in payloads {
+            if in_flight.len() >= window.max(1) {
+                results.extend(in_flight.next().await);
+            }
+            // One at a time, so the values reach the stream in input order: a
+            // set of concurrently polled appends would queue in no fixed order.
+            in_flight.push_back(self.start_append(payload, None).await);
+        }
+        while let Some(result) = in_flight.next().await {
+            results.push(result);
+        }
         results
     }
 
     /// Trims the log up to and including `upto` (a replicated command).
     pub async fn trim(&self, upto: Index) -> Result<Index, ClientError> {
-        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.submit(move |req, client_id| Request::Trim {
-            req,
-            client_id,
-            seq,
-            upto,
-        })
-        .await
+        let (started, make) = self
+            .start_fresh(|client_id, seq| {
+                move |req| Request::Trim {
+                    req,
+                    client_id,
+                    seq,
+                    upto,
+                }
+            })
+            .await;
+        self.follow_to_index(started, make).await
     }
 
     /// The highest chosen index, confirmed by the leader.
@@ -262,6 +288,10 @@ fn check_size(payload: &Bytes) -> Result<(), ClientError> {
     }
     Ok(())
 }
+
+/// An append whose first attempt is queued, on its way to its index.
+type Appending<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Index, ClientError>> + Send + 'a>>;
 
 /// A request queued on a session, with where its answer goes.
 type Pending = (Request, oneshot::Sender<Result<Response, ClientError>>);

@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use paxlog_storage::NodeId;
+use paxlog_storage::{Index, NodeId};
 use rand::Rng;
 
-use super::{Client, ClientError};
+use super::session::Answer;
+use super::{unexpected, Client, ClientError};
 use crate::core::OpError;
 use crate::proto::{Request, Response};
 
@@ -102,6 +103,15 @@ impl Attempts {
     }
 }
 
+/// A leader-only request whose first attempt has been queued on a session,
+/// or found no session to queue on.
+#[derive(Debug)]
+pub(super) struct Started {
+    deadline: Instant,
+    rotation: usize,
+    first: Result<(NodeId, Result<Answer, ClientError>), ClientError>,
+}
+
 impl Client {
     /// Sends a leader-only request, following redirects and retrying until
     /// the client's timeout. `make` builds the request for a fresh `req` id;
@@ -110,21 +120,68 @@ impl Client {
         &self,
         make: impl Fn(u64) -> Request,
     ) -> Result<Response, ClientError> {
+        let started = self.start(&make).await;
+        self.follow(started, make).await
+    }
+
+    /// Queues the first attempt. Callers that start requests one after
+    /// another put them on the stream in that order, which is what lets a
+    /// pipelining caller keep its seq order; only [`Client::follow`] overlaps.
+    async fn start(&self, make: &impl Fn(u64) -> Request) -> Started {
         let deadline = Instant::now() + self.inner.timeout;
+        let mut rotation = 0usize;
+        let first = self.queue_attempt(make, &mut rotation).await;
+        Started {
+            deadline,
+            rotation,
+            first,
+        }
+    }
+
+    /// The outer error means nothing was sent; the inner one that the
+    /// request may have reached the node.
+    async fn queue_attempt(
+        &self,
+        make: &impl Fn(u64) -> Request,
+        rotation: &mut usize,
+    ) -> Result<(NodeId, Result<Answer, ClientError>), ClientError> {
+        let target = self.cached_leader().unwrap_or_else(|| {
+            *rotation += 1;
+            let ids: Vec<NodeId> = self.inner.nodes.keys().copied().collect();
+            ids[(*rotation - 1) % ids.len()]
+        });
+        let tx = self.session(target).await?;
+        let req = self.next_req();
+        Ok((target, self.queue(target, tx, make(req)).await))
+    }
+
+    /// Waits for the answer to a started request, retrying as the answers
+    /// and failures say until the deadline.
+    async fn follow(
+        &self,
+        started: Started,
+        make: impl Fn(u64) -> Request,
+    ) -> Result<Response, ClientError> {
+        let Started {
+            deadline,
+            mut rotation,
+            first,
+        } = started;
+        let mut next = Some(first);
         let mut backoff = Backoff::new();
         let mut attempts = Attempts::default();
-        let ids: Vec<NodeId> = self.inner.nodes.keys().copied().collect();
-        let mut rotation = 0usize;
         loop {
-            if Instant::now() >= deadline {
-                return Err(attempts.give_up(self.inner.timeout));
-            }
-            let target = self.cached_leader().unwrap_or_else(|| {
-                rotation += 1;
-                ids[(rotation - 1) % ids.len()]
-            });
-            let tx = match self.session(target).await {
-                Ok(tx) => tx,
+            let queued = match next.take() {
+                Some(queued) => queued,
+                None => {
+                    if Instant::now() >= deadline {
+                        return Err(attempts.give_up(self.inner.timeout));
+                    }
+                    self.queue_attempt(&make, &mut rotation).await
+                }
+            };
+            let (target, answer) = match queued {
+                Ok(queued) => queued,
                 Err(e) => {
                     // Nothing was sent: this attempt surely did not append.
                     self.set_leader(None);
@@ -133,9 +190,8 @@ impl Client {
                     continue;
                 }
             };
-            let req = self.next_req();
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let attempt = tokio::time::timeout(remaining, self.send(target, tx, make(req))).await;
+            let attempt = tokio::time::timeout(remaining, Self::answer(target, answer)).await;
             let error = match attempt {
                 Err(_) => {
                     attempts.maybe_applied(|| "no answer before the timeout".into());
@@ -168,6 +224,30 @@ impl Client {
                 }
                 Step::Fail(error) => return Err(error),
             }
+        }
+    }
+
+    /// Takes the next seq and queues the first attempt of the request that
+    /// `build(client_id, seq)` makes, holding the seq until it is queued.
+    pub(super) async fn start_fresh<F: Fn(u64) -> Request>(
+        &self,
+        build: impl FnOnce(u64, u64) -> F,
+    ) -> (Started, F) {
+        let mut next_seq = self.inner.next_seq.lock().await;
+        let make = build(self.inner.client_id, *next_seq);
+        *next_seq += 1;
+        let started = self.start(&make).await;
+        (started, make)
+    }
+
+    pub(super) async fn follow_to_index(
+        &self,
+        started: Started,
+        make: impl Fn(u64) -> Request,
+    ) -> Result<Index, ClientError> {
+        match self.follow(started, make).await? {
+            Response::Appended { index, .. } => Ok(index),
+            other => Err(unexpected(&other)),
         }
     }
 }

@@ -18,6 +18,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Requests one session keeps in flight before callers wait.
 const SESSION_QUEUE_CAPACITY: usize = 4096;
 
+/// Where a queued request's answer comes.
+pub(super) type Answer = oneshot::Receiver<Result<Response, ClientError>>;
+
 /// Requests sent on a session and not yet answered, by `req` id.
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, ClientError>>>>>;
 
@@ -119,19 +122,27 @@ impl Client {
         }
     }
 
-    /// Sends on an established session; failing here means the request may
-    /// have reached the node.
-    pub(super) async fn send(
+    /// Puts `request` on an established session's queue, which its writer
+    /// task sends in queue order; the answer comes on the returned receiver.
+    pub(super) async fn queue(
         &self,
         id: NodeId,
         tx: mpsc::Sender<Pending>,
         request: Request,
-    ) -> Result<Response, ClientError> {
+    ) -> Result<Answer, ClientError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         tx.send((request, reply_tx))
             .await
             .map_err(|_| ClientError::Unreachable(format!("connection to node {id} closed")))?;
-        reply_rx
+        Ok(reply_rx)
+    }
+
+    /// Failing here means the request may have reached the node.
+    pub(super) async fn answer(
+        id: NodeId,
+        queued: Result<Answer, ClientError>,
+    ) -> Result<Response, ClientError> {
+        queued?
             .await
             .map_err(|_| ClientError::Unreachable(format!("connection to node {id} lost")))?
     }
@@ -142,7 +153,7 @@ impl Client {
         request: Request,
     ) -> Result<Response, ClientError> {
         let tx = self.session(id).await?;
-        self.send(id, tx, request).await
+        Self::answer(id, self.queue(id, tx, request).await).await
     }
 
     pub(super) async fn drop_session(&self, id: NodeId) {

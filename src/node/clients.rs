@@ -1,6 +1,6 @@
 //! Client connections: each authenticated connection may open bidirectional
-//! streams; on each stream requests are pipelined and answered as they
-//! complete, tagged with their `req` id. A `Subscribe` turns its stream into a
+//! streams; on each stream requests reach the loop in the order they were
+//! read, and are answered as they complete, tagged with their `req` id. A `Subscribe` turns its stream into a
 //! push stream of chosen entries ([`super::subscribe`]). What a request means
 //! is [`super::handle`]'s business; this file only moves frames and bounds
 //! what one stream has in flight.
@@ -12,7 +12,7 @@ use paxlog_net::{FrameReader, FrameWriter, NodeEndpoint};
 use paxlog_storage::Index;
 use tokio::sync::{mpsc, watch};
 
-use super::handle::handle;
+use super::handle::{dispatch, Answer};
 use super::request::Command;
 use super::subscribe::subscribe;
 use crate::proto::{Request, Response};
@@ -65,15 +65,13 @@ pub(super) fn spawn_acceptor(
     })
 }
 
-type BoxedResponse = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
-
 async fn serve_stream(
     mut reader: FrameReader<Request>,
     mut writer: FrameWriter<Response>,
     loop_tx: mpsc::Sender<Command>,
     chosen: watch::Receiver<Index>,
 ) -> Result<(), StreamError> {
-    let mut in_flight: FuturesUnordered<BoxedResponse> = FuturesUnordered::new();
+    let mut in_flight: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut reading = true;
     loop {
         tokio::select! {
@@ -86,7 +84,13 @@ async fn serve_stream(
                         }
                         return Ok(subscribe(req, from, writer, loop_tx, chosen).await?);
                     }
-                    Some(request) => in_flight.push(Box::pin(handle(request, loop_tx.clone()))),
+                    Some(request) => {
+                        // Handed to the loop here, before the next request is
+                        // read: the in-flight set polls in no fixed order, and a
+                        // request sent from there could overtake an earlier one.
+                        let answer = dispatch(request, &loop_tx).await;
+                        in_flight.push(answer);
+                    }
                     None => reading = false,
                 }
             }

@@ -1,19 +1,31 @@
 //! One client request, answered: the conversion from the wire's [`Request`]
 //! to the loop's [`Command`] and from the loop's answer back to a
 //! [`Response`]. It knows nothing of frames or streams ([`super::clients`]
-//! pipelines these futures) and holds no state of its own.
+//! pipelines these answers) and holds no state of its own. Handing a request
+//! to the loop and waiting for its answer are two steps, so that the stream
+//! can do the first in read order and overlap only the second.
 
-use paxlog_storage::Ballot;
-use tokio::sync::mpsc;
+use std::future::Future;
+use std::pin::Pin;
 
-use super::request::{ask, Command, ReadResult};
+use paxlog_storage::{Ballot, Index};
+use tokio::sync::{mpsc, oneshot};
+
+use super::request::{Command, ReadResult};
 use crate::core::{OpError, ProposalCommand, Role};
-use crate::proto::{Request, Response};
+use crate::proto::{NodeStatus, Request, Response};
 
 /// Entries per read request, whatever the client asks.
 const READ_ENTRIES_MAX: usize = 4096;
 
-pub(super) async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> Response {
+/// The answer to one request, once the loop has given it.
+pub(super) type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// Hands `request` to the loop and returns the future of its answer. The
+/// stream awaits this for each request in the order it read them, so the loop
+/// receives one stream's proposals in submission order and assigns their
+/// indexes in that order; only the waits for answers overlap.
+pub(super) async fn dispatch(request: Request, loop_tx: &mpsc::Sender<Command>) -> Answer {
     let req = request.req();
     match request {
         Request::Append {
@@ -24,7 +36,8 @@ pub(super) async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> 
             ..
         } => {
             let command = ProposalCommand::Append(payload);
-            propose(&loop_tx, req, client_id, seq, command, expected_ballot).await
+            let asked = propose(loop_tx, client_id, seq, command, expected_ballot).await;
+            Box::pin(async move { appended(req, answer(asked).await) })
         }
         Request::Trim {
             client_id,
@@ -32,15 +45,9 @@ pub(super) async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> 
             upto,
             ..
         } => {
-            propose(
-                &loop_tx,
-                req,
-                client_id,
-                seq,
-                ProposalCommand::Trim(upto),
-                None,
-            )
-            .await
+            let command = ProposalCommand::Trim(upto);
+            let asked = propose(loop_tx, client_id, seq, command, None).await;
+            Box::pin(async move { appended(req, answer(asked).await) })
         }
         Request::Read {
             from,
@@ -49,91 +56,125 @@ pub(super) async fn handle(request: Request, loop_tx: mpsc::Sender<Command>) -> 
             ..
         } => {
             let entries_max = (entries_max as usize).clamp(1, READ_ENTRIES_MAX);
-            match ask(&loop_tx, |reply| Command::Read {
+            let asked = enqueue(loop_tx, |reply| Command::Read {
                 from,
                 to,
                 entries_max,
                 reply,
             })
-            .await
-            {
-                Some(Ok(ReadResult {
-                    entries,
-                    next,
-                    chosen_index,
-                })) => Response::Entries {
-                    req,
-                    entries,
-                    next,
-                    chosen_index,
-                },
-                Some(Err(error)) => Response::Error { req, error },
-                None => Response::Error {
-                    req,
-                    error: OpError::ShuttingDown,
-                },
-            }
-        }
-        Request::Status { .. } => match ask(&loop_tx, |reply| Command::Status { reply }).await {
-            Some(status) => Response::Status { req, status },
-            None => Response::Error {
-                req,
-                error: OpError::ShuttingDown,
-            },
-        },
-        Request::Tail { .. } => {
-            // Linearizable: a Noop chosen at b under the leader's ballot proves
-            // the leadership at b, so every append acknowledged before this
-            // request has an index < b. The tail is b (itself chosen).
-            let ballot = match ask(&loop_tx, |reply| Command::Status { reply }).await {
-                Some(status) if status.role == Role::Leader => status.ballot,
-                Some(status) => {
-                    return Response::Error {
+            .await;
+            Box::pin(async move {
+                match answer(asked).await {
+                    Some(Ok(ReadResult {
+                        entries,
+                        next,
+                        chosen_index,
+                    })) => Response::Entries {
                         req,
-                        error: OpError::NotLeader {
-                            leader_hint: status.leader,
-                        },
-                    }
-                }
-                None => {
-                    return Response::Error {
+                        entries,
+                        next,
+                        chosen_index,
+                    },
+                    Some(Err(error)) => Response::Error { req, error },
+                    None => Response::Error {
                         req,
                         error: OpError::ShuttingDown,
-                    }
+                    },
                 }
-            };
-            let barrier = ProposalCommand::Barrier;
-            match propose(&loop_tx, req, 0, 0, barrier, Some(ballot)).await {
-                Response::Appended { index, .. } => Response::Tail { req, index, ballot },
-                other => other,
-            }
+            })
         }
-        Request::Subscribe { .. } => Response::Error {
+        Request::Status { .. } => {
+            let asked = enqueue(loop_tx, |reply| Command::Status { reply }).await;
+            Box::pin(async move {
+                match answer(asked).await {
+                    Some(status) => Response::Status { req, status },
+                    None => Response::Error {
+                        req,
+                        error: OpError::ShuttingDown,
+                    },
+                }
+            })
+        }
+        Request::Tail { .. } => {
+            let asked = enqueue(loop_tx, |reply| Command::Status { reply }).await;
+            Box::pin(tail(req, asked, loop_tx.clone()))
+        }
+        Request::Subscribe { .. } => Box::pin(std::future::ready(Response::Error {
             req,
             error: OpError::BadRequest("subscribe must be the first request on its stream".into()),
-        },
+        })),
     }
+}
+
+/// Linearizable: a Noop chosen at b under the leader's ballot proves the
+/// leadership at b, so every append acknowledged before this request has an
+/// index < b. The tail is b (itself chosen).
+async fn tail(req: u64, status: Pending<NodeStatus>, loop_tx: mpsc::Sender<Command>) -> Response {
+    let ballot = match answer(status).await {
+        Some(status) if status.role == Role::Leader => status.ballot,
+        Some(status) => {
+            return Response::Error {
+                req,
+                error: OpError::NotLeader {
+                    leader_hint: status.leader,
+                },
+            }
+        }
+        None => {
+            return Response::Error {
+                req,
+                error: OpError::ShuttingDown,
+            }
+        }
+    };
+    let barrier = ProposalCommand::Barrier;
+    let asked = propose(&loop_tx, 0, 0, barrier, Some(ballot)).await;
+    match appended(req, answer(asked).await) {
+        Response::Appended { index, .. } => Response::Tail { req, index, ballot },
+        other => other,
+    }
+}
+
+/// A command sent to the loop, as the receiver of its answer; `None` when the
+/// loop had already stopped.
+type Pending<T> = Option<oneshot::Receiver<T>>;
+
+async fn enqueue<T>(
+    loop_tx: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Pending<T> {
+    let (tx, rx) = oneshot::channel();
+    loop_tx.send(make(tx)).await.ok()?;
+    Some(rx)
+}
+
+/// `None` when the loop stopped before answering.
+async fn answer<T>(pending: Pending<T>) -> Option<T> {
+    pending?.await.ok()
 }
 
 async fn propose(
     loop_tx: &mpsc::Sender<Command>,
-    req: u64,
     client_id: u64,
     seq: u64,
     command: ProposalCommand,
     expected_ballot: Option<Ballot>,
-) -> Response {
-    let asked = ask(loop_tx, |reply| Command::Propose {
+) -> Pending<Result<Index, OpError>> {
+    enqueue(loop_tx, |reply| Command::Propose {
         client_id,
         seq,
         command,
         expected_ballot,
         reply,
-    });
-    match asked.await {
+    })
+    .await
+}
+
+fn appended(req: u64, result: Option<Result<Index, OpError>>) -> Response {
+    match result {
         Some(Ok(index)) => Response::Appended { req, index },
         Some(Err(error)) => Response::Error { req, error },
-        // A dropped reply channel means the loop stopped with the request in its hands.
+        // A stopped loop may have had the request in its hands.
         None => Response::Error {
             req,
             error: OpError::Indeterminate,

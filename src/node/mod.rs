@@ -24,7 +24,9 @@
 //!
 //! 1. **stream task** (`clients.rs`) reads a frame: a proto `Request::Append`,
 //!    which `handle.rs` turns into a node `Command::Propose` (the payload in a
-//!    `ProposalCommand::Append`, plus a reply oneshot).
+//!    `ProposalCommand::Append`, plus a reply oneshot) and sends before the
+//!    next frame is read, so one stream's proposals reach the driver in
+//!    submission order.
 //!    - queue 1, the **client channel**: `mpsc`, 4096, shared by every
 //!      stream and the admin port.
 //! 2. **driver** (`driver.rs`) assigns the request id, keeps the oneshot in its

@@ -32,7 +32,7 @@ impl TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let local = LocalCluster::create(LaunchConfig {
             dir: dir.path().to_path_buf(),
-            exe: PathBuf::from(env!("CARGO_BIN_EXE_paxlog")),
+            exe: exe(),
             nodes: n,
             cluster_id: "test".into(),
             client: CLIENT.into(),
@@ -94,7 +94,7 @@ impl TestCluster {
 
     /// Runs the `paxlog` CLI against this cluster; returns (exit ok, stdout, stderr).
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paxlog"));
+        let mut cmd = Command::new(exe());
         cmd.args(args).arg("--cluster").arg(&self.cluster_path);
         cmd.stdin(if stdin.is_some() {
             Stdio::piped()
@@ -170,6 +170,16 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The `paxlog` binary the tests run: `PAXLOG_TEST_EXE` if set, else the one
+/// cargo built. Worktrees that share a target directory overwrite each
+/// other's `paxlog`, so a run that must test its own build can copy it aside
+/// first and point this variable at the copy.
+pub fn exe() -> PathBuf {
+    std::env::var_os("PAXLOG_TEST_EXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_paxlog")))
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
