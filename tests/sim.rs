@@ -288,6 +288,11 @@ fn by_checker(v: &invariants::Violation) -> bool {
 /// Runs seeds until an independent checker catches `mutation`; prints the
 /// checker and the first seed as a row of `tests/MUTATIONS.md`.
 fn mutation_caught(mutation: Mutation) {
+    mutation_caught_with(mutation, |_| {});
+}
+
+/// `mutation_caught` on a workload shaped by `tweak`.
+fn mutation_caught_with(mutation: Mutation, tweak: impl Fn(&mut Params) + Sync) {
     let n = env_u64("PAXLOG_SIM_SEEDS").unwrap_or(MUTATION_SEEDS_MAX);
     let chunk = 50;
     let mut start = 0;
@@ -297,6 +302,7 @@ fn mutation_caught(mutation: Mutation) {
         let outcomes = run_many(seeds, |seed| {
             let mut p = Params::new(seed);
             p.mutation = mutation;
+            tweak(&mut p);
             p
         });
         for o in &outcomes {
@@ -348,4 +354,43 @@ fn mutation_wrong_quorum_is_caught() {
 #[test]
 fn mutation_forget_promise_on_restart_is_caught() {
     mutation_caught(Mutation::ForgetPromiseOnRestart);
+}
+
+#[test]
+fn mutation_adopt_first_reported_is_caught() {
+    mutation_caught(Mutation::AdoptFirstReported);
+}
+
+#[test]
+fn mutation_chosen_at_any_ballot_is_caught() {
+    mutation_caught(Mutation::ChosenAtAnyBallot);
+}
+
+#[test]
+fn mutation_unsynced_node_id_promise_is_caught() {
+    mutation_caught(Mutation::UnsyncedNodeIdPromise);
+}
+
+#[test]
+fn mutation_own_accept_before_durable_is_caught() {
+    mutation_caught(Mutation::OwnAcceptBeforeDurable);
+}
+
+#[test]
+fn mutation_learned_value_unsynced_is_caught() {
+    mutation_caught(Mutation::LearnedValueUnsynced);
+}
+
+// `CountStaleAccepted` has no test: it survived 3,000 seeds even with 30%
+// stragglers. It bites only when a node leads again while Accepteds of its
+// previous ballot are still in flight *and* the value they vouch for was not
+// already chosen at an earlier ballot, which this simulation almost never
+// builds (see tests/MUTATIONS.md).
+
+/// A pair is chosen twice only when a retry reaches a new leader while its
+/// original survives on a minority that a later leader adopts; six clients
+/// keep more appends in flight across each leader change than three do.
+#[test]
+fn mutation_answer_duplicate_index_is_caught() {
+    mutation_caught_with(Mutation::AnswerDuplicateIndex, |p| p.clients = 6);
 }
