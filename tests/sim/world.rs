@@ -516,6 +516,7 @@ impl World {
                 self.last_leader = Some(status.ballot);
                 self.stats.leader_changes += 1;
                 self.trace(&format!("leader {id} ballot {}", status.ballot));
+                self.redirect_pending(id);
                 // Crash fresh leaders now and then, before their writes settle.
                 if self.healed_at_ms.is_none()
                     && self.p.scenario == Scenario::Random
