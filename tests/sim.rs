@@ -35,7 +35,8 @@ mod world;
 use paxlog::core::Mutation;
 use world::{Outcome, Params, Scenario, World};
 
-// 10,000 seeds take ~70 s on 2 cores; the ballot-reuse bug first showed at seed 3208.
+// 10,000 seeds take ~70 s on 2 cores when idle (214 s measured while other builds
+// shared them); the ballot-reuse bug first showed at seed 3208.
 const DEFAULT_SEEDS: u64 = 10_000;
 
 fn env_u64(name: &str) -> Option<u64> {
