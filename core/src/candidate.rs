@@ -128,6 +128,14 @@ impl<S: Store> Replica<S> {
         if cs.ballot != ballot || cs.promises.get(&from).is_some_and(|n| n.is_none()) {
             return;
         }
+        let entries = if self.config.mutated(Mutation::AdoptFirstReported) {
+            entries
+                .into_iter()
+                .filter(|(i, _)| !cs.adopted.contains_key(i))
+                .collect()
+        } else {
+            entries
+        };
         cs.absorb(entries, chosen_index, trim_index);
         cs.promises.insert(from, next_index);
         if let Some(from_index) = next_index {

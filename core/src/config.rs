@@ -40,6 +40,23 @@ pub enum Mutation {
     WrongQuorum,
     /// A restarted acceptor starts from promise zero.
     ForgetPromiseOnRestart,
+    /// A candidate keeps the first value reported for an index, not the one
+    /// with the highest ballot.
+    AdoptFirstReported,
+    /// A leader counts Accepted messages of a lower ballot towards its quorum.
+    CountStaleAccepted,
+    /// A follower treats its accepted entries as chosen at any ballot, up to
+    /// the leader's chosen index.
+    ChosenAtAnyBallot,
+    /// A promise that raises only the ballot's node id is never synced.
+    UnsyncedNodeIdPromise,
+    /// A leader counts its own accept before its write is durable.
+    OwnAcceptBeforeDurable,
+    /// A value learned as chosen is kept in memory only, while the chosen
+    /// index covering it is synced.
+    LearnedValueUnsynced,
+    /// A retry chosen a second time is answered with the duplicate's index.
+    AnswerDuplicateIndex,
 }
 
 impl Config {

@@ -8,7 +8,7 @@ use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 use super::leader_state::{Leader, LeaderEntry, Progress};
 use super::quorum::chosen_prefix;
 use super::replica::{Replica, RoleState};
-use super::{Command, Message, OpError, Proposal, ProposalCommand, Reply};
+use super::{Command, Message, Mutation, OpError, Proposal, ProposalCommand, Reply};
 
 impl<S: Store> Replica<S> {
     pub(crate) fn start_leading(
@@ -167,6 +167,13 @@ impl<S: Store> Replica<S> {
             ls.inflight_keys.insert((client_id, seq), index);
         }
         ls.log.insert(index, LeaderEntry::default());
+        if self.config.mutated(Mutation::OwnAcceptBeforeDurable) {
+            ls.log
+                .entry(index)
+                .or_default()
+                .acks
+                .insert(self.config.node_id);
+        }
         self.waiters.entry(index).or_default().push(proposal.id);
         // Our own accept; peers get theirs at the next poll_message, in parallel.
         assert!(
@@ -250,7 +257,8 @@ impl<S: Store> Replica<S> {
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
-        if ls.ballot != ballot {
+        let stale_ok = ballot < ls.ballot && self.config.mutated(Mutation::CountStaleAccepted);
+        if ls.ballot != ballot && !stale_ok {
             return;
         }
         if let Some(p) = ls.peers.get_mut(&from) {

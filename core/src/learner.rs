@@ -7,7 +7,7 @@ use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
 use super::learner_state::DUPLICATES_MAX;
 use super::replica::{Replica, RoleState};
-use super::{Chosen, Command, Message, OpError, Reply};
+use super::{Chosen, Command, Message, Mutation, OpError, Reply};
 
 impl<S: Store> Replica<S> {
     /// Moves the chosen index forward (never back) and stages it.
@@ -40,11 +40,9 @@ impl<S: Store> Replica<S> {
         let target = chosen_index.min(self.acceptor.last_index);
         let mut c = self.learner.chosen_index;
         while c < target
-            && self
-                .acceptor
-                .entries
-                .get(&(c + 1))
-                .is_some_and(|a| a.ballot == ballot)
+            && self.acceptor.entries.get(&(c + 1)).is_some_and(|a| {
+                a.ballot == ballot || self.config.mutated(Mutation::ChosenAtAnyBallot)
+            })
         {
             c += 1;
         }
@@ -126,7 +124,13 @@ impl<S: Store> Replica<S> {
                 .acceptor
                 .promised
                 .max(existing.map_or(Ballot::ZERO, |a| a.ballot));
-            self.store_accept(index, Accepted { ballot, value });
+            if self.config.mutated(Mutation::LearnedValueUnsynced) {
+                self.acceptor
+                    .entries
+                    .insert(index, Accepted { ballot, value });
+            } else {
+                self.store_accept(index, Accepted { ballot, value });
+            }
         } else if let Some(a) = existing {
             self.acceptor.entries.entry(index).or_insert(a);
         }
@@ -183,7 +187,9 @@ impl<S: Store> Replica<S> {
                 Command::Append { client_id, seq, .. } => {
                     if let Some(first) = self.learner.dedup.record(client_id, seq, index) {
                         self.note_duplicate(index, first);
-                        result = first;
+                        if !self.config.mutated(Mutation::AnswerDuplicateIndex) {
+                            result = first;
+                        }
                     }
                     if let RoleState::Leader(ls) = &mut self.role {
                         ls.inflight_keys.remove(&(client_id, seq));

@@ -14,7 +14,8 @@ use super::leader_state::Leader;
 use super::learner_state::LearnerState;
 use super::prevote::PreVote;
 use super::{
-    Chosen, Config, Message, Outbound, PeerStatus, Persist, Proposal, Reply, Role, Status, Ticket,
+    Chosen, Config, Message, Mutation, Outbound, PeerStatus, Persist, Proposal, Reply, Role,
+    Status, Ticket,
 };
 
 #[derive(Debug)]
@@ -328,8 +329,12 @@ impl<S: Store> Replica<S> {
             "Invariant: promised never decreases"
         );
         if ballot > self.acceptor.promised {
+            let unsynced = self.config.mutated(Mutation::UnsyncedNodeIdPromise)
+                && ballot.counter == self.acceptor.promised.counter;
             self.acceptor.promised = ballot;
-            self.io.stage_promise(ballot);
+            if !unsynced {
+                self.io.stage_promise(ballot);
+            }
         }
         self.see_ballot(ballot);
     }

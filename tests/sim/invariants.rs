@@ -1,11 +1,17 @@
-//! The six invariants of DESIGN.md, one checker module each. This table maps
-//! every checker to the statement it checks; `Checkers` runs them all.
+//! The six invariants of DESIGN.md and three sharper ones that catch what
+//! the six cannot see in time (a value learned before it is chosen, a vote
+//! before its promise is durable, a chosen prefix a crash takes back), one
+//! checker module each. This table maps every checker to the statement it
+//! checks; `Checkers` runs them all.
 
 use bytes::Bytes;
 use paxlog::core::{Ballot, Chosen, Index, NodeId, Status};
-use paxlog_storage::WriteBatch;
+use paxlog_storage::{MemStore, WriteBatch};
 
-use super::{inv_accept, inv_acked, inv_agreement, inv_leader, inv_prefix, inv_promise};
+use super::{
+    inv_accept, inv_acked, inv_agreement, inv_chosen, inv_leader, inv_prefix, inv_promise,
+    inv_recovery, inv_synced,
+};
 
 pub const TABLE: &[(&str, &str)] = &[
     ("inv_agreement", "1. Agreement: at most one value is ever chosen for an index."),
@@ -14,6 +20,9 @@ pub const TABLE: &[(&str, &str)] = &[
     ("inv_promise", "4. An acceptor's promised ballot never decreases, across crashes."),
     ("inv_accept", "5. An acceptor never accepts at a ballot below its promise."),
     ("inv_leader", "6. At most one leader per ballot."),
+    ("inv_chosen", "7. A node learns a value only once a quorum durably accepted it at one ballot."),
+    ("inv_synced", "8. A Promise or Accepted leaves only once the promise it reflects is durable."),
+    ("inv_recovery", "9. After a crash, a node's durable chosen prefix holds the chosen values."),
 ];
 
 #[derive(Clone, Debug)]
@@ -32,6 +41,7 @@ pub struct Checkers {
     pub promise: inv_promise::PromiseMonotonic,
     pub accept: inv_accept::AcceptAbovePromise,
     pub leader: inv_leader::OneLeaderPerBallot,
+    pub chosen: inv_chosen::DurablyChosen,
     pub found: Found,
 }
 
@@ -44,6 +54,7 @@ impl Checkers {
             promise: inv_promise::PromiseMonotonic::default(),
             accept: inv_accept::AcceptAbovePromise,
             leader: inv_leader::OneLeaderPerBallot::default(),
+            chosen: inv_chosen::DurablyChosen::new(members),
             found: Vec::new(),
         }
     }
@@ -71,6 +82,25 @@ impl Checkers {
         self.accept
             .on_write(node, batch, self.promise.durable(node), &mut self.found);
         self.promise.on_write(node, batch, &mut self.found);
+        for (index, value) in self.chosen.on_write(node, batch, &mut self.found) {
+            self.acked.on_history(index, &value, &mut self.found);
+        }
+    }
+
+    /// `node` sent a vote (`kind` is Promise or Accepted) at `ballot`.
+    pub fn on_vote(&mut self, node: NodeId, kind: &str, ballot: Ballot) {
+        let durable = self.promise.durable(node);
+        inv_synced::on_vote(node, kind, ballot, durable, &mut self.found);
+    }
+
+    /// `node` is about to restart over `store`, already reduced to what was durable.
+    pub fn on_store_restart(&mut self, node: NodeId, store: &MemStore) {
+        inv_recovery::on_restart(node, store, &self.chosen.chosen, &mut self.found);
+    }
+
+    /// A value some node's store holds as chosen, read from its raw log.
+    pub fn on_raw_chosen(&mut self, index: Index, value: &Bytes) {
+        self.acked.on_history(index, value, &mut self.found);
     }
 
     pub fn on_restart(&mut self, node: NodeId, status: &Status) {
@@ -84,6 +114,8 @@ impl Checkers {
             .on_output(node, applied, chosen.index, &value, &mut self.found);
         self.agreement
             .on_learned(chosen.index, &value, &mut self.found);
+        self.chosen
+            .on_learned(node, chosen.index, &value, &mut self.found);
         self.acked.on_history(chosen.index, &value, &mut self.found);
     }
 

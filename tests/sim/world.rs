@@ -81,6 +81,8 @@ pub struct Stats {
     /// Restarts whose voting state was marked suspect (it must never vote again).
     pub suspects: u64,
     pub disk_failures: u64,
+    /// Retried appends chosen a second time (emitted with `duplicate_of`).
+    pub duplicates: u64,
     /// Appends acknowledged that were issued while a topology had been in
     /// place for a while (progress under partial connectivity).
     pub acked_degraded: u64,
@@ -285,6 +287,12 @@ impl World {
         let now = self.now_ms;
         let node = self.nodes.get_mut(&id).expect("member");
         node.store.crash();
+        self.checkers.on_store_restart(id, &node.store);
+        if !self.checkers.found.is_empty() {
+            // Recovering over a prefix already known wrong may panic in the
+            // core, and a panic would discard the checker's report.
+            return;
+        }
         let mut replica =
             Replica::new(config, node.store.clone(), seed, now).expect("recover from MemStore");
         replica.set_applied(node.applied);
@@ -490,6 +498,9 @@ impl World {
             }
             progressed |= !out.is_empty() || !chosen.is_empty() || !replies.is_empty();
             for c in chosen {
+                if c.duplicate_of.is_some() {
+                    self.stats.duplicates += 1;
+                }
                 let applied = self.nodes[&id].applied;
                 self.checkers.on_chosen_output(id, applied, &c);
                 self.nodes.get_mut(&id).expect("member").applied = c.index;
@@ -510,6 +521,7 @@ impl World {
                 self.last_leader = Some(status.ballot);
                 self.stats.leader_changes += 1;
                 self.trace(&format!("leader {id} ballot {}", status.ballot));
+                self.redirect_pending(id);
                 // Crash fresh leaders now and then, before their writes settle.
                 if self.healed_at_ms.is_none()
                     && self.p.scenario == Scenario::Random
@@ -540,11 +552,18 @@ impl World {
             }
             Message::Accepted {
                 ballot, indexes, ..
-            } => self.checkers.on_accepted(from, *ballot, indexes),
+            } => {
+                self.checkers.on_vote(from, "Accepted", *ballot);
+                self.checkers.on_accepted(from, *ballot, indexes);
+            }
             Message::Promise {
-                next_index: Some(_),
-                ..
-            } => self.stats.promise_chunks += 1,
+                ballot, next_index, ..
+            } => {
+                self.checkers.on_vote(from, "Promise", *ballot);
+                if next_index.is_some() {
+                    self.stats.promise_chunks += 1;
+                }
+            }
             Message::Catchup { values, .. } if !values.is_empty() => self.stats.catchups += 1,
             _ => {}
         }
@@ -588,6 +607,19 @@ impl World {
                 });
             }
         }
+        // Exactly-once on the raw log: what every store holds as chosen, not
+        // only what some node happened to emit before the run ended.
+        let raw: Vec<(Index, Bytes)> = self
+            .nodes
+            .values()
+            .flat_map(|node| raw_chosen(&node.store))
+            .collect();
+        for (index, value) in raw {
+            self.checkers.on_raw_chosen(index, &value);
+        }
+        if !self.checkers.found.is_empty() {
+            return;
+        }
         // Invariant 3, second half: acknowledged appends are readable.
         let acks: Vec<(Index, Bytes)> = self
             .checkers
@@ -629,4 +661,17 @@ impl World {
             let _ = node.store.metadata();
         }
     }
+}
+
+/// The chosen entries `store` holds above its trim point.
+fn raw_chosen(store: &MemStore) -> Vec<(Index, Bytes)> {
+    let meta = store.metadata();
+    let limit = paxlog_storage::ReadLimit {
+        entries_max: usize::MAX,
+        bytes_max: usize::MAX,
+    };
+    store
+        .range(meta.trim_index + 1, meta.chosen_index, limit)
+        .map(|v| v.into_iter().map(|(i, a)| (i, a.value)).collect())
+        .unwrap_or_default()
 }

@@ -69,6 +69,19 @@ impl World {
         self.drain(target);
     }
 
+    /// A new leader was elected: every client with an append in flight
+    /// resends it there at its next step, as a client that follows leader
+    /// changes does. Retries then race the original across leaderships,
+    /// which is how one pair gets chosen twice and exactly-once is tested.
+    pub(super) fn redirect_pending(&mut self, leader: NodeId) {
+        for client in &mut self.clients {
+            if let Some(p) = client.pending.as_mut() {
+                client.target = leader;
+                p.resend = true;
+            }
+        }
+    }
+
     pub(super) fn on_reply(&mut self, node: NodeId, id: u64, result: Result<Index, OpError>) {
         let Some(info) = self.requests.get(&id).cloned() else {
             return;
