@@ -71,9 +71,15 @@ fn after_leader_crash(n: u64, values: &[Bytes]) -> Cluster {
     }
 }
 
-/// Delivers like the real network: node `dead` is gone, and a message that
-/// does not fit a frame is dropped. Returns the sizes of every message sent.
-fn run_without(c: &mut Cluster, dead: NodeId, rounds: usize) -> Vec<(&'static str, usize)> {
+/// Delivers like the real network: node `dead` is gone, a message that does
+/// not fit a frame is dropped, and each round trip takes `round_ms`.
+/// Returns the kind and frame size of every message sent.
+fn run_without(
+    c: &mut Cluster,
+    dead: NodeId,
+    rounds: usize,
+    round_ms: u64,
+) -> Vec<(&'static str, usize)> {
     let frame_max = crate::Limits::default().frame_bytes_max;
     // `deliver_where` takes an `Fn`.
     let sizes = std::cell::RefCell::new(Vec::new());
@@ -95,7 +101,7 @@ fn run_without(c: &mut Cluster, dead: NodeId, rounds: usize) -> Vec<(&'static st
             sizes.borrow_mut().push((kind, len));
             from != dead && o.to != dead && len <= frame_max
         });
-        c.now_ms += 20;
+        c.now_ms += round_ms;
         let now = c.now_ms;
         for id in 1..=c.nodes.len() as NodeId {
             if id != dead {
@@ -106,21 +112,25 @@ fn run_without(c: &mut Cluster, dead: NodeId, rounds: usize) -> Vec<(&'static st
     sizes.into_inner()
 }
 
-#[test]
-fn promises_of_large_accepted_values_fit_a_frame_and_phase_1_completes() {
+/// Node 1 led ballot 1 and crashed with `count` large values accepted
+/// everywhere and none known chosen; node 2 must take over.
+fn take_over(count: u64, round_ms: u64) {
     let frame_max = crate::Limits::default().frame_bytes_max;
-    let values: Vec<Bytes> = (1..=12).map(big_value).collect();
+    let values: Vec<Bytes> = (1..=count).map(big_value).collect();
     let mut c = after_leader_crash(3, &values);
     c.now_ms = 1_000;
     let now = c.now_ms;
     c.node(2).tick(now);
-    let sizes = run_without(&mut c, 1, 100);
+    let sizes = run_without(&mut c, 1, 100, round_ms);
     let promises: Vec<usize> = sizes
         .iter()
         .filter(|(k, _)| *k == "Promise")
         .map(|(_, l)| *l)
         .collect();
-    assert!(promises.len() >= 3, "the promise came in chunks: {promises:?}");
+    assert!(
+        promises.len() >= 3,
+        "the promise came in chunks: {promises:?}"
+    );
     let leader = (2..=3)
         .find(|&id| c.node(id).status().role == Role::Leader)
         .expect("a candidate completed Phase 1 and leads");
@@ -141,6 +151,19 @@ fn promises_of_large_accepted_values_fit_a_frame_and_phase_1_completes() {
             "a {kind} of {len} bytes exceeds the frame limit {frame_max}"
         );
     }
+}
+
+#[test]
+fn promises_of_large_accepted_values_fit_a_frame_and_phase_1_completes() {
+    take_over(12, 20);
+}
+
+/// Gathering the promise takes longer than an election timeout (300 to
+/// 600 ms here): a candidate that is still receiving it must not give up
+/// and start over, or it never leads.
+#[test]
+fn a_promise_longer_than_an_election_timeout_still_completes_phase_1() {
+    take_over(24, 100);
 }
 
 #[test]
@@ -174,7 +197,10 @@ fn catchup_of_large_chosen_values_fits_a_frame() {
             .find(|m| matches!(m, Message::Catchup { .. }))
             .expect("a catchup");
         let len = frame_len(&message);
-        assert!(len <= frame_max, "a Catchup of {len} bytes exceeds {frame_max}");
+        assert!(
+            len <= frame_max,
+            "a Catchup of {len} bytes exceeds {frame_max}"
+        );
         let Message::Catchup { values, .. } = message else {
             unreachable!()
         };
