@@ -32,7 +32,9 @@ impl TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let local = LocalCluster::create(LaunchConfig {
             dir: dir.path().to_path_buf(),
-            exe: PathBuf::from(env!("CARGO_BIN_EXE_paxlog")),
+            exe: std::env::var_os("PAXLOG_TEST_EXE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_paxlog"))),
             nodes: n,
             cluster_id: "test".into(),
             client: CLIENT.into(),
