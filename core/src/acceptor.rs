@@ -61,9 +61,12 @@ impl<S: Store> Replica<S> {
             self.leader_contact_ms = None;
             self.raise_promise(ballot);
         }
+        // Serving a candidate's promise, possibly in many chunks: timing out
+        // now would depose it with a higher ballot before it could finish.
+        self.reset_election_deadline(now_ms);
         let limit = ReadLimit {
             entries_max: self.config.limits.catchup_entries_max,
-            bytes_max: self.config.limits.catchup_bytes_max,
+            bytes_max: self.config.limits.catchup_budget(),
         };
         let (entries, next_index) = match self.read_entries(from_index, Index::MAX, limit) {
             Ok(r) => r,
@@ -198,7 +201,7 @@ impl<S: Store> Replica<S> {
         }
         let limit = ReadLimit {
             entries_max: self.config.limits.catchup_entries_max,
-            bytes_max: self.config.limits.catchup_bytes_max,
+            bytes_max: self.config.limits.catchup_budget(),
         };
         let first_index = from_index.max(self.learner.trim_index + 1);
         let (entries, _) = match self.read_entries(first_index, self.learner.chosen_index, limit) {

@@ -140,6 +140,10 @@ impl<S: Store> Replica<S> {
         cs.promises.insert(from, next_index);
         if let Some(from_index) = next_index {
             self.io.send(from, Message::Prepare { ballot, from_index });
+            // A promise still arriving is progress: starting over at a new
+            // ballot would fetch it all again, and never finish once a
+            // promise takes longer than an election timeout to send.
+            self.reset_election_deadline(now_ms);
         }
         self.maybe_request_catchup(from, chosen_index, now_ms);
         self.maybe_become_leader(now_ms);

@@ -135,17 +135,6 @@ pub(crate) fn validate(config: &Config) -> Result<(), CoreError> {
                 .into(),
         ));
     }
-    let bounds = [
-        config.limits.window_entries_max,
-        config.limits.window_bytes_max,
-        config.limits.batch_entries_max,
-        config.limits.batch_bytes_max,
-        config.limits.value_bytes_max,
-        config.limits.catchup_entries_max,
-        config.limits.catchup_bytes_max,
-    ];
-    if bounds.contains(&0) {
-        return Err(CoreError::Config("every bound must be positive".into()));
-    }
+    config.limits.check().map_err(CoreError::Config)?;
     Ok(())
 }

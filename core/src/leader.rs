@@ -209,14 +209,19 @@ impl<S: Store> Replica<S> {
                 let mut bytes = 0usize;
                 let room = (config.limits.window_entries_max - p.inflight_entries())
                     .min(config.limits.batch_entries_max);
+                let budget = config.limits.batch_budget();
+                let mut encoded = 0usize;
                 let mut index = first_index;
-                while index < end
-                    && values.len() < room
-                    && (values.is_empty() || bytes < config.limits.batch_bytes_max)
-                {
+                while index < end && values.len() < room {
                     let Some(value) = entries.get(&index).map(|a| a.value.clone()) else {
                         break;
                     };
+                    // Bounded by encoded size, so the Accept always fits a frame.
+                    let cost = super::Limits::entry_bytes(value.len());
+                    if !values.is_empty() && encoded.saturating_add(cost) > budget {
+                        break;
+                    }
+                    encoded = encoded.saturating_add(cost);
                     bytes += value.len();
                     values.push(value);
                     index += 1;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use paxlog_storage::{Accepted, Index, ReadLimit, Store};
 
 use super::replica::Replica;
-use super::{Command, CoreError};
+use super::{Command, CoreError, Limits};
 
 /// User appends read for clients, and where the next read starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +105,9 @@ impl<S: Store> Replica<S> {
     }
 
     /// Accepted entries in `[from, to]`, bounded; also the next index to read
-    /// when the bound cut the range short.
+    /// when the bound cut the range short. `limit.bytes_max` bounds the
+    /// run's *encoded* size ([`Limits::entry_bytes`] per entry): the run
+    /// stops before the entry that would pass it, and holds at least one.
     pub(crate) fn read_entries(
         &self,
         from: Index,
@@ -116,8 +118,10 @@ impl<S: Store> Replica<S> {
         let to = to.min(self.acceptor.last_index);
         let mut out: Vec<(Index, Accepted)> = Vec::new();
         let mut bytes = 0usize;
-        let full = |out: &Vec<(Index, Accepted)>, bytes: usize| {
-            !out.is_empty() && (out.len() >= limit.entries_max || bytes >= limit.bytes_max)
+        let fits = |out: &Vec<(Index, Accepted)>, bytes: usize, a: &Accepted| {
+            out.is_empty()
+                || (out.len() < limit.entries_max
+                    && bytes.saturating_add(Limits::entry_bytes(a.value.len())) <= limit.bytes_max)
         };
         // The store is authoritative below the first mirrored index.
         let mirror_from = self
@@ -129,8 +133,17 @@ impl<S: Store> Replica<S> {
             .unwrap_or(Index::MAX);
         if from < mirror_from && from <= to {
             let store_to = to.min(mirror_from.saturating_sub(1));
-            out = self.store.range(from, store_to, limit)?;
-            bytes = out.iter().map(|(_, a)| a.value.len()).sum();
+            // The store bounds value bytes only, so it returns at least as
+            // much as the encoded bound lets through: cut the rest here.
+            let stored = self.store.range(from, store_to, limit)?;
+            let mut stored = stored.into_iter();
+            for (i, a) in stored.by_ref() {
+                if !fits(&out, bytes, &a) {
+                    return Ok((out, Some(i)));
+                }
+                bytes = bytes.saturating_add(Limits::entry_bytes(a.value.len()));
+                out.push((i, a));
+            }
             if let Some(&(last, _)) = out.last() {
                 // The store may have stopped at its bound: look whether more is left.
                 let probe = ReadLimit {
@@ -146,10 +159,10 @@ impl<S: Store> Replica<S> {
             if i > to {
                 break;
             }
-            if full(&out, bytes) {
+            if !fits(&out, bytes, a) {
                 return Ok((out, Some(i)));
             }
-            bytes += a.value.len();
+            bytes = bytes.saturating_add(Limits::entry_bytes(a.value.len()));
             out.push((i, a.clone()));
         }
         Ok((out, None))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use paxlog_net::{NodeEndpoint, PeerReceiver, PeerSender};
+use paxlog_net::{FrameError, NodeEndpoint, PeerReceiver, PeerSender, SendError};
 use paxlog_storage::{Index, NodeId, Store};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -241,9 +241,9 @@ impl<S: Store + 'static> Driver<S> {
             }
         }
         while let Some(out) = self.replica.poll_message() {
-            // A full queue or a down peer drops the message; the protocol retransmits.
+            let kind = message_kind(&out.message);
             if let Err(error) = self.peer_tx.try_send(out.to, out.message) {
-                tracing::trace!(to = out.to, %error, "dropped a peer message");
+                note_dropped(self.node_id, out.to, kind, &error);
             }
         }
         let mut emitted = None;
@@ -273,5 +273,48 @@ impl<S: Store + 'static> Driver<S> {
             self.last_role = Some(role);
         }
         Ok(())
+    }
+}
+
+/// Counts and logs a message the transport refused. A full queue or a down
+/// peer is routine: the protocol retransmits. A message that cannot be
+/// encoded would fail again on every retransmission, which can stop the
+/// cluster for good (a candidate waiting on a promise forever), so it is an
+/// error: the core's message budgets are meant to make it impossible.
+fn note_dropped(node: NodeId, to: NodeId, kind: &'static str, error: &SendError) {
+    let reason = match error {
+        SendError::Full(_) => "queue_full",
+        SendError::Closed(_) => "closed",
+        SendError::UnknownPeer(_) => "unknown_peer",
+        SendError::Frame {
+            source: FrameError::TooLarge { .. },
+            ..
+        } => "too_large",
+        SendError::Frame { .. } => "encode",
+    };
+    metrics::counter!("paxlog_peer_messages_dropped_total", "reason" => reason).increment(1);
+    match error {
+        SendError::Full(_) | SendError::Closed(_) => {
+            tracing::trace!(node, to, kind, %error, "dropped a peer message");
+        }
+        SendError::UnknownPeer(_) | SendError::Frame { .. } => {
+            tracing::error!(node, to, kind, %error, reason, "a peer message cannot be sent");
+        }
+    }
+}
+
+fn message_kind(message: &Message) -> &'static str {
+    match message {
+        Message::Prepare { .. } => "Prepare",
+        Message::Promise { .. } => "Promise",
+        Message::Nack { .. } => "Nack",
+        Message::Accept { .. } => "Accept",
+        Message::Accepted { .. } => "Accepted",
+        Message::Heartbeat { .. } => "Heartbeat",
+        Message::HeartbeatAck { .. } => "HeartbeatAck",
+        Message::PreVote { .. } => "PreVote",
+        Message::PreVoteReply { .. } => "PreVoteReply",
+        Message::CatchupRequest { .. } => "CatchupRequest",
+        Message::Catchup { .. } => "Catchup",
     }
 }

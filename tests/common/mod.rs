@@ -70,9 +70,10 @@ impl TestCluster {
         self.local.start_node(id).expect("start paxlog serve");
     }
 
-    /// SIGKILL: no shutdown path runs, unsynced state is lost.
-    pub fn kill_node(&mut self, id: u64) {
-        self.local.kill(id).expect("SIGKILL and reap");
+    /// SIGKILL: no shutdown path runs, unsynced state is lost. Returns how
+    /// the process ended, so a test can tell the kill from an earlier crash.
+    pub fn kill_node(&mut self, id: u64) -> std::process::ExitStatus {
+        self.local.kill(id).expect("SIGKILL and reap")
     }
 
     pub fn is_running(&self, id: u64) -> bool {
