@@ -59,8 +59,9 @@ impl<S: Store> Replica<S> {
     }
 
     pub(crate) fn become_candidate(&mut self, now_ms: u64) {
-        let base = self.acceptor.promised.max(self.acceptor.max_seen);
-        let ballot = Ballot::new(base.counter + 1, self.config.node_id);
+        let Some(ballot) = self.next_own_ballot() else {
+            return self.reset_election_deadline(now_ms);
+        };
         self.fail_waiters();
         self.raise_promise(ballot);
         let from_index = self.learner.chosen_index + 1;
@@ -121,7 +122,6 @@ impl<S: Store> Replica<S> {
         trim_index: Index,
         now_ms: u64,
     ) {
-        self.peer_contact_ms.insert(from, now_ms);
         let RoleState::Candidate(cs) = &mut self.role else {
             return;
         };
@@ -146,7 +146,6 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(promised);
-        self.peer_contact_ms.insert(from, now_ms);
         let mine = match &self.role {
             RoleState::Candidate(cs) => cs.ballot == ballot,
             RoleState::Leader(ls) => ls.ballot == ballot,

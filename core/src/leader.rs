@@ -243,13 +243,17 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
-        self.peer_contact_ms.insert(from, now_ms);
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
         if ls.ballot != ballot {
             return;
         }
+        // Only an accept at our ballot shows the peer follows this leader.
+        self.peer_contact_ms.insert(from, now_ms);
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
         if let Some(p) = ls.peers.get_mut(&from) {
             let before = p.match_index;
             for &i in indexes {
