@@ -33,8 +33,16 @@ impl Candidate {
         self.max_trim = self.max_trim.max(trim_index);
         for (index, accepted) in entries {
             if index <= chosen_index {
-                if let Some(v) = self.chosen.get(&index) {
-                    assert_eq!(v, &accepted.value, "Invariant: one chosen value per index");
+                // Honest acceptors never disagree on a chosen value; when a
+                // misled one does, the first report stands (peers' are
+                // checked in peer_input.rs, this catches our own).
+                if self
+                    .chosen
+                    .get(&index)
+                    .is_some_and(|v| *v != accepted.value)
+                {
+                    tracing::debug!(index, "ignoring a conflicting chosen report");
+                    continue;
                 }
                 self.chosen.insert(index, accepted.value.clone());
             }
