@@ -33,8 +33,16 @@ impl Candidate {
         self.max_trim = self.max_trim.max(trim_index);
         for (index, accepted) in entries {
             if index <= chosen_index {
-                if let Some(v) = self.chosen.get(&index) {
-                    assert_eq!(v, &accepted.value, "Invariant: one chosen value per index");
+                // Honest acceptors never disagree on a chosen value; when a
+                // misled one does, the first report stands (peers' are
+                // checked in peer_input.rs, this catches our own).
+                if self
+                    .chosen
+                    .get(&index)
+                    .is_some_and(|v| *v != accepted.value)
+                {
+                    tracing::debug!(index, "ignoring a conflicting chosen report");
+                    continue;
                 }
                 self.chosen.insert(index, accepted.value.clone());
             }
@@ -59,8 +67,9 @@ impl<S: Store> Replica<S> {
     }
 
     pub(crate) fn become_candidate(&mut self, now_ms: u64) {
-        let base = self.acceptor.promised.max(self.acceptor.max_seen);
-        let ballot = Ballot::new(base.counter + 1, self.config.node_id);
+        let Some(ballot) = self.next_own_ballot() else {
+            return self.reset_election_deadline(now_ms);
+        };
         self.fail_waiters();
         self.raise_promise(ballot);
         let from_index = self.learner.chosen_index + 1;
@@ -121,7 +130,6 @@ impl<S: Store> Replica<S> {
         trim_index: Index,
         now_ms: u64,
     ) {
-        self.peer_contact_ms.insert(from, now_ms);
         let RoleState::Candidate(cs) = &mut self.role else {
             return;
         };
@@ -158,7 +166,6 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(promised);
-        self.peer_contact_ms.insert(from, now_ms);
         let mine = match &self.role {
             RoleState::Candidate(cs) => cs.ballot == ballot,
             RoleState::Leader(ls) => ls.ballot == ballot,

@@ -258,7 +258,6 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
-        self.peer_contact_ms.insert(from, now_ms);
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
@@ -266,6 +265,11 @@ impl<S: Store> Replica<S> {
         if ls.ballot != ballot && !stale_ok {
             return;
         }
+        // Only an accept at our ballot shows the peer follows this leader.
+        self.peer_contact_ms.insert(from, now_ms);
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
         if let Some(p) = ls.peers.get_mut(&from) {
             let before = p.match_index;
             for &i in indexes {

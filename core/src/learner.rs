@@ -63,6 +63,7 @@ impl<S: Store> Replica<S> {
             return;
         }
         self.catchup_sent_ms = Some(now_ms);
+        self.catchup_asked.insert(from, now_ms);
         let from_index = self.learner.chosen_index + 1;
         self.io.send(from, Message::CatchupRequest { from_index });
     }

@@ -49,6 +49,7 @@ mod learner;
 mod learner_state;
 mod limits;
 mod message;
+mod peer_input;
 mod prevote;
 pub mod quorum;
 mod read;

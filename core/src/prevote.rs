@@ -20,8 +20,9 @@ pub(crate) struct PreVote {
 
 impl<S: Store> Replica<S> {
     pub(crate) fn start_pre_vote(&mut self, now_ms: u64) {
-        let base = self.acceptor.promised.max(self.acceptor.max_seen);
-        let ballot = Ballot::new(base.counter + 1, self.config.node_id);
+        let Some(ballot) = self.next_own_ballot() else {
+            return self.reset_election_deadline(now_ms);
+        };
         let granted = BTreeSet::from([self.config.node_id]);
         if granted.len() >= self.config.quorum() {
             self.pre_vote = None;
@@ -63,7 +64,6 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(promised);
-        self.peer_contact_ms.insert(from, now_ms);
         let quorum = self.config.quorum();
         let Some(pv) = self.pre_vote.as_mut() else {
             return;

@@ -89,6 +89,7 @@ impl<S: Store> Replica<S> {
             election_deadline_ms: 0,
             peer_contact_ms: BTreeMap::new(),
             catchup_sent_ms: None,
+            catchup_asked: BTreeMap::new(),
             pre_vote: None,
         };
         replica.rebuild_dedup()?;

@@ -49,6 +49,9 @@ pub struct Replica<S: Store> {
     pub(crate) election_deadline_ms: u64,
     pub(crate) peer_contact_ms: BTreeMap<NodeId, u64>,
     pub(crate) catchup_sent_ms: Option<u64>,
+    /// Peer → when we last asked it for catch-up; a Catchup is taken only
+    /// from one of these (or from our leader). At most one per peer.
+    pub(crate) catchup_asked: BTreeMap<NodeId, u64>,
     pub(crate) pre_vote: Option<PreVote>,
 }
 
@@ -59,6 +62,13 @@ impl<S: Store> Replica<S> {
         self.now_ms = self.now_ms.max(now_ms);
         if self.failed || from == self.config.node_id || !self.config.members.contains(&from) {
             return;
+        }
+        if let Some(why) = self.ignore_peer_message(from, &message) {
+            tracing::debug!(node = self.config.node_id, from, %why, "ignoring peer message");
+            return;
+        }
+        if let Message::Catchup { .. } = message {
+            self.catchup_asked.remove(&from);
         }
         let now = self.now_ms;
         match message {
