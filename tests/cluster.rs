@@ -9,31 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{block_on, runtime, TestCluster, CLIENT};
+use common::{block_on, runtime, TestCluster};
 use paxlog::client::{Client, ClientError, ClientOptions};
 use paxlog::core::OpError;
 use paxlog::proto::Entry;
 
-/// A client that talks to one node only, to read what *that* node holds.
-fn client_for_node(cluster: &TestCluster, id: u64) -> Client {
-    let tls = paxlog_net::ClientTls::load(&cluster.dir.path().join("certs"), CLIENT).expect("tls");
-    let nodes = [(id, common::addr_of(&cluster.file, id))]
-        .into_iter()
-        .collect();
-    let _runtime = runtime().enter();
-    Client::new(
-        tls,
-        ClientOptions {
-            nodes,
-            timeout: Duration::from_secs(10),
-        },
-    )
-    .expect("client")
-}
-
 /// Reads `1..=to` from node `id` alone (any node may serve chosen entries).
 fn read_node(cluster: &TestCluster, id: u64, to: u64) -> Vec<Entry> {
-    block_on(client_for_node(cluster, id).read(1, Some(to))).expect("read from node")
+    block_on(
+        cluster
+            .client_for_node(id, Duration::from_secs(10))
+            .read(1, Some(to)),
+    )
+    .expect("read from node")
 }
 
 /// The highest chosen index any node reports, once every running node has it.
@@ -333,7 +321,7 @@ fn a_leader_cut_off_from_its_quorum_stops_acknowledging() {
     for id in cluster.ids().into_iter().filter(|id| *id != leader) {
         cluster.kill_node(id);
     }
-    let client = client_for_node(&cluster, leader);
+    let client = cluster.client_for_node(leader, Duration::from_secs(10));
     let started = Instant::now();
     let err = block_on(async {
         loop {

@@ -8,29 +8,11 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{block_on, runtime, TestCluster, CLIENT};
-use paxlog::client::{Client, ClientOptions};
+use common::{block_on, TestCluster};
 use paxlog::proto::Entry;
 
 const VALUES: usize = 3000;
 const WINDOW: usize = 256;
-
-/// A client that talks to one node only, to read what *that* node holds.
-fn client_for_node(cluster: &TestCluster, id: u64) -> Client {
-    let tls = paxlog_net::ClientTls::load(&cluster.dir.path().join("certs"), CLIENT).expect("tls");
-    let nodes = [(id, common::addr_of(&cluster.file, id))]
-        .into_iter()
-        .collect();
-    let _runtime = runtime().enter();
-    Client::new(
-        tls,
-        ClientOptions {
-            nodes,
-            timeout: Duration::from_secs(10),
-        },
-    )
-    .expect("client")
-}
 
 /// The submission numbers of one writer's values (`{prefix}{n}`), in index order.
 fn writer_order(entries: &[Entry], prefix: &str) -> Vec<(u64, usize)> {
@@ -100,8 +82,12 @@ fn one_writers_pipelined_appends_are_chosen_in_submission_order() {
         }
     }
     for id in cluster.ids() {
-        let entries =
-            block_on(client_for_node(&cluster, id).read(1, Some(last))).expect("read from node");
+        let entries = block_on(
+            cluster
+                .client_for_node(id, Duration::from_secs(10))
+                .read(1, Some(last)),
+        )
+        .expect("read from node");
         for writer in ["cli-", "lib-"] {
             let order = writer_order(&entries, writer);
             let found = descents(&order);

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{block_on, runtime, TestCluster, CLIENT};
+use common::{block_on, runtime, TestCluster};
 use futures::StreamExt;
-use paxlog::client::{Client, ClientOptions};
 
 const VALUES: usize = 48;
 const WINDOW: usize = 32;
@@ -29,22 +28,6 @@ fn payload(i: usize) -> Bytes {
     let mut v = vec![(i % 251) as u8; len];
     v[..8].copy_from_slice(&(i as u64).to_be_bytes());
     Bytes::from(v)
-}
-
-fn client_for_node(cluster: &TestCluster, id: u64) -> Client {
-    let tls = paxlog_net::ClientTls::load(&cluster.dir.path().join("certs"), CLIENT).expect("tls");
-    let nodes = [(id, common::addr_of(&cluster.file, id))]
-        .into_iter()
-        .collect();
-    let _runtime = runtime().enter();
-    Client::new(
-        tls,
-        ClientOptions {
-            nodes,
-            timeout: Duration::from_secs(20),
-        },
-    )
-    .expect("client")
 }
 
 #[test]
@@ -128,8 +111,12 @@ fn one_mib_values_survive_a_leader_sigkill_with_the_window_full() {
     cluster.wait_for_chosen(last);
     eprintln!("{:?}: every live node chose {last}", started.elapsed());
     for id in cluster.ids().into_iter().filter(|&id| id != first_leader) {
-        let entries = block_on(client_for_node(&cluster, id).read(1, Some(last)))
-            .expect("read from a live node");
+        let entries = block_on(
+            cluster
+                .client_for_node(id, Duration::from_secs(20))
+                .read(1, Some(last)),
+        )
+        .expect("read from a live node");
         let found: BTreeMap<u64, &Bytes> = entries.iter().map(|e| (e.index, &e.payload)).collect();
         for (index, value) in &expected {
             assert!(

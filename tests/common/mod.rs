@@ -93,6 +93,14 @@ impl TestCluster {
         self.local.client(timeout).expect("client")
     }
 
+    /// A client that talks to node `id` only, to read what *that* node holds.
+    pub fn client_for_node(&self, id: u64, timeout: Duration) -> Client {
+        let tls = paxlog_net::ClientTls::load(&self.dir.path().join("certs"), CLIENT).expect("tls");
+        let nodes = [(id, addr_of(&self.file, id))].into_iter().collect();
+        let _runtime = runtime().enter();
+        Client::new(tls, paxlog::client::ClientOptions { nodes, timeout }).expect("client")
+    }
+
     /// Runs the `paxlog` CLI against this cluster; returns (exit ok, stdout, stderr).
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = Command::new(exe());
