@@ -30,6 +30,19 @@ impl<S: Store> Replica<S> {
         }
     }
 
+    /// Refuses `ballot`: tells its sender our promise and whom we follow.
+    fn send_nack(&mut self, to: NodeId, ballot: Ballot, leader: Option<NodeId>) {
+        let promised = self.acceptor.promised;
+        self.io.send(
+            to,
+            Message::Nack {
+                ballot,
+                promised,
+                leader,
+            },
+        );
+    }
+
     pub(crate) fn on_prepare(
         &mut self,
         from: NodeId,
@@ -42,16 +55,7 @@ impl<S: Store> Replica<S> {
             return; // never vote with state that may be lost
         }
         if let Some(leader) = self.ignore_prepare(ballot, now_ms) {
-            let promised = self.acceptor.promised;
-            self.io.send(
-                from,
-                Message::Nack {
-                    ballot,
-                    promised,
-                    leader,
-                },
-            );
-            return;
+            return self.send_nack(from, ballot, leader);
         }
         if ballot > self.acceptor.promised {
             if !matches!(self.role, RoleState::Follower) {
@@ -112,16 +116,7 @@ impl<S: Store> Replica<S> {
         }
         let below_promise = ballot < self.acceptor.promised;
         if below_promise && !self.config.mutated(Mutation::AcceptBelowPromise) {
-            let promised = self.acceptor.promised;
-            self.io.send(
-                from,
-                Message::Nack {
-                    ballot,
-                    promised,
-                    leader: self.leader,
-                },
-            );
-            return;
+            return self.send_nack(from, ballot, self.leader);
         }
         if !below_promise {
             self.on_leader_contact(from, ballot, now_ms);
@@ -172,16 +167,7 @@ impl<S: Store> Replica<S> {
     ) {
         self.see_ballot(ballot);
         if ballot < self.acceptor.promised {
-            let promised = self.acceptor.promised;
-            self.io.send(
-                from,
-                Message::Nack {
-                    ballot,
-                    promised,
-                    leader: self.leader,
-                },
-            );
-            return;
+            return self.send_nack(from, ballot, self.leader);
         }
         self.on_leader_contact(from, ballot, now_ms);
         self.learn_chosen_from_leader(from, ballot, chosen_index, now_ms);
