@@ -27,6 +27,22 @@ pub(crate) struct AcceptorState {
 }
 
 impl AcceptorState {
+    /// Drops every mirrored entry at or below `index`.
+    pub(crate) fn forget_through(&mut self, index: Index) {
+        // Called after every input: nothing to drop is the common case.
+        if self
+            .entries
+            .first_key_value()
+            .is_none_or(|(&i, _)| i > index)
+        {
+            return;
+        }
+        self.entries = match index.checked_add(1) {
+            Some(first_kept) => self.entries.split_off(&first_kept),
+            None => BTreeMap::new(),
+        };
+    }
+
     /// The checks that need only this part; `trim_index` bounds the mirror.
     pub(crate) fn assert_invariants(&self, trim_index: Index) {
         if let Some((&i, a)) = self.entries.iter().find(|(_, a)| a.ballot > self.promised) {

@@ -145,21 +145,11 @@ impl<S: Store> Replica<S> {
         }
         self.learner.chosen_index = trim_index;
         self.io.stage_chosen(trim_index);
-        self.io.stage_trim(trim_index);
-        self.learner.trim_index = trim_index;
-        self.learner.duplicates = self.learner.duplicates.split_off(&(trim_index + 1));
+        self.trim_to(trim_index);
         self.acceptor.last_index = self.acceptor.last_index.max(trim_index);
         self.learner.emitted_index = self.learner.emitted_index.max(trim_index);
         self.learner.applied_index = self.learner.applied_index.max(trim_index);
         self.learner.dedup_index = self.learner.dedup_index.max(trim_index);
-        while self
-            .acceptor
-            .entries
-            .first_key_value()
-            .is_some_and(|(&i, _)| i <= trim_index)
-        {
-            self.acceptor.entries.pop_first();
-        }
         let lost: Vec<Index> = self.waiters.range(..=trim_index).map(|(&i, _)| i).collect();
         for i in lost {
             for id in self.waiters.remove(&i).unwrap_or_default() {
@@ -263,17 +253,17 @@ impl<S: Store> Replica<S> {
             );
         }
         if upto > self.learner.trim_index {
-            self.learner.trim_index = upto;
-            self.io.stage_trim(upto);
-            self.learner.duplicates = self.learner.duplicates.split_off(&(upto + 1));
-            while self
-                .acceptor
-                .entries
-                .first_key_value()
-                .is_some_and(|(&i, _)| i <= upto)
-            {
-                self.acceptor.entries.pop_first();
-            }
+            self.trim_to(upto);
         }
+    }
+
+    /// Moves the trim point up to `upto` (staged) and forgets what lies at
+    /// or below it: the mirrored entries and the hidden duplicates.
+    fn trim_to(&mut self, upto: Index) {
+        assert!(upto > self.learner.trim_index, "the trim point only rises");
+        self.learner.trim_index = upto;
+        self.io.stage_trim(upto);
+        self.learner.duplicates = self.learner.duplicates.split_off(&(upto + 1));
+        self.acceptor.forget_through(upto);
     }
 }

@@ -368,14 +368,7 @@ impl<S: Store> Replica<S> {
             .emitted_index
             .min(self.learner.dedup_index)
             .min(self.learner.durable_chosen_index);
-        while self
-            .acceptor
-            .entries
-            .first_key_value()
-            .is_some_and(|(&i, _)| i <= floor)
-        {
-            self.acceptor.entries.pop_first();
-        }
+        self.acceptor.forget_through(floor);
     }
 
     pub(crate) fn members_len(&self) -> usize {

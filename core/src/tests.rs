@@ -28,7 +28,12 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: u64) -> Self {
-        let stores: Vec<MemStore> = (1..=n).map(store).collect();
+        Cluster::over((1..=n).map(store).collect())
+    }
+
+    /// A cluster of one replica per store, over whatever the stores hold.
+    fn over(stores: Vec<MemStore>) -> Self {
+        let n = stores.len() as u64;
         let nodes = (1..=n)
             .map(|id| {
                 Replica::new(config(id, n), stores[id as usize - 1].clone(), 7, 0).expect("new")
@@ -124,6 +129,15 @@ impl Cluster {
         };
         self.node(id).propose(p, now);
         self.collect();
+    }
+
+    /// One round with node `dead` down: every other node persists, and
+    /// every message not to or from `dead` is delivered.
+    fn round_without(&mut self, dead: NodeId) {
+        for id in (1..=self.nodes.len() as NodeId).filter(|&id| id != dead) {
+            self.persist(id);
+        }
+        self.deliver_where(|from, m| from != dead && m.to != dead);
     }
 
     fn reply(&self, req: RequestId) -> Option<&Reply> {
@@ -261,9 +275,7 @@ fn new_leader_adopts_the_highest_accepted_value() {
     c.node(3).tick(now);
     // Node 1 is down: drop everything to and from it.
     for _ in 0..10 {
-        c.persist(2);
-        c.persist(3);
-        c.deliver_where(|from, m| from != 1 && m.to != 1);
+        c.round_without(1);
     }
     assert_eq!(c.node(3).status().role, Role::Leader);
     let read = c
@@ -345,6 +357,17 @@ fn fencing_and_size_and_redirect_errors() {
     );
 }
 
+/// Request `id`: client 9's seq 1, appended only under ballot `expected`.
+fn append_if(id: RequestId, expected: Ballot) -> Proposal {
+    Proposal {
+        id,
+        client_id: 9,
+        seq: 1,
+        command: ProposalCommand::Append(Bytes::from("fenced write")),
+        expected_ballot: Some(expected),
+    }
+}
+
 /// An `append_if` whose first copy was chosen under ballot b, retried with
 /// the same `(client_id, seq)` and b after a leader change: the retry is the
 /// same append, so it gets the first index; `Fenced` would leave the client
@@ -354,13 +377,7 @@ fn a_retried_append_if_chosen_before_a_leader_change_gets_its_first_index() {
     let mut c = Cluster::new(3);
     c.elect(1);
     let b = c.node(1).status().ballot;
-    let append_if = |id| Proposal {
-        id,
-        client_id: 9,
-        seq: 1,
-        command: ProposalCommand::Append(Bytes::from("fenced write")),
-        expected_ballot: Some(b),
-    };
+    let append_if = |id| append_if(id, b);
     let now = c.now_ms;
     c.node(1).propose(append_if(10), now);
     c.settle();
@@ -391,13 +408,7 @@ fn a_retried_append_if_in_flight_across_a_leader_change_joins_the_first_copy() {
     let mut c = Cluster::new(3);
     c.elect(1);
     let b = c.node(1).status().ballot;
-    let append_if = |id| Proposal {
-        id,
-        client_id: 9,
-        seq: 1,
-        command: ProposalCommand::Append(Bytes::from("fenced write")),
-        expected_ballot: Some(b),
-    };
+    let append_if = |id| append_if(id, b);
     let now = c.now_ms;
     c.node(1).propose(append_if(10), now);
     // The accept reaches node 2 only; then node 1 is gone.
@@ -411,18 +422,14 @@ fn a_retried_append_if_in_flight_across_a_leader_change_joins_the_first_copy() {
         if c.node(2).status().role == Role::Leader {
             break;
         }
-        c.persist(2);
-        c.persist(3);
-        c.deliver_where(|from, m| from != 1 && m.to != 1);
+        c.round_without(1);
     }
     assert_eq!(c.node(2).status().role, Role::Leader);
     assert_eq!(c.node(2).status().chosen_index, 0, "still in flight");
     let now = c.now_ms;
     c.node(2).propose(append_if(11), now);
     for _ in 0..10 {
-        c.persist(2);
-        c.persist(3);
-        c.deliver_where(|from, m| from != 1 && m.to != 1);
+        c.round_without(1);
     }
     assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(1)));
 }

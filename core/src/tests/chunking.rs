@@ -58,17 +58,7 @@ fn after_leader_crash(n: u64, values: &[Bytes]) -> Cluster {
         })
         .expect("seed");
     }
-    let nodes = (1..=n)
-        .map(|id| Replica::new(config(id, n), stores[id as usize - 1].clone(), 7, 0).expect("new"))
-        .collect();
-    Cluster {
-        nodes,
-        stores,
-        inflight: Vec::new(),
-        pending_writes: vec![Vec::new(); n as usize],
-        replies: Vec::new(),
-        now_ms: 0,
-    }
+    Cluster::over(stores)
 }
 
 /// Delivers like the real network: node `dead` is gone, a message that does
