@@ -14,17 +14,25 @@ use crate::core::{OpError, Role};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
+    /// Opens a session: answered `Appended` with its index, the session id.
+    Register {
+        req: u64,
+        /// The same client's previous session, closed for new seqs.
+        supersedes: Option<u64>,
+    },
+    /// Seqs of one session are contiguous from 1; `floor` is the client's
+    /// lowest seq not yet acknowledged.
     Append {
         req: u64,
         client_id: u64,
         seq: u64,
+        floor: u64,
         payload: Bytes,
         expected_ballot: Option<Ballot>,
     },
+    /// Trims are idempotent: they carry no session seq (and open no gap).
     Trim {
         req: u64,
-        client_id: u64,
-        seq: u64,
         upto: Index,
     },
     /// Chosen user entries with `from <= index <= to`, bounded by `entries_max`.
@@ -52,6 +60,7 @@ impl Request {
     pub fn req(&self) -> u64 {
         match self {
             Request::Append { req, .. }
+            | Request::Register { req, .. }
             | Request::Trim { req, .. }
             | Request::Read { req, .. }
             | Request::Tail { req }

@@ -123,13 +123,21 @@ async fn tail_after_ack_from_every_node_and_retry_returns_one_index() {
         }
     }
 
+    // A retry from another process: it resumes the session at the seq the
+    // first one used, as a caller that persisted its session would.
     let client = cluster.client();
-    let first = bounded(client.append_seq(7, Bytes::from_static(b"once")))
+    let first = bounded(client.append(Bytes::from_static(b"once")))
         .await
-        .expect("append_seq");
-    let again = bounded(client.append_seq(7, Bytes::from_static(b"once")))
+        .expect("append");
+    let session = client
+        .client_id()
         .await
-        .expect("append_seq retry");
+        .expect("the append opened a session");
+    let other = cluster.client();
+    other.resume_session(session, 1).await;
+    let again = bounded(other.append(Bytes::from_static(b"once")))
+        .await
+        .expect("retry in a resumed session");
     assert_eq!(
         first, again,
         "a retry with the same (client_id, seq) got a new index"

@@ -189,7 +189,19 @@ impl<S: Store> Replica<S> {
             entries_max: self.config.limits.catchup_entries_max,
             bytes_max: self.config.limits.catchup_budget(),
         };
-        let first_index = from_index.max(self.learner.trim_index + 1);
+        if from_index <= self.learner.trim_index {
+            // Behind our trim point: the session table at it comes first,
+            // alone; the entries after it in the next round.
+            let message = Message::Catchup {
+                first_index: self.learner.trim_index + 1,
+                values: Vec::new(),
+                chosen_index: self.learner.chosen_index,
+                trim_index: self.learner.trim_index,
+                trim_state: self.learner.trim_state.clone(),
+            };
+            return self.io.send(from, message);
+        }
+        let first_index = from_index;
         let (entries, _) = match self.read_entries(first_index, self.learner.chosen_index, limit) {
             Ok(r) => r,
             Err(e) => return self.fail(&e),
@@ -207,6 +219,7 @@ impl<S: Store> Replica<S> {
             values,
             chosen_index: self.learner.chosen_index,
             trim_index: self.learner.trim_index,
+            trim_state: None,
         };
         self.io.send(from, message);
     }

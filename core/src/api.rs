@@ -4,17 +4,20 @@ use bytes::Bytes;
 use paxlog_storage::{Ballot, Index, NodeId, StoreError, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{Command, Message};
+use super::{Command, Hidden, Message};
 
 /// Chosen by the driver, echoed in replies.
 pub type RequestId = u64;
 
-/// A client append (or trim) handed to the core.
+/// A client append (or trim, registration, barrier) handed to the core.
 #[derive(Clone, Debug)]
 pub struct Proposal {
     pub id: RequestId,
+    /// The session (appends only).
     pub client_id: u64,
     pub seq: u64,
+    /// The client's lowest unacknowledged seq (appends only).
+    pub floor: u64,
     pub command: ProposalCommand,
     /// Fencing: fail with `Fenced` unless the leader's ballot is this one.
     pub expected_ballot: Option<Ballot>,
@@ -26,6 +29,10 @@ pub enum ProposalCommand {
     Trim(Index),
     /// A Noop whose choice proves leadership at its index: linearizable tail.
     Barrier,
+    /// Opens a session; its id is the index this is chosen at.
+    Register {
+        supersedes: Option<u64>,
+    },
 }
 
 /// The one outcome type of an operation that a node answers, end to end:
@@ -57,6 +64,14 @@ pub enum OpError {
     Failed(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("session {client_id} is unknown, expired (evicted from the session table) or superseded; this attempt did not append; open a new session")]
+    SessionExpired { client_id: u64 },
+    #[error("seq is below the session's floor {floor} (the client said it was acknowledged); its index is no longer remembered; not appended")]
+    BelowFloor { floor: u64 },
+    #[error(
+        "out of order: the session's next seq is {expected}; not appended; resubmit in seq order"
+    )]
+    OutOfOrder { expected: u64 },
 }
 
 impl OpError {
@@ -76,12 +91,13 @@ pub struct Reply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chosen {
     pub index: Index,
-    /// Exactly the command chosen at `index` (a duplicate append is emitted
-    /// as chosen, and flagged by `duplicate_of`).
+    /// Exactly the command chosen at `index` (an append that is not
+    /// effective is emitted as chosen, and flagged by `hidden`).
     pub command: Command,
-    /// `Some(first)` when this is a retried `(client_id, seq)` already
-    /// chosen at `first`: the application must treat it as a no-op.
-    pub duplicate_of: Option<Index>,
+    /// `Some` when this append is not effective (a retry of one effective
+    /// earlier, or refused by its session): the application must treat it
+    /// as a no-op. The same on every node.
+    pub hidden: Option<Hidden>,
 }
 
 /// Opaque, strictly increasing; `on_persisted` must see them in order.

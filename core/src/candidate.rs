@@ -234,7 +234,16 @@ impl<S: Store> Replica<S> {
             "a leader holds its own promise"
         );
         if cs.max_trim > self.learner.chosen_index {
-            self.skip_to_trim(cs.max_trim);
+            // A peer trimmed past what we know: we lead only once caught up,
+            // with the session table at its trim point (the catch-up asked
+            // for in `on_promise` brings it).
+            tracing::debug!(
+                node = self.config.node_id,
+                trim = cs.max_trim,
+                "behind a peer's trim point; not leading until caught up"
+            );
+            self.become_follower(None, now_ms);
+            return;
         }
         let skip_adoption = self.config.mutated(Mutation::SkipValueAdoption);
         // Values reported chosen right after our chosen index are learned directly.

@@ -10,11 +10,17 @@ use serde::{Deserialize, Serialize};
 pub enum Command {
     /// Fills a hole found while taking over; readers skip it.
     Noop,
+    /// Effective only as its session's next seq (see `sessions`).
     Append {
         client_id: u64,
         seq: u64,
+        /// The client's lowest seq not yet acknowledged when it sent this.
+        floor: u64,
         payload: Bytes,
     },
+    /// Opens the session whose id is this command's index; closes
+    /// `supersedes` (the same client's previous session) for new seqs.
+    Register { supersedes: Option<u64> },
     /// The application no longer needs indexes `<= upto`.
     Trim { upto: Index },
 }

@@ -17,7 +17,7 @@ pub(crate) struct Io {
     staged_accepts: BTreeSet<Index>,
     staged_bytes: usize,
     staged_chosen: Option<Index>,
-    staged_trim: Option<Index>,
+    staged_trim: Option<(Index, bytes::Bytes)>,
     writes: VecDeque<Persist>,
     /// Batches handed out and not yet persisted, oldest first.
     /// Invariant: tickets are consecutive, from `persisted_ticket + 1` to
@@ -57,8 +57,15 @@ impl Io {
         self.staged_chosen = Some(chosen_index);
     }
 
-    pub(crate) fn stage_trim(&mut self, trim_index: Index) {
-        self.staged_trim = Some(self.staged_trim.map_or(trim_index, |t| t.max(trim_index)));
+    /// Stages a trim with the session table at it (`state`, encoded).
+    pub(crate) fn stage_trim(&mut self, trim_index: Index, state: bytes::Bytes) {
+        assert!(
+            self.staged_trim
+                .as_ref()
+                .is_none_or(|(t, _)| *t < trim_index),
+            "trims are staged in increasing order"
+        );
+        self.staged_trim = Some((trim_index, state));
         // Entries at or below the trim point must not be rewritten by this batch.
         self.staged_accepts.retain(|&i| i > trim_index);
     }
@@ -104,11 +111,13 @@ impl Io {
                 (i, accepted.unwrap_or_else(|| panic!("{}", unmirrored(i))))
             })
             .collect();
+        let (trim_index, trim_state) = self.staged_trim.take().unzip();
         let batch = WriteBatch {
             promise: self.staged_promise.take(),
             accepts,
             chosen_index: self.staged_chosen.take(),
-            trim_index: self.staged_trim.take(),
+            trim_index,
+            trim_state,
         };
         self.staged_bytes = 0;
         let ticket = self.next_ticket;

@@ -8,7 +8,7 @@ use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 use super::leader_state::{Leader, LeaderEntry, Progress};
 use super::quorum::chosen_prefix;
 use super::replica::{Replica, RoleState};
-use super::{Command, Message, Mutation, OpError, Proposal, ProposalCommand, Reply};
+use super::{Command, Lookup, Message, Mutation, OpError, Proposal, ProposalCommand, Reply};
 
 impl<S: Store> Replica<S> {
     pub(crate) fn start_leading(
@@ -111,15 +111,17 @@ impl<S: Store> Replica<S> {
             let leader_hint = self.leader.filter(|&l| l != self.config.node_id);
             return Err(OpError::NotLeader { leader_hint });
         };
-        let (client_id, seq) = (proposal.client_id, proposal.seq);
+        let (client_id, seq, floor) = (proposal.client_id, proposal.seq, proposal.floor);
         let command = match proposal.command {
             ProposalCommand::Append(payload) => Command::Append {
                 client_id,
                 seq,
+                floor,
                 payload,
             },
             ProposalCommand::Trim(upto) => Command::Trim { upto },
             ProposalCommand::Barrier => Command::Noop,
+            ProposalCommand::Register { supersedes } => Command::Register { supersedes },
         };
         let value = command.encode();
         let max = self.config.limits.value_bytes_max;
@@ -131,15 +133,15 @@ impl<S: Store> Replica<S> {
         }
         let is_append = matches!(command, Command::Append { .. });
         if is_append {
-            if let Some(first) = self.learner.dedup.lookup(client_id, seq) {
+            if let Some(&index) = ls.inflight_keys.get(&(client_id, seq)) {
+                self.waiters.entry(index).or_default().push(proposal.id);
+                return Ok(());
+            }
+            if let Some(first) = self.session_check(ls, client_id, seq, floor)? {
                 self.io.reply(Reply {
                     id: proposal.id,
                     result: Ok(first),
                 });
-                return Ok(());
-            }
-            if let Some(&index) = ls.inflight_keys.get(&(client_id, seq)) {
-                self.waiters.entry(index).or_default().push(proposal.id);
                 return Ok(());
             }
         }
@@ -182,6 +184,47 @@ impl<S: Store> Replica<S> {
         );
         self.store_accept(index, Accepted { ballot, value });
         Ok(())
+    }
+
+    /// What the session table and our own pipeline say of an append before
+    /// it is proposed: `Some(first)` for a retry of an effective one, an
+    /// error for one the fold would hide, `None` to propose it. The fold
+    /// decides the same way, so this only keeps hidden copies out of the log.
+    fn session_check(
+        &self,
+        ls: &Leader,
+        client_id: u64,
+        seq: u64,
+        floor: u64,
+    ) -> Result<Option<Index>, OpError> {
+        if client_id > self.learner.dedup_index {
+            // Registered at an index we have not folded yet (or never): not
+            // known here now, which is no answer. Retry.
+            return Err(OpError::Busy);
+        }
+        let last = match self.learner.sessions.lookup(client_id, seq) {
+            Lookup::Effective(first) => return Ok(Some(first)),
+            Lookup::Refused(r) => return Err(r.to_error(client_id)),
+            Lookup::Open { last, .. } => last,
+        };
+        let in_flight = ls
+            .inflight_keys
+            .range((client_id, 0)..=(client_id, u64::MAX))
+            .next_back()
+            .map_or(0, |(&(_, s), _)| s);
+        let expected = last.max(in_flight) + 1;
+        if seq != expected {
+            return Err(OpError::OutOfOrder { expected });
+        }
+        if floor > seq {
+            return Err(OpError::BadRequest(format!(
+                "floor {floor} above seq {seq}: the floor is the lowest unacknowledged seq"
+            )));
+        }
+        if seq - floor >= self.learner.sessions.window() {
+            return Err(OpError::Busy);
+        }
+        Ok(None)
     }
 
     /// Sends every Accept the windows allow (batched per acceptor).

@@ -1,13 +1,17 @@
 //! The learner: advances the chosen index, catches up from peers, folds
-//! chosen entries into the dedup table (answering waiting proposals) and
-//! hands them to the application in order.
+//! chosen entries into the session table (answering waiting proposals),
+//! hands them to the application in order, and trims.
 
 use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
-use super::learner_state::DUPLICATES_MAX;
 use super::replica::{Replica, RoleState};
+use super::sessions::{Fold, Hidden, SessionTable, TrimState};
 use super::{Chosen, Command, Message, Mutation, OpError, Reply};
+
+/// Chosen indexes folded into the trailing session table per input, so a
+/// trim of a long prefix never stalls the replica.
+const TRIM_FOLD_STEP: u64 = 4096;
 
 impl<S: Store> Replica<S> {
     /// Moves the chosen index forward (never back) and stages it.
@@ -68,6 +72,7 @@ impl<S: Store> Replica<S> {
         self.io.send(from, Message::CatchupRequest { from_index });
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_catchup(
         &mut self,
         from: NodeId,
@@ -75,10 +80,33 @@ impl<S: Store> Replica<S> {
         values: Vec<Bytes>,
         chosen_index: Index,
         trim_index: Index,
+        trim_state: Option<Bytes>,
         now_ms: u64,
     ) {
         if trim_index > self.learner.chosen_index {
-            self.skip_to_trim(trim_index);
+            // Without the session table at the trim point we would answer
+            // retries differently from the others: never skip without it.
+            let Some(state) = trim_state else {
+                return;
+            };
+            match TrimState::decode(&state) {
+                Ok(state) if state.at == trim_index => self.skip_to_trim(state),
+                Ok(state) => {
+                    tracing::warn!(
+                        node = self.config.node_id,
+                        from,
+                        at = state.at,
+                        trim_index,
+                        "ignoring a trim state that is not at the peer's trim point"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(node = self.config.node_id, from, error = %e,
+                        "ignoring an undecodable trim state from a peer");
+                    return;
+                }
+            }
         }
         let mut got_any = false;
         for (offset, value) in values.into_iter().enumerate() {
@@ -138,18 +166,32 @@ impl<S: Store> Replica<S> {
         self.advance_chosen(index);
     }
 
-    /// Peers trimmed past everything we know: the prefix is gone for good.
-    pub(crate) fn skip_to_trim(&mut self, trim_index: Index) {
+    /// Peers trimmed past everything we know: the prefix is gone for good,
+    /// and `state` is the session table at their trim point.
+    pub(crate) fn skip_to_trim(&mut self, state: TrimState) {
+        let trim_index = state.at;
         if trim_index <= self.learner.chosen_index {
             return;
         }
+        let limits = &self.config.limits;
+        let table = state.table(
+            limits.sessions_max,
+            limits.session_seqs_max,
+            limits.session_window,
+        );
         self.learner.chosen_index = trim_index;
         self.io.stage_chosen(trim_index);
-        self.trim_to(trim_index);
+        let encoded = state.encode();
+        self.trim_to(trim_index, encoded);
+        self.learner.trim_target = trim_index;
+        self.learner.pending_trims.clear();
+        self.learner.sessions = table.clone();
+        self.learner.trim_sessions = table;
+        self.learner.trim_fold_index = trim_index;
         self.acceptor.last_index = self.acceptor.last_index.max(trim_index);
         self.learner.emitted_index = self.learner.emitted_index.max(trim_index);
         self.learner.applied_index = self.learner.applied_index.max(trim_index);
-        self.learner.dedup_index = self.learner.dedup_index.max(trim_index);
+        self.learner.dedup_index = trim_index;
         let lost: Vec<Index> = self.waiters.range(..=trim_index).map(|(&i, _)| i).collect();
         for i in lost {
             for id in self.waiters.remove(&i).unwrap_or_default() {
@@ -165,7 +207,7 @@ impl<S: Store> Replica<S> {
         }
     }
 
-    /// Folds newly chosen entries into the dedup table and answers waiters.
+    /// Folds newly chosen entries into the session table and answers waiters.
     pub(crate) fn apply_chosen(&mut self) {
         while self.learner.dedup_index < self.learner.chosen_index && !self.failed {
             let index = self.learner.dedup_index + 1;
@@ -173,43 +215,42 @@ impl<S: Store> Replica<S> {
                 Ok(c) => c,
                 Err(e) => return self.fail(&e),
             };
-            let mut result = index;
+            let result = match fold(&mut self.learner.sessions, index, &command) {
+                Some(Fold::Hidden(hidden)) => {
+                    self.learner.hidden.insert(index, hidden);
+                    match hidden {
+                        Hidden::DuplicateOf(first)
+                            if !self.config.mutated(Mutation::AnswerDuplicateIndex) =>
+                        {
+                            Ok(first)
+                        }
+                        Hidden::DuplicateOf(_) => Ok(index),
+                        Hidden::Refused(r) => Err(r.to_error(client_of(&command))),
+                    }
+                }
+                _ => Ok(index),
+            };
             match command {
                 Command::Append { client_id, seq, .. } => {
-                    if let Some(first) = self.learner.dedup.record(client_id, seq, index) {
-                        self.note_duplicate(index, first);
-                        if !self.config.mutated(Mutation::AnswerDuplicateIndex) {
-                            result = first;
-                        }
-                    }
                     if let RoleState::Leader(ls) = &mut self.role {
-                        ls.inflight_keys.remove(&(client_id, seq));
+                        if ls.inflight_keys.get(&(client_id, seq)) == Some(&index) {
+                            ls.inflight_keys.remove(&(client_id, seq));
+                        }
                     }
                 }
                 Command::Trim { upto } => {
                     self.learner.pending_trims.insert(index, upto);
                 }
-                Command::Noop => {}
+                Command::Noop | Command::Register { .. } => {}
             }
             for id in self.waiters.remove(&index).unwrap_or_default() {
                 self.io.reply(Reply {
                     id,
-                    result: Ok(result),
+                    result: result.clone(),
                 });
             }
             self.learner.dedup_index = index;
         }
-    }
-
-    fn note_duplicate(&mut self, index: Index, first: Index) {
-        if self.learner.duplicates.len() >= DUPLICATES_MAX {
-            self.learner.duplicates.pop_first();
-            tracing::warn!(
-                node = self.config.node_id,
-                "too many retried duplicates to hide; the oldest becomes visible to readers"
-            );
-        }
-        self.learner.duplicates.insert(index, first);
     }
 
     pub(crate) fn learner_poll_chosen(&mut self) -> Option<Chosen> {
@@ -230,16 +271,18 @@ impl<S: Store> Replica<S> {
             }
         };
         self.learner.emitted_index = index;
-        let duplicate_of = self.learner.duplicates.get(&index).copied();
+        let hidden = self.learner.hidden.get(&index).copied();
         self.prune_entries();
         Some(Chosen {
             index,
             command,
-            duplicate_of,
+            hidden,
         })
     }
 
-    /// Applies chosen trims once the application has applied them.
+    /// Applies chosen trims once the application has applied them: folds the
+    /// trailing session table up to the trim point (a bounded step per
+    /// input), then writes it with the trim so it survives the entries.
     pub(crate) fn maybe_trim(&mut self) {
         let mut upto = self.learner.trim_index;
         while let Some((&at, &to)) = self.learner.pending_trims.first_key_value() {
@@ -249,21 +292,68 @@ impl<S: Store> Replica<S> {
             self.learner.pending_trims.pop_first();
             upto = upto.max(
                 to.min(self.learner.applied_index)
-                    .min(self.learner.chosen_index),
+                    .min(self.learner.dedup_index),
             );
         }
-        if upto > self.learner.trim_index {
-            self.trim_to(upto);
+        self.learner.trim_target = self.learner.trim_target.max(upto);
+        let target = self.learner.trim_target;
+        if target <= self.learner.trim_index {
+            return;
         }
+        let step_end = target.min(self.learner.trim_fold_index + TRIM_FOLD_STEP);
+        while self.learner.trim_fold_index < step_end {
+            let index = self.learner.trim_fold_index + 1;
+            let command = match self.command_at(index) {
+                Ok(c) => c,
+                Err(e) => return self.fail(&e),
+            };
+            fold(&mut self.learner.trim_sessions, index, &command);
+            self.learner.trim_fold_index = index;
+        }
+        if self.learner.trim_fold_index < target {
+            return;
+        }
+        let state = TrimState::new(target, &self.learner.trim_sessions);
+        // The trim state is at `target`: the chosen index covering it goes in
+        // the same write, so a restart never finds the state ahead of it.
+        self.io.stage_chosen(self.learner.chosen_index);
+        self.trim_to(target, state.encode());
     }
 
     /// Moves the trim point up to `upto` (staged) and forgets what lies at
-    /// or below it: the mirrored entries and the hidden duplicates.
-    fn trim_to(&mut self, upto: Index) {
+    /// or below it: the mirrored entries and the hidden appends. `state` is
+    /// the session table folded through `upto`, persisted with the trim.
+    fn trim_to(&mut self, upto: Index, state: Bytes) {
         assert!(upto > self.learner.trim_index, "the trim point only rises");
         self.learner.trim_index = upto;
-        self.io.stage_trim(upto);
-        self.learner.duplicates = self.learner.duplicates.split_off(&(upto + 1));
+        self.io.stage_trim(upto, state.clone());
+        self.learner.trim_state = Some(state);
+        self.learner.hidden = self.learner.hidden.split_off(&(upto + 1));
         self.acceptor.forget_through(upto);
+    }
+}
+
+/// Folds one chosen command into `table`; `None` for commands that are not
+/// appends.
+pub(crate) fn fold(table: &mut SessionTable, index: Index, command: &Command) -> Option<Fold> {
+    match *command {
+        Command::Append {
+            client_id,
+            seq,
+            floor,
+            ..
+        } => Some(table.append(client_id, seq, floor, index)),
+        Command::Register { supersedes } => {
+            table.register(index, supersedes);
+            None
+        }
+        Command::Noop | Command::Trim { .. } => None,
+    }
+}
+
+fn client_of(command: &Command) -> u64 {
+    match command {
+        Command::Append { client_id, .. } => *client_id,
+        _ => 0,
     }
 }

@@ -1,11 +1,12 @@
 //! The learner's state: how far the log is known chosen, made durable,
-//! folded into the dedup table, handed out, applied and trimmed.
+//! folded into the session table, handed out, applied and trimmed.
 //!
 //! The index order, checked after every input and poll in debug builds:
 //!
 //! ```text
 //! trim_index <= emitted_index <= dedup_index <= chosen_index <= last_index
 //! trim_index <= applied_index
+//! trim_index <= trim_fold_index <= dedup_index
 //! durable_chosen_index <= chosen_index
 //! ```
 //!
@@ -17,12 +18,7 @@ use std::collections::BTreeMap;
 
 use paxlog_storage::Index;
 
-use super::dedup::DedupTable;
-
-/// Retried appends chosen a second time, remembered so readers never see
-/// them. They come only from retries across leader changes, a handful per
-/// failover; the cap guards memory against a pathological client.
-pub(crate) const DUPLICATES_MAX: usize = 1 << 16;
+use super::sessions::{Hidden, SessionTable};
 
 #[derive(Debug)]
 pub(crate) struct LearnerState {
@@ -44,14 +40,29 @@ pub(crate) struct LearnerState {
     /// What the application said it applied (may exceed `chosen_index`
     /// after a restart, see the module docs).
     pub(crate) applied_index: Index,
-    /// Last chosen index folded into the dedup table.
+    /// Last chosen index folded into the session table.
     pub(crate) dedup_index: Index,
-    pub(crate) dedup: DedupTable,
-    /// Duplicate index → first index, for every duplicate above the trim
-    /// point (at most `DUPLICATES_MAX`): readers never see them.
-    /// Invariant: every key is in `(trim_index, dedup_index]`, and its first
-    /// index is below it.
-    pub(crate) duplicates: BTreeMap<Index, Index>,
+    /// The session table after folding every chosen index `<= dedup_index`.
+    pub(crate) sessions: SessionTable,
+    /// Every chosen append above the trim point that is not effective:
+    /// readers never see them. One per index at most (about 40 bytes each);
+    /// they come from retries and pipelines cut by leader changes, a
+    /// handful per failover.
+    /// Invariant: every key is in `(trim_index, dedup_index]`, and a
+    /// duplicate's first index is below it.
+    pub(crate) hidden: BTreeMap<Index, Hidden>,
+    /// The session table after folding every chosen index `<=
+    /// trim_fold_index`: the one written with the next trim, advanced in
+    /// bounded steps toward it.
+    /// Invariant: `trim_index <= trim_fold_index <= dedup_index`.
+    pub(crate) trim_fold_index: Index,
+    pub(crate) trim_sessions: SessionTable,
+    /// The encoded `TrimState` at `trim_index` (`None` before any trim):
+    /// what a peer behind the trim point is sent.
+    pub(crate) trim_state: Option<bytes::Bytes>,
+    /// Where chosen trims say to trim to, once `trim_sessions` gets there.
+    /// Invariant: `trim_index <= trim_target <= dedup_index`.
+    pub(crate) trim_target: Index,
     /// Trim commands chosen at key index, trimming up to the value.
     /// Invariant: every key is in `(applied_index, dedup_index]` (applied
     /// ones are taken at once).
@@ -89,16 +100,25 @@ impl LearnerState {
             "Invariant: durable_chosen_index <= chosen_index ({} > {chosen})",
             self.durable_chosen_index
         );
-        if let Some((&i, &first)) = self
-            .duplicates
-            .iter()
-            .find(|(&i, &first)| i <= trim || i > dedup || first >= i)
-        {
+        if let Some((&i, h)) = self.hidden.iter().find(|(&i, h)| {
+            i <= trim || i > dedup || matches!(h, Hidden::DuplicateOf(first) if *first >= i)
+        }) {
             panic!(
-                "Invariant: every duplicates key in (trim_index, dedup_index] \
-                 above its first index ({i} -> {first}, trim {trim}, dedup {dedup})"
+                "Invariant: every hidden index in (trim_index, dedup_index], \
+                 a duplicate above its first index ({i}: {h:?}, trim {trim}, dedup {dedup})"
             );
         }
+        assert!(
+            trim <= self.trim_fold_index && self.trim_fold_index <= dedup,
+            "Invariant: trim_index <= trim_fold_index <= dedup_index ({trim}, {}, {dedup})",
+            self.trim_fold_index
+        );
+        assert!(
+            trim <= self.trim_target && self.trim_target <= dedup,
+            "Invariant: trim_index <= trim_target <= dedup_index ({trim}, {}, {dedup})",
+            self.trim_target
+        );
+        self.sessions.assert_bounds();
         if let Some((&i, _)) = self
             .pending_trims
             .iter()

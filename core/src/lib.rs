@@ -20,8 +20,9 @@
 //!    returned `Ok`. On `Err` call `on_storage_failed` and stop.
 //! 2. [`Replica::poll_message`]: send to `Outbound::to` (losing some is fine).
 //! 3. [`Replica::poll_chosen`]: every chosen index, in order, no gaps,
-//!    including `Noop` and `Trim` (a retried append chosen twice is emitted
-//!    with `duplicate_of = Some(first)`: apply it as a no-op).
+//!    including `Noop`, `Register` and `Trim` (an append that is not
+//!    effective, see `sessions`, is emitted with `hidden = Some(..)`: apply it
+//!    as a no-op).
 //! 4. [`Replica::poll_reply`]: answers to proposals.
 //!
 //! Persistence before reply is enforced by data, not by this comment: a
@@ -40,7 +41,6 @@ mod api;
 mod candidate;
 mod command;
 mod config;
-mod dedup;
 mod invariants;
 mod io;
 mod leader;
@@ -55,6 +55,7 @@ pub mod quorum;
 mod read;
 mod recover;
 mod replica;
+mod sessions;
 
 pub use api::{
     Chosen, CoreError, OpError, Outbound, PeerStatus, Persist, Proposal, ProposalCommand, Reply,
@@ -62,12 +63,12 @@ pub use api::{
 };
 pub use command::Command;
 pub use config::{Config, Mutation};
-pub use dedup::DedupTable;
 pub use limits::{Limits, FRAME_OVERHEAD_BYTES};
 pub use message::Message;
 pub use paxlog_storage::{Ballot, Index, NodeId};
 pub use read::UserEntries;
 pub use replica::Replica;
+pub use sessions::{Fold, Hidden, Lookup, Refusal, SessionTable, TrimState};
 
 #[cfg(test)]
 mod tests;

@@ -9,10 +9,13 @@
 //! │  │                                   the entries of one Accept, Promise or Catchup
 //! │  ├─ value_bytes_max + ENTRY_OVERHEAD_BYTES   one largest entry fits alone
 //! │  ├─ batch_bytes_max                 Accept runs (then ≤ window_bytes_max)
-//! │  └─ catchup_bytes_max               Promise and Catchup runs
+//! │  ├─ catchup_bytes_max               Promise and Catchup runs
+//! │  └─ TrimState::bytes_max(sessions_max, session_seqs_max)
+//! │                                      the session table sent to a node behind a trim
 //! └─ client_payload_bytes_max()        = frame_bytes_max − FRAME_OVERHEAD_BYTES
 //! value_bytes_max ≤ uncommitted_bytes_max
 //! batch_entries_max ≤ window_entries_max
+//! session_window ≤ session_seqs_max
 //! ```
 //!
 //! A run of entries (one Accept, Promise or Catchup) is bounded by its
@@ -72,10 +75,14 @@ pub struct Limits {
     /// Value bytes the leader holds proposed and not yet chosen; beyond it
     /// proposals get `Busy`. At least `value_bytes_max`.
     pub uncommitted_bytes_max: usize,
-    /// Clients remembered by the dedup table (least recently chosen evicted).
-    pub dedup_clients_max: usize,
-    /// `(client_id, seq)` pairs remembered per client (lowest evicted).
-    pub dedup_window_per_client: usize,
+    /// Sessions the session table keeps (least recently used evicted: its
+    /// client then gets `SessionExpired`, never a second append).
+    pub sessions_max: usize,
+    /// Seqs the session table remembers in all sessions together.
+    pub session_seqs_max: usize,
+    /// Seqs one session may have at or above its floor: the deepest a
+    /// client may pipeline. Beyond, an append is `Busy`.
+    pub session_window: u64,
     /// The transport's frame limit (`paxlog_net`'s default today); the node
     /// passes it to the network so both sides use this one number.
     pub frame_bytes_max: usize,
@@ -95,8 +102,11 @@ impl Default for Limits {
             // was, made messages no frame takes).
             catchup_bytes_max: 7 << 19,
             uncommitted_bytes_max: 64 << 20,
-            dedup_clients_max: 10_000,
-            dedup_window_per_client: 64,
+            // 8,192 sessions × 40 B + 131,072 seqs × 10 B ≈ 1.6 MB of trim
+            // state at most: well inside one message.
+            sessions_max: 8_192,
+            session_seqs_max: 1 << 17,
+            session_window: 1024,
             frame_bytes_max: 4 << 20,
         }
     }
@@ -173,6 +183,20 @@ impl Limits {
                      frame_bytes_max ({frame}) − {MESSAGE_OVERHEAD_BYTES} = {message}"
                 ));
             }
+        }
+        if self.session_window == 0 || self.session_window > self.session_seqs_max as u64 {
+            return Err(format!(
+                "session_window ({}) must be in 1..=session_seqs_max ({})",
+                self.session_window, self.session_seqs_max
+            ));
+        }
+        let state = crate::TrimState::bytes_max(self.sessions_max, self.session_seqs_max);
+        if self.sessions_max == 0 || state > message {
+            return Err(format!(
+                "sessions_max ({}) and session_seqs_max ({}) make a session table of up to \
+                 {state} bytes, which must be positive and fit message_bytes_max() = {message}",
+                self.sessions_max, self.session_seqs_max
+            ));
         }
         if self.value_bytes_max > self.uncommitted_bytes_max {
             return Err(format!(

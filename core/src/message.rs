@@ -64,11 +64,14 @@ pub enum Message {
     CatchupRequest {
         from_index: Index,
     },
-    /// Chosen values, consecutive from `first_index`.
+    /// Chosen values, consecutive from `first_index`. To a node behind the
+    /// trim point: no values, and the session table at the trim point
+    /// (an encoded `TrimState`).
     Catchup {
         first_index: Index,
         values: Vec<Bytes>,
         chosen_index: Index,
         trim_index: Index,
+        trim_state: Option<Bytes>,
     },
 }

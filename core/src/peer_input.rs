@@ -61,7 +61,7 @@ impl<S: Store> Replica<S> {
 
     /// Items held in memory that peer input could grow: mirrored entries,
     /// a candidate's phase-1 reports, the leader's log and progress,
-    /// waiting proposals, hidden duplicates, pending trims. Tests bound it.
+    /// waiting proposals, hidden appends, sessions, pending trims. Tests bound it.
     #[doc(hidden)]
     pub fn held_items(&self) -> usize {
         let role = match &self.role {
@@ -76,7 +76,8 @@ impl<S: Store> Replica<S> {
         self.acceptor.entries.len()
             + role
             + self.waiters.values().map(Vec::len).sum::<usize>()
-            + self.learner.duplicates.len()
+            + self.learner.hidden.len()
+            + self.learner.sessions.len()
             + self.learner.pending_trims.len()
             + self.catchup_asked.len()
     }

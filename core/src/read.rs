@@ -21,7 +21,7 @@ pub(crate) type EntryRun = (Vec<(Index, Accepted)>, Option<Index>);
 
 impl<S: Store> Replica<S> {
     /// The user appends in `[from, to]`, never beyond the emitted index:
-    /// no-ops, trims and duplicates are left out but covered by `next`.
+    /// no-ops, registrations, trims and hidden appends are left out but covered by `next`.
     pub fn read_user_entries(
         &self,
         from: Index,
@@ -43,7 +43,7 @@ impl<S: Store> Replica<S> {
                 break;
             }
             run.next = index + 1;
-            if self.learner.duplicates.contains_key(&index) {
+            if self.learner.hidden.contains_key(&index) {
                 continue;
             }
             if let Command::Append { payload, .. } = command {

@@ -8,16 +8,15 @@ use rand_chacha::ChaCha8Rng;
 
 use super::acceptor_state::AcceptorState;
 use super::config::validate;
-use super::dedup::DedupTable;
 use super::io::Io;
+use super::learner::fold;
 use super::learner_state::LearnerState;
 use super::replica::{Replica, RoleState};
+use super::sessions::{Fold, SessionTable, TrimState};
 use super::{Command, Config, CoreError, Mutation};
 
 /// Entries read from the store per step while recovering.
 const RECOVER_CHUNK: usize = 4096;
-/// At most this many chosen entries are replayed to rebuild the dedup table.
-const DEDUP_REBUILD_ENTRIES_MAX: u64 = 100_000;
 
 impl<S: Store> Replica<S> {
     pub fn new(config: Config, store: S, seed: u64, now_ms: u64) -> Result<Self, CoreError> {
@@ -45,10 +44,43 @@ impl<S: Store> Replica<S> {
         }
         let rng =
             ChaCha8Rng::seed_from_u64(seed ^ config.node_id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let dedup = DedupTable::new(
-            config.limits.dedup_clients_max,
-            config.limits.dedup_window_per_client,
+        let limits = &config.limits;
+        let (sessions_max, seqs_max, window) = (
+            limits.sessions_max,
+            limits.session_seqs_max,
+            limits.session_window,
         );
+        // The table at the trim point, written with the trim; every chosen
+        // entry above it is replayed onto it below.
+        let trim_state = store.trim_state()?;
+        let trim_table = match &trim_state {
+            Some(bytes) => {
+                let state = TrimState::decode(bytes).map_err(|reason| CoreError::Decode {
+                    index: meta.trim_index,
+                    reason: format!("the session table stored with the trim point: {reason}"),
+                })?;
+                if state.at != meta.trim_index {
+                    return Err(CoreError::Decode {
+                        index: meta.trim_index,
+                        reason: format!(
+                            "the session table stored with the trim point is at index {}",
+                            state.at
+                        ),
+                    });
+                }
+                state.table(sessions_max, seqs_max, window)
+            }
+            None => {
+                if meta.trim_index > 0 {
+                    tracing::warn!(
+                        trim_index = meta.trim_index,
+                        "no session table stored with the trim point (written by an older \
+                         version): retries of appends below it are not recognised"
+                    );
+                }
+                SessionTable::new(sessions_max, seqs_max, window)
+            }
+        };
         let max_seen = promised.max(
             entries
                 .values()
@@ -76,9 +108,13 @@ impl<S: Store> Replica<S> {
                 trim_index: meta.trim_index,
                 emitted_index: meta.trim_index,
                 applied_index: meta.trim_index,
-                dedup_index: 0,
-                dedup,
-                duplicates: BTreeMap::new(),
+                dedup_index: meta.trim_index,
+                sessions: trim_table.clone(),
+                hidden: BTreeMap::new(),
+                trim_fold_index: meta.trim_index,
+                trim_sessions: trim_table,
+                trim_state,
+                trim_target: meta.trim_index,
                 pending_trims: BTreeMap::new(),
             },
             waiters: BTreeMap::new(),
@@ -92,25 +128,24 @@ impl<S: Store> Replica<S> {
             catchup_asked: BTreeMap::new(),
             pre_vote: None,
         };
-        replica.rebuild_dedup()?;
+        replica.replay_chosen()?;
         replica.reset_election_deadline(now_ms);
         replica.debug_assert_invariants();
         Ok(replica)
     }
 
-    fn rebuild_dedup(&mut self) -> Result<(), CoreError> {
-        let from = (self.learner.trim_index + 1).max(
-            self.learner
-                .chosen_index
-                .saturating_sub(DEDUP_REBUILD_ENTRIES_MAX)
-                + 1,
-        );
-        self.learner.dedup_index = from - 1;
-        // Replays only; no replies or trims come out of a rebuild.
+    /// Folds every chosen entry above the trim point into the session table,
+    /// exactly as when they were first chosen: same effective appends, same
+    /// hidden ones, same pending trims. No replies come out of a replay.
+    fn replay_chosen(&mut self) -> Result<(), CoreError> {
         while self.learner.dedup_index < self.learner.chosen_index {
             let index = self.learner.dedup_index + 1;
-            if let Command::Append { client_id, seq, .. } = self.command_at(index)? {
-                self.learner.dedup.record(client_id, seq, index);
+            let command = self.command_at(index)?;
+            if let Some(Fold::Hidden(hidden)) = fold(&mut self.learner.sessions, index, &command) {
+                self.learner.hidden.insert(index, hidden);
+            }
+            if let Command::Trim { upto } = command {
+                self.learner.pending_trims.insert(index, upto);
             }
             self.learner.dedup_index = index;
         }

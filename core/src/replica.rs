@@ -127,7 +127,16 @@ impl<S: Store> Replica<S> {
                 values,
                 chosen_index,
                 trim_index,
-            } => self.on_catchup(from, first_index, values, chosen_index, trim_index, now),
+                trim_state,
+            } => self.on_catchup(
+                from,
+                first_index,
+                values,
+                chosen_index,
+                trim_index,
+                trim_state,
+                now,
+            ),
         }
         self.after_input();
     }

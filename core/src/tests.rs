@@ -24,6 +24,8 @@ struct Cluster {
     pending_writes: Vec<Vec<Persist>>,
     replies: Vec<Reply>,
     now_ms: u64,
+    /// The session the first election opened (index 1): appends start at 2.
+    session: u64,
 }
 
 impl Cluster {
@@ -46,6 +48,7 @@ impl Cluster {
             pending_writes: vec![Vec::new(); n as usize],
             replies: Vec::new(),
             now_ms: 0,
+            session: 0,
         }
     }
 
@@ -116,14 +119,39 @@ impl Cluster {
         self.node(id).tick(now);
         self.settle();
         assert_eq!(self.node(id).status().role, Role::Leader);
+        if self.session == 0 {
+            self.session = self.register(id);
+        }
+    }
+
+    /// Opens a session through leader `id`; its id is its index.
+    fn register(&mut self, id: NodeId) -> u64 {
+        let now = self.now_ms;
+        let p = Proposal {
+            id: 0,
+            client_id: 0,
+            seq: 0,
+            floor: 0,
+            command: ProposalCommand::Register { supersedes: None },
+            expected_ballot: None,
+        };
+        self.node(id).propose(p, now);
+        self.settle();
+        let reply = self
+            .replies
+            .iter()
+            .rposition(|r| r.id == 0)
+            .expect("registered");
+        self.replies.remove(reply).result.expect("a session")
     }
 
     fn propose(&mut self, id: NodeId, req: RequestId, seq: u64, payload: &'static str) {
         let now = self.now_ms;
         let p = Proposal {
             id: req,
-            client_id: 9,
+            client_id: self.session,
             seq,
+            floor: 1,
             command: ProposalCommand::Append(Bytes::from(payload)),
             expected_ballot: None,
         };
@@ -223,18 +251,18 @@ fn three_nodes_elect_and_choose() {
     c.elect(1);
     c.propose(1, 10, 1, "a");
     c.settle();
-    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(1)));
+    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(2)));
     for id in 1..=3 {
         c.now_ms += 100;
         let t = c.now_ms;
         c.node(id).tick(t);
     }
     c.settle();
-    assert_eq!(c.node(1).status().chosen_index, 1);
+    assert_eq!(c.node(1).status().chosen_index, 2);
     let read = c
         .node(1)
         .read_chosen(
-            1,
+            2,
             paxlog_storage::ReadLimit {
                 entries_max: 10,
                 bytes_max: 1 << 20,
@@ -258,7 +286,7 @@ fn leader_counts_its_own_accept_only_after_persisting() {
         "one durable accept of three is not a quorum"
     );
     c.persist(1);
-    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(1)));
+    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(2)));
 }
 
 #[test]
@@ -281,7 +309,7 @@ fn new_leader_adopts_the_highest_accepted_value() {
     let read = c
         .node(3)
         .read_chosen(
-            1,
+            2,
             paxlog_storage::ReadLimit {
                 entries_max: 1,
                 bytes_max: 1 << 20,
@@ -303,10 +331,10 @@ fn duplicate_append_returns_the_first_index() {
     c.settle();
     c.propose(1, 12, 1, "a");
     c.settle();
-    assert_eq!(c.reply(12).map(|r| r.result.clone()), Some(Ok(1)));
+    assert_eq!(c.reply(12).map(|r| r.result.clone()), Some(Ok(2)));
     assert_eq!(
         c.node(1).status().last_index,
-        2,
+        3,
         "no new entry for a duplicate"
     );
 }
@@ -316,26 +344,30 @@ fn fencing_and_size_and_redirect_errors() {
     let mut c = Cluster::new(3);
     c.elect(1);
     let now = c.now_ms;
+    let session = c.session;
     let fenced = Proposal {
         id: 1,
-        client_id: 1,
+        client_id: session,
         seq: 1,
+        floor: 1,
         command: ProposalCommand::Append(Bytes::from("x")),
         expected_ballot: Some(Ballot::new(999, 1)),
     };
     c.node(1).propose(fenced, now);
     let big = Proposal {
         id: 2,
-        client_id: 1,
+        client_id: session,
         seq: 2,
+        floor: 1,
         command: ProposalCommand::Append(Bytes::from(vec![0u8; 2 << 20])),
         expected_ballot: None,
     };
     c.node(1).propose(big, now);
     let redirect = Proposal {
         id: 3,
-        client_id: 1,
+        client_id: session,
         seq: 3,
+        floor: 1,
         command: ProposalCommand::Append(Bytes::from("y")),
         expected_ballot: None,
     };
@@ -357,12 +389,14 @@ fn fencing_and_size_and_redirect_errors() {
     );
 }
 
-/// Request `id`: client 9's seq 1, appended only under ballot `expected`.
-fn append_if(id: RequestId, expected: Ballot) -> Proposal {
+/// Request `id`: session `client_id`'s seq 1, appended only under ballot
+/// `expected`.
+fn append_if(id: RequestId, client_id: u64, expected: Ballot) -> Proposal {
     Proposal {
         id,
-        client_id: 9,
+        client_id,
         seq: 1,
+        floor: 1,
         command: ProposalCommand::Append(Bytes::from("fenced write")),
         expected_ballot: Some(expected),
     }
@@ -377,17 +411,18 @@ fn a_retried_append_if_chosen_before_a_leader_change_gets_its_first_index() {
     let mut c = Cluster::new(3);
     c.elect(1);
     let b = c.node(1).status().ballot;
-    let append_if = |id| append_if(id, b);
+    let session = c.session;
+    let append_if = |id| append_if(id, session, b);
     let now = c.now_ms;
     c.node(1).propose(append_if(10), now);
     c.settle();
-    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(1)));
+    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(2)));
     c.elect(2);
     assert_ne!(c.node(2).status().ballot, b, "a new ballot leads");
     let now = c.now_ms;
     c.node(2).propose(append_if(11), now);
     c.settle();
-    assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(1)));
+    assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(2)));
     // A new append under the old ballot is still fenced.
     let fresh = Proposal {
         seq: 2,
@@ -408,7 +443,8 @@ fn a_retried_append_if_in_flight_across_a_leader_change_joins_the_first_copy() {
     let mut c = Cluster::new(3);
     c.elect(1);
     let b = c.node(1).status().ballot;
-    let append_if = |id| append_if(id, b);
+    let session = c.session;
+    let append_if = |id| append_if(id, session, b);
     let now = c.now_ms;
     c.node(1).propose(append_if(10), now);
     // The accept reaches node 2 only; then node 1 is gone.
@@ -425,13 +461,13 @@ fn a_retried_append_if_in_flight_across_a_leader_change_joins_the_first_copy() {
         c.round_without(1);
     }
     assert_eq!(c.node(2).status().role, Role::Leader);
-    assert_eq!(c.node(2).status().chosen_index, 0, "still in flight");
+    assert_eq!(c.node(2).status().chosen_index, 1, "still in flight");
     let now = c.now_ms;
     c.node(2).propose(append_if(11), now);
     for _ in 0..10 {
         c.round_without(1);
     }
-    assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(1)));
+    assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(2)));
 }
 
 #[test]
@@ -497,6 +533,7 @@ fn restart_recovers_promise_and_accepted_entries() {
         )],
         chosen_index: None,
         trim_index: None,
+        trim_state: None,
     };
     s.write(&batch).expect("write");
     let mut r = Replica::new(config(1, 3), s, 1, 0).expect("new");
@@ -545,7 +582,7 @@ fn single_node_cluster_leads_and_chooses_alone() {
     c.elect(1);
     c.propose(1, 10, 1, "solo");
     c.settle();
-    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(1)));
+    assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(2)));
 }
 
 #[test]
@@ -561,12 +598,13 @@ fn reads_below_the_trim_point_name_the_first_index_held() {
         id: 99,
         client_id: 0,
         seq: 0,
+        floor: 0,
         command: ProposalCommand::Trim(3),
         expected_ballot: None,
     };
     c.node(1).propose(trim, now);
     c.settle();
-    c.node(1).set_applied(6);
+    c.node(1).set_applied(7);
     c.settle();
     assert_eq!(c.node(1).status().trim_index, 3);
     let limit = paxlog_storage::ReadLimit {
@@ -606,6 +644,7 @@ fn promise_is_bounded_and_continues_from_next_index() {
         accepts,
         chosen_index: None,
         trim_index: None,
+        trim_state: None,
     })
     .expect("write");
     let mut cfg = config(1, 3);

@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use paxlog_core::{
     Ballot, Command, Config, Index, Message, NodeId, Persist, Proposal, ProposalCommand, Replica,
-    Role,
+    Role, SessionTable, TrimState,
 };
 use paxlog_storage::{Accepted, Identity, MemStore, Store};
 use rand::{Rng, SeedableRng};
@@ -193,13 +193,19 @@ impl World {
         let command = match self.rng.gen_range(0..50) {
             0 => ProposalCommand::Trim(self.node(id).replica.chosen_index() / 2),
             1 => ProposalCommand::Barrier,
+            2 => ProposalCommand::Register {
+                supersedes: Some(self.rng.gen_range(0..8)),
+            },
             _ => ProposalCommand::Append(self.payload()),
         };
         self.seq += 1;
+        // Sessions are indexes: small ones may well be registered.
+        let client_id = self.rng.gen_range(0..8);
         let proposal = Proposal {
             id: self.next_request,
-            client_id: 7,
-            seq: self.seq,
+            client_id,
+            seq: self.seq % 16,
+            floor: self.rng.gen_range(0..4),
             command,
             expected_ballot: None,
         };
@@ -291,9 +297,14 @@ impl World {
             }
             .encode(),
             2 => Command::Noop.encode(),
+            3 => Command::Register {
+                supersedes: Some(self.rng.gen_range(0..8)),
+            }
+            .encode(),
             _ => Command::Append {
-                client_id: self.rng.gen_range(0..4),
+                client_id: self.rng.gen_range(0..8),
                 seq: self.rng.gen_range(0..8),
+                floor: self.rng.gen_range(0..8),
                 payload: self.payload(),
             }
             .encode(),
@@ -386,11 +397,17 @@ impl World {
                 } else {
                     self.index(to)
                 };
+                let trim_state = match self.rng.gen_range(0..4) {
+                    0 => None,
+                    1 => Some(Bytes::from(vec![0xff; self.rng.gen_range(0..64)])),
+                    _ => Some(TrimState::new(trim_index, &SessionTable::new(4, 64, 8)).encode()),
+                };
                 Message::Catchup {
                     first_index: index,
                     values: self.values(to),
                     chosen_index,
                     trim_index,
+                    trim_state,
                 }
             }
         }

@@ -8,6 +8,7 @@
 
 mod read;
 mod retry;
+mod seqs;
 mod session;
 mod subscribe;
 
@@ -21,7 +22,6 @@ use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use paxlog_net::{ClientEndpoint, ClientTls};
 use paxlog_storage::{Ballot, Index, NodeId};
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::ClusterFile;
@@ -80,11 +80,12 @@ struct Inner {
     endpoint: ClientEndpoint,
     nodes: BTreeMap<NodeId, SocketAddr>,
     timeout: Duration,
-    client_id: u64,
-    /// The next fresh seq. Held until the request that takes a seq is on a
-    /// session's queue, so seq order is the order requests reach the stream,
-    /// whichever tasks share this client.
-    next_seq: tokio::sync::Mutex<u64>,
+    /// The session and its seqs. Held until the request that takes a seq is
+    /// on a connection's queue, so seq order is the order requests reach the
+    /// stream, whichever tasks share this client.
+    session: tokio::sync::Mutex<seqs::Seqs>,
+    /// Signalled whenever an append settles (the window may have room).
+    settled: tokio::sync::Notify,
     next_req: AtomicU64,
     leader: Mutex<Option<NodeId>>,
     /// Each node's session, as the channel its requests are queued on.
@@ -106,8 +107,8 @@ impl Client {
                 endpoint,
                 nodes: options.nodes,
                 timeout: options.timeout,
-                client_id: rand::thread_rng().gen(),
-                next_seq: tokio::sync::Mutex::new(1),
+                session: tokio::sync::Mutex::new(seqs::Seqs::default()),
+                settled: tokio::sync::Notify::new(),
                 next_req: AtomicU64::new(1),
                 leader: Mutex::new(None),
                 sessions: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -138,8 +139,17 @@ impl Client {
         )
     }
 
-    pub fn client_id(&self) -> u64 {
-        self.inner.client_id
+    /// The current session's id (the index its registration was chosen
+    /// at), once the first append opened it.
+    pub async fn client_id(&self) -> Option<u64> {
+        self.inner.session.lock().await.id()
+    }
+
+    /// Continues a session another process opened (and persisted with the
+    /// seq it would use next): its retries keep exactly-once across
+    /// processes. The caller must not run two clients on one session.
+    pub async fn resume_session(&self, client_id: u64, next_seq: u64) {
+        *self.inner.session.lock().await = seqs::Seqs::resumed(client_id, next_seq);
     }
 
     /// Appends one value; resolves with its chosen index.
@@ -150,20 +160,6 @@ impl Client {
     /// Appends only if the leader's ballot is still `expected` (fencing).
     pub async fn append_if(&self, expected: Ballot, payload: Bytes) -> Result<Index, ClientError> {
         self.append_with(payload, Some(expected)).await
-    }
-
-    /// Appends with an explicit `seq`, for a caller that retries across
-    /// processes; `seq` must be unique per client id.
-    pub async fn append_seq(&self, seq: u64, payload: Bytes) -> Result<Index, ClientError> {
-        check_size(&payload)?;
-        self.submit(move |req, client_id| Request::Append {
-            req,
-            client_id,
-            seq,
-            payload: payload.clone(),
-            expected_ballot: None,
-        })
-        .await
     }
 
     async fn append_with(
@@ -182,18 +178,22 @@ impl Client {
         if let Err(error) = check_size(&payload) {
             return Box::pin(std::future::ready(Err(error)));
         }
-        let (started, make) = self
-            .start_fresh(|client_id, seq| {
+        let fresh = self
+            .start_fresh(|client_id, seq, floor| {
                 move |req| Request::Append {
                     req,
                     client_id,
                     seq,
+                    floor,
                     payload: payload.clone(),
                     expected_ballot,
                 }
             })
             .await;
-        Box::pin(self.follow_to_index(started, make))
+        match fresh {
+            Ok((started, make, taken)) => Box::pin(self.follow_append(started, make, taken)),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
     }
 
     /// Appends many values, pipelined with at most `window` in flight; the
@@ -228,18 +228,12 @@ impl Client {
     }
 
     /// Trims the log up to and including `upto` (a replicated command).
+    /// Idempotent, so it takes no seq of the session.
     pub async fn trim(&self, upto: Index) -> Result<Index, ClientError> {
-        let (started, make) = self
-            .start_fresh(|client_id, seq| {
-                move |req| Request::Trim {
-                    req,
-                    client_id,
-                    seq,
-                    upto,
-                }
-            })
-            .await;
-        self.follow_to_index(started, make).await
+        match self.to_leader(|req| Request::Trim { req, upto }).await? {
+            Response::Appended { index, .. } => Ok(index),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// The highest chosen index, confirmed by the leader.
@@ -247,15 +241,6 @@ impl Client {
         let response = self.to_leader(|req| Request::Tail { req }).await?;
         match response {
             Response::Tail { index, ballot, .. } => Ok((index, ballot)),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Sends a leader-only request, following redirects until the deadline.
-    async fn submit(&self, make: impl Fn(u64, u64) -> Request) -> Result<Index, ClientError> {
-        let client_id = self.inner.client_id;
-        match self.to_leader(|req| make(req, client_id)).await? {
-            Response::Appended { index, .. } => Ok(index),
             other => Err(unexpected(&other)),
         }
     }
@@ -295,6 +280,12 @@ type Appending<'a> =
 
 /// A request queued on a session, with where its answer goes.
 type Pending = (Request, oneshot::Sender<Result<Response, ClientError>>);
+
+/// How many seqs a session may have unsettled: the cluster's default
+/// `session_window` (a node with a smaller one answers `Busy` beyond it).
+fn window() -> u64 {
+    Limits::default().session_window
+}
 
 fn frame_max() -> usize {
     Limits::default().frame_bytes_max

@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 use paxlog_storage::{Index, NodeId};
 use rand::Rng;
 
+use super::seqs::{Blocked, NoSession, Taken};
 use super::session::Answer;
-use super::{unexpected, Client, ClientError};
+use super::{unexpected, window, Client, ClientError};
 use crate::core::OpError;
 use crate::proto::{Request, Response};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+const OUT_OF_ORDER_PAUSE: Duration = Duration::from_millis(2);
 
 /// Exponential backoff with jitter, from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
 #[derive(Debug)]
@@ -41,6 +43,9 @@ enum Step {
     Retry {
         forget_leader: bool,
     },
+    /// Retry after a short pause that does not grow: the seq before ours
+    /// is on its way (a growing backoff would cascade down a pipeline).
+    RetrySoon,
     Fail(ClientError),
 }
 
@@ -86,15 +91,24 @@ impl Attempts {
                     forget_leader: false,
                 }
             }
+            // The seq before it is not effective yet (still in flight, or
+            // being resubmitted): ours comes after it.
+            OpError::OutOfOrder { .. } => {
+                self.last_error = Some(ClientError::Op(error));
+                Step::RetrySoon
+            }
             OpError::Indeterminate | OpError::ShuttingDown | OpError::Failed(_) => {
                 self.maybe_applied(|| error.to_string());
                 Step::Retry {
                     forget_leader: true,
                 }
             }
-            OpError::Fenced { current } => Step::Fail(match self.maybe_applied.take() {
-                Some(why) => ClientError::Indeterminate(why),
-                None => ClientError::Op(OpError::Fenced { current }),
+            // Final answers for this attempt; an earlier attempt may still have appended.
+            error @ (OpError::Fenced { .. }
+            | OpError::SessionExpired { .. }
+            | OpError::BelowFloor { .. }) => Step::Fail(match self.maybe_applied.take() {
+                Some(why) => ClientError::Indeterminate(format!("{why}; then: {error}")),
+                None => ClientError::Op(error),
             }),
             error @ (OpError::TooLarge { .. }
             | OpError::Trimmed { .. }
@@ -222,22 +236,70 @@ impl Client {
                     }
                     backoff.sleep().await;
                 }
+                Step::RetrySoon => tokio::time::sleep(OUT_OF_ORDER_PAUSE).await,
                 Step::Fail(error) => return Err(error),
             }
         }
     }
 
-    /// Takes the next seq and queues the first attempt of the request that
-    /// `build(client_id, seq)` makes, holding the seq until it is queued.
+    /// Takes the session's next seq and queues the first attempt of the
+    /// append that `build(client_id, seq, floor)` makes, holding the session
+    /// until it is queued, so seq order is the order requests reach the
+    /// stream. Opens a session first if there is none (or the last one
+    /// broke), and waits while the session's window is full.
     pub(super) async fn start_fresh<F: Fn(u64) -> Request>(
         &self,
-        build: impl FnOnce(u64, u64) -> F,
-    ) -> (Started, F) {
-        let mut next_seq = self.inner.next_seq.lock().await;
-        let make = build(self.inner.client_id, *next_seq);
-        *next_seq += 1;
-        let started = self.start(&make).await;
-        (started, make)
+        build: impl FnOnce(u64, u64, u64) -> F,
+    ) -> Result<(Started, F, Taken), ClientError> {
+        loop {
+            let mut session = self.inner.session.lock().await;
+            let (client_id, seq, floor) = match session.take(window()) {
+                Ok(taken) => taken,
+                Err(Blocked::Full(_)) => {
+                    let settled = self.inner.settled.notified();
+                    drop(session);
+                    settled.await;
+                    continue;
+                }
+                Err(Blocked::NoSession(NoSession { supersedes })) => {
+                    let id = self.register(supersedes).await?;
+                    session.open(id);
+                    continue;
+                }
+            };
+            let make = build(client_id, seq, floor);
+            let started = self.start(&make).await;
+            return Ok((started, make, Taken { client_id, seq }));
+        }
+    }
+
+    async fn register(&self, supersedes: Option<u64>) -> Result<u64, ClientError> {
+        match self
+            .to_leader(|req| Request::Register { req, supersedes })
+            .await?
+        {
+            Response::Appended { index, .. } => Ok(index),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Follows an append to its index, then settles its seq in the session:
+    /// acknowledged, or — on any failure — the session is broken, since a
+    /// seq that never becomes effective would hold back every later one.
+    pub(super) async fn follow_append(
+        &self,
+        started: Started,
+        make: impl Fn(u64) -> Request,
+        taken: Taken,
+    ) -> Result<Index, ClientError> {
+        let result = self.follow_to_index(started, make).await;
+        self.inner
+            .session
+            .lock()
+            .await
+            .settle(taken, result.is_ok());
+        self.inner.settled.notify_waiters();
+        result
     }
 
     pub(super) async fn follow_to_index(

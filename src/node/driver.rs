@@ -202,6 +202,7 @@ impl<S: Store + 'static> Driver<S> {
             Command::Propose {
                 client_id,
                 seq,
+                floor,
                 command,
                 expected_ballot,
                 reply,
@@ -214,6 +215,7 @@ impl<S: Store + 'static> Driver<S> {
                     id,
                     client_id,
                     seq,
+                    floor,
                     command,
                     expected_ballot,
                 };
@@ -248,7 +250,7 @@ impl<S: Store + 'static> Driver<S> {
         }
         let mut emitted = None;
         while let Some(entry) = self.replica.poll_chosen() {
-            if entry.duplicate_of.is_some() {
+            if entry.hidden.is_some() {
                 metrics::counter!("paxlog_duplicate_appends_total").increment(1);
             }
             emitted = Some(entry.index);

@@ -31,22 +31,24 @@ pub(super) async fn dispatch(request: Request, loop_tx: &mpsc::Sender<Command>) 
         Request::Append {
             client_id,
             seq,
+            floor,
             payload,
             expected_ballot,
             ..
         } => {
+            let key = (client_id, seq, floor);
             let command = ProposalCommand::Append(payload);
-            let asked = propose(loop_tx, client_id, seq, command, expected_ballot).await;
+            let asked = propose(loop_tx, key, command, expected_ballot).await;
             Box::pin(async move { appended(req, answer(asked).await) })
         }
-        Request::Trim {
-            client_id,
-            seq,
-            upto,
-            ..
-        } => {
+        Request::Register { supersedes, .. } => {
+            let command = ProposalCommand::Register { supersedes };
+            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
+            Box::pin(async move { appended(req, answer(asked).await) })
+        }
+        Request::Trim { upto, .. } => {
             let command = ProposalCommand::Trim(upto);
-            let asked = propose(loop_tx, client_id, seq, command, None).await;
+            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
             Box::pin(async move { appended(req, answer(asked).await) })
         }
         Request::Read {
@@ -128,7 +130,7 @@ async fn tail(req: u64, status: Pending<NodeStatus>, loop_tx: mpsc::Sender<Comma
         }
     };
     let barrier = ProposalCommand::Barrier;
-    let asked = propose(&loop_tx, 0, 0, barrier, Some(ballot)).await;
+    let asked = propose(&loop_tx, (0, 0, 0), barrier, Some(ballot)).await;
     match appended(req, answer(asked).await) {
         Response::Appended { index, .. } => Response::Tail { req, index, ballot },
         other => other,
@@ -153,16 +155,17 @@ async fn answer<T>(pending: Pending<T>) -> Option<T> {
     pending?.await.ok()
 }
 
+/// `(client_id, seq, floor)` is the append's session key (zeros otherwise).
 async fn propose(
     loop_tx: &mpsc::Sender<Command>,
-    client_id: u64,
-    seq: u64,
+    (client_id, seq, floor): (u64, u64, u64),
     command: ProposalCommand,
     expected_ballot: Option<Ballot>,
 ) -> Pending<Result<Index, OpError>> {
     enqueue(loop_tx, |reply| Command::Propose {
         client_id,
         seq,
+        floor,
         command,
         expected_ballot,
         reply,

@@ -15,6 +15,7 @@ pub(crate) enum Command {
     Propose {
         client_id: u64,
         seq: u64,
+        floor: u64,
         command: ProposalCommand,
         expected_ballot: Option<Ballot>,
         reply: oneshot::Sender<Result<Index, OpError>>,

@@ -56,6 +56,10 @@ pub fn merge_into(into: &mut WriteBatch, next: WriteBatch) {
     if next.trim_index.is_some() {
         into.trim_index = next.trim_index.max(into.trim_index);
     }
+    // The later state goes with the later (higher) trim.
+    if next.trim_state.is_some() {
+        into.trim_state = next.trim_state;
+    }
 }
 
 /// Spawns the writer thread. It exits when `rx` closes or after the first
@@ -124,18 +128,21 @@ mod tests {
             accepts: vec![accept(1, 1)],
             chosen_index: Some(3),
             trim_index: None,
+            trim_state: None,
         };
         let b = WriteBatch {
             promise: Some(Ballot::new(2, 2)),
             accepts: vec![accept(1, 2), accept(2, 2)],
             chosen_index: None,
             trim_index: Some(1),
+            trim_state: Some(bytes::Bytes::from_static(b"state")),
         };
         merge_into(&mut a, b);
         assert_eq!(a.promise, Some(Ballot::new(2, 2)));
         assert_eq!(a.accepts, vec![accept(1, 1), accept(1, 2), accept(2, 2)]);
         assert_eq!(a.chosen_index, Some(3));
         assert_eq!(a.trim_index, Some(1));
+        assert_eq!(a.trim_state, Some(bytes::Bytes::from_static(b"state")));
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub struct WriteBatch {
     /// Delete every index `<= trim_index` and remember the trim point.
     /// Ignored if not above the current trim point.
     pub trim_index: Option<Index>,
+    /// Opaque state the core derived from the log (its session table),
+    /// replacing the one stored before; written with the trim that deletes
+    /// the entries it was derived from, so it survives them.
+    pub trim_state: Option<Bytes>,
 }
 
 impl WriteBatch {
@@ -119,6 +123,7 @@ impl WriteBatch {
             && self.accepts.is_empty()
             && self.chosen_index.is_none()
             && self.trim_index.is_none()
+            && self.trim_state.is_none()
     }
 
     /// Bytes of accepted values in the batch.
@@ -216,6 +221,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// indexes that hold none, bounded by `limit`.
     /// `from` below the trim point: [`StoreError::Trimmed`].
     fn range(&self, from: Index, to: Index, limit: ReadLimit) -> Result<Vec<(Index, Accepted)>>;
+
+    /// The last `trim_state` written (`None` if never). A damaged record is
+    /// [`StoreError::Corrupt`].
+    fn trim_state(&self) -> Result<Option<Bytes>>;
 }
 
 /// A shared store is still a store: the node's writer thread and the core
@@ -244,5 +253,8 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     fn range(&self, from: Index, to: Index, limit: ReadLimit) -> Result<Vec<(Index, Accepted)>> {
         (**self).range(from, to, limit)
+    }
+    fn trim_state(&self) -> Result<Option<Bytes>> {
+        (**self).trim_state()
     }
 }

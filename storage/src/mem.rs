@@ -31,6 +31,7 @@ struct Image {
     accepted: BTreeMap<Index, Accepted>,
     /// Persisted like RocksStore's `meta/suspect`: survives crashes until repaired.
     suspect: Option<String>,
+    trim_state: Option<bytes::Bytes>,
 }
 
 impl Image {
@@ -43,6 +44,9 @@ impl Image {
         }
         if let Some(chosen) = batch.chosen_index {
             self.meta.chosen_index = chosen;
+        }
+        if let Some(state) = &batch.trim_state {
+            self.trim_state = Some(state.clone());
         }
         // Trim last, as RocksStore does: an accept at a trimmed index is deleted.
         if let Some(trim) = batch.trim_index {
@@ -269,5 +273,9 @@ impl Store for MemStore {
             out.push((*index, accepted.clone()));
         }
         Ok(out)
+    }
+
+    fn trim_state(&self) -> Result<Option<bytes::Bytes>> {
+        Ok(self.lock().visible.trim_state.clone())
     }
 }

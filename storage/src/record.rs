@@ -38,16 +38,19 @@ pub enum Meta {
     TrimIndex,
     /// Present while the voting state awaits repair (payload: reason `String`).
     Suspect,
+    /// The core's state derived from the log, kept across trims (payload: bytes).
+    TrimState,
 }
 
 impl Meta {
-    pub const ALL: [Meta; 6] = [
+    pub const ALL: [Meta; 7] = [
         Meta::Format,
         Meta::Identity,
         Meta::Promised,
         Meta::ChosenIndex,
         Meta::TrimIndex,
         Meta::Suspect,
+        Meta::TrimState,
     ];
 
     fn tag(self) -> u8 {
@@ -58,6 +61,7 @@ impl Meta {
             Meta::ChosenIndex => 4,
             Meta::TrimIndex => 5,
             Meta::Suspect => 6,
+            Meta::TrimState => 7,
         }
     }
 
@@ -69,6 +73,7 @@ impl Meta {
             Meta::ChosenIndex => "meta/chosen_index",
             Meta::TrimIndex => "meta/trim_index",
             Meta::Suspect => "meta/suspect",
+            Meta::TrimState => "meta/trim_state",
         }
     }
 

@@ -213,6 +213,10 @@ impl RocksStore {
             wb.put(key, record::encode(&key, &trim));
             self.trim_floor.fetch_max(trim, Ordering::SeqCst);
         }
+        if let Some(state) = &batch.trim_state {
+            let key = Meta::TrimState.key();
+            wb.put(key, record::encode(&key, &state.to_vec()));
+        }
         if repair {
             wb.delete(Meta::Suspect.key());
         }
@@ -339,5 +343,10 @@ impl Store for RocksStore {
         // Checked again: entries trimmed during the scan must not read as holes.
         self.check_trimmed(from)?;
         Ok(out)
+    }
+
+    fn trim_state(&self) -> Result<Option<bytes::Bytes>> {
+        let state: Option<Vec<u8>> = open::read_meta(&self.db, Meta::TrimState)?;
+        Ok(state.map(bytes::Bytes::from))
     }
 }

@@ -208,14 +208,21 @@ fn trim_reads_below_say_trimmed_and_survive_reopen<H: Harness>() {
     let store = h.open(&id).expect("open");
     let b = Ballot::new(1, 1);
     store.write(&accepts(b, 1..=10)).expect("write");
+    assert_eq!(store.trim_state().expect("trim state"), None);
     store
         .write(&WriteBatch {
             trim_index: Some(4),
+            trim_state: Some(Bytes::from_static(b"table at 4")),
             ..WriteBatch::default()
         })
         .expect("trim");
     let check = |store: &H::S| {
         assert_eq!(store.metadata().trim_index, 4);
+        assert_eq!(
+            store.trim_state().expect("trim state"),
+            Some(Bytes::from_static(b"table at 4")),
+            "the state written with the trim survives it"
+        );
         for i in 1..=4 {
             match store.get(i) {
                 Err(StoreError::Trimmed { index, first }) => assert_eq!((index, first), (i, 5)),
@@ -437,6 +444,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         prop::option::weighted(0.15, index.clone()),
     )
         .prop_map(|(promise, accepts, chosen_index, trim_index)| WriteBatch {
+            trim_state: None,
             promise,
             accepts,
             chosen_index,

@@ -1,27 +1,51 @@
 //! Invariant 3 — an acknowledged append is chosen at the acknowledged index
-//! (and, checked at the end of a run, stays readable until trimmed), and
-//! exactly once: every acknowledgement of `(client_id, seq)` names the lowest
-//! index holding that pair in the raw chosen log — every node's output,
-//! duplicates included, and every durably chosen entry — not what reads show.
+//! (and, checked at the end of a run, stays readable until trimmed), exactly
+//! once and in its writer's order. Checked against a model of sessions
+//! folded over the raw chosen log (every node's output, hidden appends
+//! included, and every durably chosen entry — not what reads show):
+//! - every acknowledgement of `(client_id, seq)` names the one index where
+//!   the model finds that pair effective (its session's next seq there);
+//! - so a session's acknowledged seqs are at increasing indexes (FIFO);
+//! - every node flags as hidden exactly the indexes the model hides.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use paxlog::core::{Command, Index};
+use paxlog::core::{Command, Index, NodeId};
 
-use super::inv_prefix::Prefix;
 use super::invariants::{Found, Violation};
 
 const NAME: &str = "inv_acked";
 
+/// The simulation's `session_window`; the model hides what passes it too.
+pub const WINDOW: u64 = 256;
+
+#[derive(Debug, Default)]
+struct ModelSession {
+    last: u64,
+    /// seq → where it became effective.
+    effective: BTreeMap<u64, Index>,
+    floor: u64,
+    closed: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct Acked {
-    /// index → the encoded append acknowledged there.
-    pub acks: BTreeMap<Index, Bytes>,
-    /// `(client_id, seq)` → index.
+    /// index → the append acknowledged there.
+    acks: BTreeMap<Index, (u64, u64, Bytes)>,
+    /// `(client_id, seq)` → the index acknowledged.
     by_key: BTreeMap<(u64, u64), Index>,
-    /// `(client_id, seq)` → every index of the raw chosen log holding it.
-    raw: BTreeMap<(u64, u64), BTreeSet<Index>>,
+    /// The raw chosen log, as far as any source showed it.
+    raw: BTreeMap<Index, Bytes>,
+    /// Every index `<=` it is folded into the model.
+    folded: Index,
+    sessions: BTreeMap<u64, ModelSession>,
+    /// Indexes the model hides (folded ones only).
+    hidden: BTreeMap<Index, bool>,
+    /// What the first node to emit an index said of it: hidden or not.
+    emitted: BTreeMap<Index, (NodeId, bool)>,
+    /// Appends the model made effective.
+    pub effective: u64,
 }
 
 impl Acked {
@@ -31,15 +55,8 @@ impl Acked {
         seq: u64,
         payload: &Bytes,
         index: Index,
-        prefix: &Prefix,
         found: &mut Found,
     ) {
-        let value = Command::Append {
-            client_id,
-            seq,
-            payload: payload.clone(),
-        }
-        .encode();
         if let Some(&other) = self.by_key.get(&(client_id, seq)) {
             if other != index {
                 found.push(Violation {
@@ -49,59 +66,151 @@ impl Acked {
             }
         }
         self.by_key.insert((client_id, seq), index);
-        self.check_lowest(client_id, seq, found);
-        if let Some(v) = self.acks.get(&index) {
-            if *v != value {
+        let ack = (client_id, seq, payload.clone());
+        if let Some(a) = self.acks.get(&index) {
+            if *a != ack {
                 found.push(Violation {
                     invariant: NAME,
                     detail: format!("index {index} acknowledged for two different appends"),
                 });
             }
         }
-        self.acks.insert(index, value.clone());
-        if let Some(h) = prefix.history.get(&index) {
-            if *h != value {
-                found.push(Violation {
-                    invariant: NAME,
-                    detail: format!(
-                        "({client_id}, {seq}) acknowledged at {index}, but {h:?} is chosen there"
-                    ),
-                });
-            }
+        self.acks.insert(index, ack);
+        if let Some(value) = self.raw.get(&index) {
+            self.check_value(index, value, found);
         }
+        self.check_ack(client_id, seq, found);
     }
 
-    /// The acknowledgement of `(client_id, seq)` must name its lowest raw index.
-    fn check_lowest(&self, client_id: u64, seq: u64, found: &mut Found) {
-        let (Some(&acked), Some(lowest)) = (
-            self.by_key.get(&(client_id, seq)),
-            self.raw
-                .get(&(client_id, seq))
-                .and_then(|s| s.first().copied()),
-        ) else {
+    /// The acknowledged append is what the raw log holds at its index.
+    fn check_value(&self, index: Index, value: &Bytes, found: &mut Found) {
+        let Some((c, s, payload)) = self.acks.get(&index) else {
             return;
         };
-        if lowest < acked {
+        let holds = matches!(Command::decode(value),
+            Ok(Command::Append { client_id, seq, payload: p, .. })
+                if client_id == *c && seq == *s && p == *payload);
+        if !holds {
             found.push(Violation {
                 invariant: NAME,
                 detail: format!(
-                    "({client_id}, {seq}) acknowledged at {acked}, but the raw log holds it first at {lowest}"
+                    "({c}, {s}) acknowledged at {index}, but {value:?} is chosen there"
+                ),
+            });
+        }
+    }
+
+    /// Every acknowledged index with its payload.
+    pub fn acked_payloads(&self) -> Vec<(Index, Bytes)> {
+        self.acks
+            .iter()
+            .map(|(&i, (_, _, p))| (i, p.clone()))
+            .collect()
+    }
+
+    /// Once the model folded past the acknowledged index, the pair must be
+    /// effective exactly there.
+    fn check_ack(&self, client_id: u64, seq: u64, found: &mut Found) {
+        let Some(&acked) = self.by_key.get(&(client_id, seq)) else {
+            return;
+        };
+        let effective = self
+            .sessions
+            .get(&client_id)
+            .and_then(|s| s.effective.get(&seq).copied());
+        if effective.is_none() && acked > self.folded {
+            return;
+        }
+        if effective != Some(acked) {
+            found.push(Violation {
+                invariant: NAME,
+                detail: format!(
+                    "({client_id}, {seq}) acknowledged at {acked}, but the raw log makes it effective at {effective:?}"
                 ),
             });
         }
     }
 
     pub fn on_history(&mut self, index: Index, value: &Bytes, found: &mut Found) {
-        if let Ok(Command::Append { client_id, seq, .. }) = Command::decode(value) {
-            if self.raw.entry((client_id, seq)).or_default().insert(index) {
-                self.check_lowest(client_id, seq, found);
+        self.check_value(index, value, found);
+        self.raw.entry(index).or_insert_with(|| value.clone());
+        while let Some(value) = self.raw.get(&(self.folded + 1)).cloned() {
+            self.folded += 1;
+            self.fold(self.folded, &value, found);
+        }
+    }
+
+    fn fold(&mut self, index: Index, value: &Bytes, found: &mut Found) {
+        let mut hidden = false;
+        match Command::decode(value) {
+            Ok(Command::Register { supersedes }) => {
+                if let Some(old) = supersedes.and_then(|id| self.sessions.get_mut(&id)) {
+                    old.closed = true;
+                }
+                self.sessions.insert(
+                    index,
+                    ModelSession {
+                        floor: 1,
+                        ..ModelSession::default()
+                    },
+                );
+            }
+            Ok(Command::Append {
+                client_id,
+                seq,
+                floor,
+                ..
+            }) => {
+                hidden = true;
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    let new_floor = s.floor.max(floor.min(seq));
+                    if seq > s.last
+                        && !s.closed
+                        && seq == s.last + 1
+                        && seq + 1 - new_floor <= WINDOW
+                    {
+                        s.last = seq;
+                        s.floor = new_floor;
+                        s.effective.insert(seq, index);
+                        self.effective += 1;
+                        hidden = false;
+                    }
+                }
+                self.check_ack(client_id, seq, found);
+            }
+            _ => {}
+        }
+        self.hidden.insert(index, hidden);
+        if let Some(&(node, said)) = self.emitted.get(&index) {
+            self.check_emitted(node, index, said, found);
+        }
+    }
+
+    /// `node` emitted `index` flagged `hidden` (or not).
+    pub fn on_emitted(&mut self, node: NodeId, index: Index, hidden: bool, found: &mut Found) {
+        match self.emitted.get(&index) {
+            Some(&(first, said)) if said != hidden => found.push(Violation {
+                invariant: NAME,
+                detail: format!(
+                    "index {index} emitted hidden={said} by node {first} and hidden={hidden} by node {node}"
+                ),
+            }),
+            Some(_) => {}
+            None => {
+                self.emitted.insert(index, (node, hidden));
             }
         }
-        if let Some(a) = self.acks.get(&index) {
-            if a != value {
+        self.check_emitted(node, index, hidden, found);
+    }
+
+    fn check_emitted(&self, node: NodeId, index: Index, hidden: bool, found: &mut Found) {
+        if let Some(&model) = self.hidden.get(&index) {
+            if model != hidden {
                 found.push(Violation {
                     invariant: NAME,
-                    detail: format!("acknowledged {a:?} at {index}, but {value:?} is chosen there"),
+                    detail: format!(
+                        "node {node} emitted index {index} with hidden={hidden}; the session model says {model}"
+                    ),
                 });
             }
         }

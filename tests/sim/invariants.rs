@@ -16,7 +16,7 @@ use super::{
 pub const TABLE: &[(&str, &str)] = &[
     ("inv_agreement", "1. Agreement: at most one value is ever chosen for an index."),
     ("inv_prefix", "2. Every node's chosen prefix is a prefix of the one history."),
-    ("inv_acked", "3. An acknowledged append is chosen at the acknowledged index and stays readable until trimmed."),
+    ("inv_acked", "3. An acknowledged append is chosen at the acknowledged index and stays readable until trimmed; it is effective there and only there (exactly-once, one writer's order), and every node hides the same indexes."),
     ("inv_promise", "4. An acceptor's promised ballot never decreases, across crashes."),
     ("inv_accept", "5. An acceptor never accepts at a ballot below its promise."),
     ("inv_leader", "6. At most one leader per ballot."),
@@ -117,17 +117,13 @@ impl Checkers {
         self.chosen
             .on_learned(node, chosen.index, &value, &mut self.found);
         self.acked.on_history(chosen.index, &value, &mut self.found);
+        self.acked
+            .on_emitted(node, chosen.index, chosen.hidden.is_some(), &mut self.found);
     }
 
     pub fn on_ack(&mut self, client_id: u64, seq: u64, payload: &Bytes, index: Index) {
-        self.acked.on_ack(
-            client_id,
-            seq,
-            payload,
-            index,
-            &self.prefix,
-            &mut self.found,
-        );
+        self.acked
+            .on_ack(client_id, seq, payload, index, &mut self.found);
     }
 
     pub fn on_status(&mut self, status: &Status, incarnation: u64) {

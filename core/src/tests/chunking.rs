@@ -16,6 +16,7 @@ fn big_value(seq: u64) -> Bytes {
         let value = Command::Append {
             client_id: 7,
             seq,
+            floor: 1,
             payload: Bytes::from(payload.clone()),
         }
         .encode();
@@ -55,6 +56,7 @@ fn after_leader_crash(n: u64, values: &[Bytes]) -> Cluster {
             accepts: accepts.clone(),
             chosen_index: None,
             trim_index: None,
+            trim_state: None,
         })
         .expect("seed");
     }
@@ -176,6 +178,7 @@ fn catchup_of_large_chosen_values_fits_a_frame() {
         accepts,
         chosen_index: Some(12),
         trim_index: None,
+        trim_state: None,
     })
     .expect("seed");
     let mut r = Replica::new(config(1, 3), s, 1, 0).expect("new");

@@ -43,7 +43,7 @@ fn leader(r: &mut Replica<MemStore>) -> &mut Leader {
 fn entry_above_promise() {
     let mut c = leading();
     let r = c.node(1);
-    if let Some(a) = r.acceptor.entries.get_mut(&2) {
+    if let Some(a) = r.acceptor.entries.get_mut(&3) {
         a.ballot = Ballot::new(a.ballot.counter + 1, 3);
     }
     r.assert_invariants();
@@ -62,7 +62,7 @@ fn max_seen_below_promise() {
 fn mirrored_entry_beyond_last_index() {
     let mut c = leading();
     let r = c.node(1);
-    let a = r.acceptor.entries[&2].clone();
+    let a = r.acceptor.entries[&3].clone();
     r.acceptor.entries.insert(9, a);
     r.assert_invariants();
 }
@@ -137,15 +137,18 @@ fn trim_beyond_emitted() {
 #[should_panic(expected = "Invariant: emitted_index <= dedup_index")]
 fn emitted_beyond_dedup() {
     let mut c = leading();
-    c.node(1).learner.emitted_index = 2;
+    c.node(1).learner.emitted_index = 3;
     c.node(1).assert_invariants();
 }
 
 #[test]
-#[should_panic(expected = "Invariant: every duplicates key in (trim_index, dedup_index]")]
-fn duplicate_beyond_dedup() {
+#[should_panic(expected = "Invariant: every hidden index in (trim_index, dedup_index]")]
+fn hidden_beyond_dedup() {
     let mut c = leading();
-    c.node(1).learner.duplicates.insert(2, 1);
+    c.node(1)
+        .learner
+        .hidden
+        .insert(9, crate::Hidden::DuplicateOf(1));
     c.node(1).assert_invariants();
 }
 
@@ -164,16 +167,18 @@ fn pending_trim_beyond_dedup() {
 fn staged_accept_not_mirrored() {
     let mut c = leading();
     let now = c.now_ms;
+    let session = c.session;
     let r = c.node(1);
     let p = Proposal {
         id: 12,
-        client_id: 9,
+        client_id: session,
         seq: 3,
+        floor: 1,
         command: ProposalCommand::Append(Bytes::from_static(b"c")),
         expected_ballot: None,
     };
     r.propose(p, now);
-    r.acceptor.entries.remove(&3);
+    r.acceptor.entries.remove(&4);
     r.assert_invariants();
 }
 
@@ -208,7 +213,7 @@ fn leader_log_gap() {
 #[should_panic(expected = "Invariant: every leader log index is mirrored at its ballot")]
 fn leader_log_not_mirrored_at_ballot() {
     let mut c = leading();
-    if let Some(a) = c.node(1).acceptor.entries.get_mut(&2) {
+    if let Some(a) = c.node(1).acceptor.entries.get_mut(&3) {
         a.ballot = Ballot::ZERO;
     }
     c.node(1).assert_invariants();

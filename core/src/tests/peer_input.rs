@@ -80,6 +80,7 @@ fn a_restart_over_a_promise_at_the_top_does_not_overflow() {
         accepts: Vec::new(),
         chosen_index: None,
         trim_index: None,
+        trim_state: None,
     })
     .expect("write");
     let mut r = Replica::new(config(1, 3), s.clone(), 1, 0).expect("new");
@@ -166,16 +167,20 @@ fn an_unsolicited_catchup_cannot_skip_the_log() {
             values: vec![Bytes::from_static(b"x")],
             chosen_index: 1_000_001,
             trim_index: 1_000_000,
+            // A well-formed table: only the request check stands in the way.
+            trim_state: Some(
+                crate::TrimState::new(1_000_000, &crate::SessionTable::new(4, 64, 8)).encode(),
+            ),
         },
         now,
     );
     c.collect();
     assert!(c.node(2).status().trim_index < 1_000_000, "log skipped");
-    assert!(c.node(2).status().chosen_index <= 1);
+    assert!(c.node(2).status().chosen_index <= 2);
     c.settle();
     c.propose(1, 11, 2, "b");
     c.settle();
-    assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(2)));
+    assert_eq!(c.reply(11).map(|r| r.result.clone()), Some(Ok(3)));
 }
 
 #[test]

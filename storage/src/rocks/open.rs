@@ -167,7 +167,7 @@ impl Reasons {
     }
 }
 
-fn read_meta<T: serde::de::DeserializeOwned>(db: &DB, meta: Meta) -> Result<Option<T>> {
+pub(super) fn read_meta<T: serde::de::DeserializeOwned>(db: &DB, meta: Meta) -> Result<Option<T>> {
     let key = meta.key();
     match db.get_pinned(key) {
         Ok(Some(raw)) => record::decode(&key, &raw).map(Some),

@@ -102,6 +102,7 @@ impl World {
             id,
             client_id: 0,
             seq: 0,
+            floor: 0,
             command: ProposalCommand::Trim(upto),
             expected_ballot: None,
         };

@@ -52,5 +52,6 @@ pub fn batch(n: u64) -> WriteBatch {
             .collect(),
         chosen_index: Some(chosen_after(n)),
         trim_index: Some(trim_after(n)).filter(|t| *t > 0),
+        trim_state: None,
     }
 }
