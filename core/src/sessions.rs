@@ -344,7 +344,3 @@ impl TrimState {
         table
     }
 }
-
-#[cfg(test)]
-#[path = "tests/sessions.rs"]
-mod tests;

@@ -80,10 +80,13 @@ struct Inner {
     endpoint: ClientEndpoint,
     nodes: BTreeMap<NodeId, SocketAddr>,
     timeout: Duration,
-    /// The session and its seqs. Held until the request that takes a seq is
-    /// on a connection's queue, so seq order is the order requests reach the
-    /// stream, whichever tasks share this client.
-    session: tokio::sync::Mutex<seqs::Seqs>,
+    /// Held from taking a seq until its request is on a connection's queue,
+    /// so seq order is the order requests reach the stream, whichever tasks
+    /// share this client. Settling never takes it: a settle waiting behind
+    /// a caller that waits for settles would deadlock.
+    order: tokio::sync::Mutex<()>,
+    /// The session and its seqs; never held across an await.
+    session: Mutex<seqs::Seqs>,
     /// Signalled whenever an append settles (the window may have room).
     settled: tokio::sync::Notify,
     next_req: AtomicU64,
@@ -107,7 +110,8 @@ impl Client {
                 endpoint,
                 nodes: options.nodes,
                 timeout: options.timeout,
-                session: tokio::sync::Mutex::new(seqs::Seqs::default()),
+                order: tokio::sync::Mutex::new(()),
+                session: Mutex::new(seqs::Seqs::default()),
                 settled: tokio::sync::Notify::new(),
                 next_req: AtomicU64::new(1),
                 leader: Mutex::new(None),
@@ -142,14 +146,15 @@ impl Client {
     /// The current session's id (the index its registration was chosen
     /// at), once the first append opened it.
     pub async fn client_id(&self) -> Option<u64> {
-        self.inner.session.lock().await.id()
+        self.seqs(|s| s.id())
     }
 
     /// Continues a session another process opened (and persisted with the
     /// seq it would use next): its retries keep exactly-once across
     /// processes. The caller must not run two clients on one session.
     pub async fn resume_session(&self, client_id: u64, next_seq: u64) {
-        *self.inner.session.lock().await = seqs::Seqs::resumed(client_id, next_seq);
+        let _order = self.inner.order.lock().await;
+        self.seqs(|s| *s = seqs::Seqs::resumed(client_id, next_seq));
     }
 
     /// Appends one value; resolves with its chosen index.
@@ -219,7 +224,18 @@ impl Client {
             }
             // One at a time, so the values reach the stream in input order: a
             // set of concurrently polled appends would queue in no fixed order.
-            in_flight.push_back(self.start_append(payload, None).await);
+            // What is in flight is polled meanwhile: starting may wait for
+            // appends to settle (the session's window, or a broken session).
+            let start = self.start_append(payload, None);
+            tokio::pin!(start);
+            let appending = loop {
+                tokio::select! {
+                    biased;
+                    appending = &mut start => break appending,
+                    Some(result) = in_flight.next(), if !in_flight.is_empty() => results.push(result),
+                }
+            };
+            in_flight.push_back(appending);
         }
         while let Some(result) = in_flight.next().await {
             results.push(result);
@@ -247,6 +263,17 @@ impl Client {
 
     fn next_req(&self) -> u64 {
         self.inner.next_req.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The session's seqs, under their lock. A panic elsewhere cannot leave
+    /// them half-updated (each use is one small step), so poison is ignored.
+    fn seqs<T>(&self, f: impl FnOnce(&mut seqs::Seqs) -> T) -> T {
+        let mut seqs = self
+            .inner
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut seqs)
     }
 
     fn cached_leader(&self) -> Option<NodeId> {

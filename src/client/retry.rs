@@ -252,18 +252,19 @@ impl Client {
         build: impl FnOnce(u64, u64, u64) -> F,
     ) -> Result<(Started, F, Taken), ClientError> {
         loop {
-            let mut session = self.inner.session.lock().await;
-            let (client_id, seq, floor) = match session.take(window()) {
+            let order = self.inner.order.lock().await;
+            // Created before looking, so a settle in between still wakes us.
+            let settled = self.inner.settled.notified();
+            let (client_id, seq, floor) = match self.seqs(|s| s.take(window())) {
                 Ok(taken) => taken,
                 Err(Blocked::Full(_)) => {
-                    let settled = self.inner.settled.notified();
-                    drop(session);
+                    drop(order);
                     settled.await;
                     continue;
                 }
                 Err(Blocked::NoSession(NoSession { supersedes })) => {
                     let id = self.register(supersedes).await?;
-                    session.open(id);
+                    self.seqs(|s| s.open(id));
                     continue;
                 }
             };
@@ -293,11 +294,7 @@ impl Client {
         taken: Taken,
     ) -> Result<Index, ClientError> {
         let result = self.follow_to_index(started, make).await;
-        self.inner
-            .session
-            .lock()
-            .await
-            .settle(taken, result.is_ok());
+        self.seqs(|s| s.settle(taken, result.is_ok()));
         self.inner.settled.notify_waiters();
         result
     }
