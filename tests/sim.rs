@@ -35,9 +35,10 @@ mod world;
 use paxlog::core::Mutation;
 use world::{Outcome, Params, Scenario, World};
 
-// 10,000 seeds take ~70 s on 2 cores when idle (214 s measured while other builds
-// shared them); the ballot-reuse bug first showed at seed 3208.
-const DEFAULT_SEEDS: u64 = 4_000;
+// 10,000 seeds take ~120 s on 2 cores when idle (sessions, a deep client in
+// one seed of eight, the core's full invariant walk every 16th check); the
+// ballot-reuse bug first showed at seed 3208.
+const DEFAULT_SEEDS: u64 = 10_000;
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;

@@ -44,8 +44,12 @@ impl AcceptorState {
     }
 
     /// The checks that need only this part; `trim_index` bounds the mirror.
-    pub(crate) fn assert_invariants(&self, trim_index: Index) {
-        if let Some((&i, a)) = self.entries.iter().find(|(_, a)| a.ballot > self.promised) {
+    pub(crate) fn assert_invariants(&self, trim_index: Index, full: bool) {
+        let walk = full.then_some(self.entries.iter()).into_iter().flatten();
+        if let Some((&i, a)) = walk
+            .chain(self.entries.last_key_value())
+            .find(|(_, a)| a.ballot > self.promised)
+        {
             panic!(
                 "Invariant: every accepted entry's ballot <= promised \
                  (index {i} at {} above promise {})",

@@ -67,7 +67,7 @@ impl Progress {
         self.last_progress_ms = now_ms;
     }
 
-    fn assert_invariants(&self, peer: NodeId, leader_next_index: Index) {
+    fn assert_invariants(&self, peer: NodeId, leader_next_index: Index, full: bool) {
         assert!(
             self.match_index < self.next_index && self.next_index <= leader_next_index,
             "Invariant: progress match_index < next_index <= leader next_index \
@@ -75,6 +75,9 @@ impl Progress {
             self.match_index,
             self.next_index
         );
+        if !full {
+            return;
+        }
         if let Some(&(last, _)) = self
             .sent
             .iter()
@@ -149,6 +152,7 @@ impl Leader {
         promised: Ballot,
         chosen_index: Index,
         entries: &BTreeMap<Index, Accepted>,
+        full: bool,
     ) {
         assert!(
             self.ballot == promised && self.ballot.node == me,
@@ -173,6 +177,12 @@ impl Leader {
             self.log.len(),
             self.next_index
         );
+        for (&peer, p) in &self.peers {
+            p.assert_invariants(peer, self.next_index, full);
+        }
+        if !full {
+            return;
+        }
         let mut bytes = 0;
         for &i in self.log.keys() {
             let mirrored = entries.get(&i).filter(|a| a.ballot == self.ballot);
@@ -195,9 +205,6 @@ impl Leader {
                  ({key:?} at {i}, chosen {chosen_index}, next {})",
                 self.next_index
             );
-        }
-        for (&peer, p) in &self.peers {
-            p.assert_invariants(peer, self.next_index);
         }
     }
 }

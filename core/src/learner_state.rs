@@ -71,7 +71,7 @@ pub(crate) struct LearnerState {
 
 impl LearnerState {
     /// The checks that need only this part.
-    pub(crate) fn assert_invariants(&self) {
+    pub(crate) fn assert_invariants(&self, full: bool) {
         let (trim, emitted, dedup, chosen) = (
             self.trim_index,
             self.emitted_index,
@@ -100,9 +100,16 @@ impl LearnerState {
             "Invariant: durable_chosen_index <= chosen_index ({} > {chosen})",
             self.durable_chosen_index
         );
-        if let Some((&i, h)) = self.hidden.iter().find(|(&i, h)| {
-            i <= trim || i > dedup || matches!(h, Hidden::DuplicateOf(first) if *first >= i)
-        }) {
+        let hidden = self.hidden.first_key_value().into_iter();
+        let walk = full.then_some(self.hidden.iter()).into_iter().flatten();
+        if let Some((&i, h)) =
+            hidden
+                .chain(self.hidden.last_key_value())
+                .chain(walk)
+                .find(|(&i, h)| {
+                    i <= trim || i > dedup || matches!(h, Hidden::DuplicateOf(first) if *first >= i)
+                })
+        {
             panic!(
                 "Invariant: every hidden index in (trim_index, dedup_index], \
                  a duplicate above its first index ({i}: {h:?}, trim {trim}, dedup {dedup})"
@@ -118,7 +125,11 @@ impl LearnerState {
             "Invariant: trim_index <= trim_target <= dedup_index ({trim}, {}, {dedup})",
             self.trim_target
         );
-        self.sessions.assert_bounds();
+        if full {
+            self.sessions.assert_invariants();
+        } else {
+            self.sessions.assert_bounds();
+        }
         if let Some((&i, _)) = self
             .pending_trims
             .iter()

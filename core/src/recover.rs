@@ -120,6 +120,7 @@ impl<S: Store> Replica<S> {
             waiters: BTreeMap::new(),
             io: Io::new(),
             role: RoleState::Follower,
+            invariant_checks: std::cell::Cell::new(0),
             leader: None,
             leader_contact_ms: None,
             election_deadline_ms: 0,

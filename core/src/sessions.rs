@@ -248,7 +248,6 @@ impl SessionTable {
     }
 
     /// Every invariant, walking the whole table.
-    #[cfg(test)]
     pub(crate) fn assert_invariants(&self) {
         self.assert_bounds();
         let mut seqs = 0;
