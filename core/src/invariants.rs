@@ -97,7 +97,7 @@ impl<S: Store> Replica<S> {
         if cfg!(debug_assertions) {
             let n = self.invariant_checks.get();
             self.invariant_checks.set(n + 1);
-            self.assert_invariants_to(n % FULL_CHECK_EVERY == 0);
+            self.assert_invariants_to(n.is_multiple_of(FULL_CHECK_EVERY));
         }
     }
 }
