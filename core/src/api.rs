@@ -4,7 +4,7 @@ use bytes::Bytes;
 use paxlog_storage::{Ballot, Index, NodeId, StoreError, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{Command, Hidden, Message};
+use super::{Command, Hidden, Message, Refusal};
 
 /// Chosen by the driver, echoed in replies.
 pub type RequestId = u64;
@@ -205,6 +205,18 @@ impl From<CoreError> for OpError {
         match e {
             CoreError::Trimmed { index, first } => OpError::Trimmed { index, first },
             other => OpError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl Refusal {
+    /// What the client of `client_id` is told when the fold refused its append.
+    pub fn to_error(self, client_id: u64) -> OpError {
+        match self {
+            Refusal::SessionExpired => OpError::SessionExpired { client_id },
+            Refusal::BelowFloor { floor } => OpError::BelowFloor { floor },
+            Refusal::OutOfOrder { expected } => OpError::OutOfOrder { expected },
+            Refusal::WindowFull => OpError::Busy,
         }
     }
 }

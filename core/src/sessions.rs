@@ -34,8 +34,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use paxlog_storage::Index;
 use serde::{Deserialize, Serialize};
 
-use super::OpError;
-
 /// Why a chosen append is not effective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Refusal {
@@ -51,17 +49,6 @@ pub enum Hidden {
     /// A retry of the append effective at this index.
     DuplicateOf(Index),
     Refused(Refusal),
-}
-
-impl Refusal {
-    pub fn to_error(self, client_id: u64) -> OpError {
-        match self {
-            Refusal::SessionExpired => OpError::SessionExpired { client_id },
-            Refusal::BelowFloor { floor } => OpError::BelowFloor { floor },
-            Refusal::OutOfOrder { expected } => OpError::OutOfOrder { expected },
-            Refusal::WindowFull => OpError::Busy,
-        }
-    }
 }
 
 /// What folding one command did.

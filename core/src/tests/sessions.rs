@@ -78,3 +78,70 @@ fn trim_state_round_trips_and_refuses_garbage() {
     assert_eq!(back.table(4, 64, 8), t);
     assert!(TrimState::decode(b"\xff\xff\xff").is_err());
 }
+
+/// Issue 11, hole 2: a node started over a log that holds a retried append
+/// twice (the retry reached a new leader while the original survived on a
+/// minority that a later leader adopted) hides the second copy, and answers
+/// a retry with the first index, exactly as the nodes that never restarted
+/// do: the session table is rebuilt from the whole chosen log.
+/// Seen failing on f8f3c80 (the dedup table): the restarted nodes emitted
+/// index 3 with `duplicate_of: None`.
+#[test]
+fn a_restarted_node_hides_the_duplicates_the_others_hide() {
+    use bytes::Bytes;
+    use paxlog_storage::{Accepted, Ballot, Store, WriteBatch};
+
+    use super::{config, store};
+    use crate::{Command, Replica};
+
+    let append = |seq: u64, payload: &'static str| Command::Append {
+        client_id: 1,
+        seq,
+        floor: 1,
+        payload: Bytes::from(payload),
+    };
+    let log = [
+        Command::Register { supersedes: None },
+        append(1, "first"),
+        append(1, "first"),
+        append(2, "second"),
+    ];
+    let accepts: Vec<_> = log
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let accepted = Accepted {
+                ballot: Ballot::new(1, 1),
+                value: c.encode(),
+            };
+            (i as u64 + 1, accepted)
+        })
+        .collect();
+    for id in 1..=3 {
+        let s = store(id);
+        s.write(&WriteBatch {
+            promise: Some(Ballot::new(1, 1)),
+            accepts: accepts.clone(),
+            chosen_index: Some(4),
+            trim_index: None,
+            trim_state: None,
+        })
+        .expect("seed");
+        let mut r = Replica::new(config(id, 3), s, 7, 0).expect("start over the log");
+        let mut emitted = Vec::new();
+        while let Some(chosen) = r.poll_chosen() {
+            emitted.push((chosen.index, chosen.hidden));
+        }
+        assert_eq!(
+            emitted,
+            [
+                (1, None),
+                (2, None),
+                (3, Some(Hidden::DuplicateOf(2))),
+                (4, None)
+            ],
+            "node {id}"
+        );
+        assert_eq!(r.learner.sessions.lookup(1, 1), Lookup::Effective(2));
+    }
+}
