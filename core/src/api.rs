@@ -167,6 +167,8 @@ pub enum CoreError {
     Store(StoreError),
     #[error("index {index} is not chosen yet (chosen index is {chosen_index})")]
     NotChosen { index: Index, chosen_index: Index },
+    #[error("chosen index {index} is missing from this node's log")]
+    Missing { index: Index },
     #[error("undecodable command at index {index}: {reason}")]
     Decode { index: Index, reason: String },
     #[error("the replica has failed after a storage error")]

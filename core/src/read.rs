@@ -66,6 +66,21 @@ impl<S: Store> Replica<S> {
             });
         }
         let (entries, _) = self.read_entries(from, self.learner.chosen_index, limit)?;
+        // Every index up to the chosen one is held: a hole is a bug or lost
+        // data, and a reader that skipped it would miss appends silently.
+        let hole = (from..)
+            .zip(&entries)
+            .find(|(expected, (i, _))| i != expected)
+            .map(|(expected, _)| expected)
+            .or((entries.is_empty() && from <= self.learner.chosen_index).then_some(from));
+        if let Some(expected) = hole {
+            tracing::error!(
+                node = self.config.node_id,
+                index = expected,
+                "a chosen index is missing from the log"
+            );
+            return Err(CoreError::Missing { index: expected });
+        }
         entries
             .into_iter()
             .map(|(i, a)| {

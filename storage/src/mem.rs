@@ -171,6 +171,14 @@ impl MemStore {
         inner.visible.suspect = Some(reason);
     }
 
+    /// Testing: the entry at `index` is gone, durably, as a lost or
+    /// corrupted record would be (no store should ever do this).
+    pub fn lose_entry(&self, index: Index) {
+        let mut inner = self.lock();
+        inner.durable.accepted.remove(&index);
+        inner.visible.accepted.remove(&index);
+    }
+
     /// Number of staged-but-unsynced batches.
     pub fn staged_batches(&self) -> usize {
         self.lock().staged.len()
