@@ -73,13 +73,16 @@ fn start_writer(
 
 /// Polls the shared counter (not a sleep standing in for an event: the
 /// condition is what is waited for, bounded by `WAIT_MAX`).
-fn wait_acks(acks: &AtomicUsize, n: usize) {
+fn wait_acks(cluster: &TestCluster, acks: &AtomicUsize, n: usize) {
     let started = Instant::now();
     while acks.load(Ordering::Relaxed) < n {
-        assert!(
-            started.elapsed() < common::WAIT_MAX,
-            "stuck below {n} acknowledged appends"
-        );
+        if started.elapsed() > common::WAIT_MAX {
+            panic!(
+                "stuck at {} of {n} acknowledged appends; statuses: {:#?}",
+                acks.load(Ordering::Relaxed),
+                cluster.statuses()
+            );
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -93,6 +96,12 @@ fn kill_leader(cluster: &mut TestCluster) -> u64 {
 
 #[test]
 fn pipelined_writers_are_exactly_once_and_in_order_across_leader_kills() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let mut cluster = TestCluster::start(3);
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicUsize::new(0));
@@ -108,12 +117,12 @@ fn pipelined_writers_are_exactly_once_and_in_order_across_leader_kills() {
         n
     };
 
-    wait_acks(&acks, PHASE_ACKS);
+    wait_acks(&cluster, &acks, PHASE_ACKS);
     let healthy = mark("healthy");
     let first = kill_leader(&mut cluster);
     let second_leader = cluster.wait_for_leader();
     assert_ne!(second_leader, first, "a killed node cannot lead");
-    wait_acks(&acks, healthy + PHASE_ACKS);
+    wait_acks(&cluster, &acks, healthy + PHASE_ACKS);
     let after_first = mark("after the first kill");
     cluster.start_node(first);
     let second = kill_leader(&mut cluster);
@@ -121,10 +130,10 @@ fn pipelined_writers_are_exactly_once_and_in_order_across_leader_kills() {
         second, first,
         "the restarted node took over before the second kill"
     );
-    wait_acks(&acks, after_first + PHASE_ACKS);
+    wait_acks(&cluster, &acks, after_first + PHASE_ACKS);
     let after_second = mark("after the second kill");
     cluster.start_node(second);
-    wait_acks(&acks, after_second + PHASE_ACKS);
+    wait_acks(&cluster, &acks, after_second + PHASE_ACKS);
     mark("all restarted");
     stop.store(true, Ordering::Relaxed);
     let writers: Vec<(&str, Writer)> = ["a", "b"]

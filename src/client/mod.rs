@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use paxlog_net::{ClientEndpoint, ClientTls};
 use paxlog_storage::{Ballot, Index, NodeId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::cluster::ClusterFile;
 use crate::core::{Limits, OpError};
@@ -92,7 +92,7 @@ struct Inner {
     next_req: AtomicU64,
     leader: Mutex<Option<NodeId>>,
     /// Each node's session, as the channel its requests are queued on.
-    sessions: tokio::sync::Mutex<BTreeMap<NodeId, mpsc::Sender<Pending>>>,
+    sessions: BTreeMap<NodeId, tokio::sync::Mutex<session::Slot>>,
 }
 
 impl Client {
@@ -105,6 +105,11 @@ impl Client {
         let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
         let endpoint = ClientEndpoint::with_config(tls, paxlog_net::NetConfig::liveness(), bind)
             .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let sessions = options
+            .nodes
+            .keys()
+            .map(|&id| (id, tokio::sync::Mutex::default()))
+            .collect();
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoint,
@@ -115,7 +120,7 @@ impl Client {
                 settled: tokio::sync::Notify::new(),
                 next_req: AtomicU64::new(1),
                 leader: Mutex::new(None),
-                sessions: tokio::sync::Mutex::new(BTreeMap::new()),
+                sessions,
             }),
         })
     }

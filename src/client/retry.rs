@@ -144,7 +144,15 @@ impl Client {
     async fn start(&self, make: &impl Fn(u64) -> Request) -> Started {
         let deadline = Instant::now() + self.inner.timeout;
         let mut rotation = 0usize;
-        let first = self.queue_attempt(make, &mut rotation).await;
+        let first =
+            tokio::time::timeout(self.inner.timeout, self.queue_attempt(make, &mut rotation))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClientError::Unreachable(format!(
+                        "no node reached within {:?}",
+                        self.inner.timeout
+                    )))
+                });
         Started {
             deadline,
             rotation,
@@ -188,10 +196,18 @@ impl Client {
             let queued = match next.take() {
                 Some(queued) => queued,
                 None => {
-                    if Instant::now() >= deadline {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
                         return Err(attempts.give_up(self.inner.timeout));
                     }
-                    self.queue_attempt(&make, &mut rotation).await
+                    // Bounded too: reaching a node can wait (a connect in
+                    // progress); cut short, nothing was sent.
+                    match tokio::time::timeout(remaining, self.queue_attempt(&make, &mut rotation))
+                        .await
+                    {
+                        Ok(queued) => queued,
+                        Err(_) => continue,
+                    }
                 }
             };
             let (target, answer) = match queued {
@@ -215,6 +231,13 @@ impl Client {
                 Ok(Ok(response)) => {
                     self.set_leader(Some(target));
                     return Ok(response);
+                }
+                // Refused at the handshake: no node will take this client.
+                Ok(Err(e @ ClientError::Tls(_))) => {
+                    return Err(match attempts.maybe_applied.take() {
+                        Some(why) => ClientError::Indeterminate(format!("{why}; then: {e}")),
+                        None => e,
+                    })
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(node = target, error = %e, "session failed");

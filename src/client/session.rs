@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use paxlog_net::{FrameReader, FrameWriter};
 use paxlog_storage::NodeId;
@@ -15,11 +15,21 @@ use crate::proto::{Request, Response};
 
 /// Bound on reaching one node, so a dead node costs little of the caller's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a failed connect to a node is answered from memory.
+const CONNECT_RETRY_MIN: Duration = Duration::from_millis(200);
 /// Requests one session keeps in flight before callers wait.
 const SESSION_QUEUE_CAPACITY: usize = 4096;
 
 /// Where a queued request's answer comes.
 pub(super) type Answer = oneshot::Receiver<Result<Response, ClientError>>;
+
+/// One node's session: its request channel once connected, or when and why
+/// the last connect failed.
+#[derive(Debug, Default)]
+pub(super) struct Slot {
+    tx: Option<mpsc::Sender<Pending>>,
+    failed: Option<(Instant, String)>,
+}
 
 /// Requests sent on a session and not yet answered, by `req` id.
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, ClientError>>>>>;
@@ -40,6 +50,7 @@ async fn start_session(
     let (tx, mut rx) = mpsc::channel::<Pending>(SESSION_QUEUE_CAPACITY);
     let waiting: Waiting = Arc::new(Mutex::new(HashMap::new()));
     let waiting_reader = waiting.clone();
+    let conn_reader = conn.clone();
     let reader_task = tokio::spawn(async move {
         let reason = loop {
             match reader.read().await {
@@ -56,7 +67,7 @@ async fn start_session(
                 Err(e) => break e.to_string(),
             }
         };
-        fail_waiting(&waiting_reader, &format!("node {id}: {reason}"));
+        fail_waiting(&waiting_reader, || lost(&conn_reader, id, &reason));
     });
     tokio::spawn(async move {
         while let Some((request, reply)) = rx.recv().await {
@@ -64,7 +75,8 @@ async fn start_session(
                 w.insert(request.req(), reply);
             }
             if let Err(e) = writer.write(&request).await {
-                fail_waiting(&waiting, &format!("node {id}: {e}"));
+                let reason = e.to_string();
+                fail_waiting(&waiting, || lost(&conn, id, &reason));
                 break;
             }
         }
@@ -74,14 +86,43 @@ async fn start_session(
     Ok(tx)
 }
 
-fn fail_waiting(waiting: &Waiting, why: &str) {
+fn fail_waiting(waiting: &Waiting, error: impl Fn() -> ClientError) {
     let stranded: Vec<_> = waiting
         .lock()
         .map(|mut w| w.drain().collect())
         .unwrap_or_default();
     for (_, waiter) in stranded {
-        let _ = waiter.send(Err(ClientError::Unreachable(why.to_string())));
+        let _ = waiter.send(Err(error()));
     }
+}
+
+/// Why a session's connection ended. A node that refuses this client's
+/// certificate closes with a TLS alert once the client has already sent
+/// its first requests (TLS 1.3 judges the client last): that answer is
+/// final (the node will never take this certificate) and surely appended
+/// nothing (the node never read a stream), unlike a connection lost later.
+fn lost(conn: &quinn::Connection, id: NodeId, reason: &str) -> ClientError {
+    let refused = match conn.close_reason() {
+        Some(quinn::ConnectionError::ConnectionClosed(close)) => {
+            is_tls_alert(close.error_code).then(|| close.to_string())
+        }
+        Some(quinn::ConnectionError::TransportError(error)) => {
+            is_tls_alert(error.code).then(|| error.to_string())
+        }
+        _ => None,
+    };
+    match refused {
+        Some(alert) => ClientError::Tls(format!(
+            "node {id} refused the handshake ({alert}): is this client's certificate \
+             signed by the cluster's CA?"
+        )),
+        None => ClientError::Unreachable(format!("node {id}: {reason}")),
+    }
+}
+
+/// QUIC carries a TLS alert as transport error code 0x100 + alert (RFC 9001).
+fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
+    (0x100..=0x1ff).contains(&u64::from(code))
 }
 
 impl Client {
@@ -100,24 +141,50 @@ impl Client {
 
     /// The request channel of the session with node `id`, connecting if needed.
     /// Failing here means nothing was sent.
+    ///
+    /// One slot per node, so reaching a dead node never holds up requests
+    /// to the others; callers for the same node share one connect attempt,
+    /// and a failed one is remembered for [`CONNECT_RETRY_MIN`] so a burst of
+    /// retries (a whole window after a leader died) costs one timeout, not
+    /// one each in turn.
     pub(super) async fn session(&self, id: NodeId) -> Result<mpsc::Sender<Pending>, ClientError> {
-        let mut sessions = self.inner.sessions.lock().await;
-        match sessions.get(&id) {
-            Some(tx) if !tx.is_closed() => Ok(tx.clone()),
-            _ => {
-                let connecting = async {
-                    let conn = self.connect(id).await?;
-                    start_session(conn, id).await
+        let slot = self
+            .inner
+            .sessions
+            .get(&id)
+            .ok_or_else(|| ClientError::Unreachable(format!("unknown node {id}")))?;
+        let mut slot = slot.lock().await;
+        if let Some(tx) = slot.tx.as_ref().filter(|tx| !tx.is_closed()) {
+            return Ok(tx.clone());
+        }
+        if let Some((at, why)) = &slot.failed {
+            if at.elapsed() < CONNECT_RETRY_MIN {
+                return Err(ClientError::Unreachable(why.clone()));
+            }
+        }
+        let connecting = async {
+            let conn = self.connect(id).await?;
+            start_session(conn, id).await
+        };
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Unreachable(format!(
+                    "node {id}: no connection within {CONNECT_TIMEOUT:?}"
+                )))
+            });
+        match connected {
+            Ok(tx) => {
+                *slot = Slot {
+                    tx: Some(tx.clone()),
+                    failed: None,
                 };
-                let tx = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-                    .await
-                    .map_err(|_| {
-                        ClientError::Unreachable(format!(
-                            "node {id}: no connection within {CONNECT_TIMEOUT:?}"
-                        ))
-                    })??;
-                sessions.insert(id, tx.clone());
                 Ok(tx)
+            }
+            Err(e) => {
+                slot.tx = None;
+                slot.failed = Some((Instant::now(), e.to_string()));
+                Err(e)
             }
         }
     }
@@ -157,6 +224,8 @@ impl Client {
     }
 
     pub(super) async fn drop_session(&self, id: NodeId) {
-        self.inner.sessions.lock().await.remove(&id);
+        if let Some(slot) = self.inner.sessions.get(&id) {
+            slot.lock().await.tx = None;
+        }
     }
 }

@@ -18,12 +18,32 @@ pub const CLIENT: &str = "tester";
 /// Upper bound for any wait on a cluster condition; a test that needs longer is broken.
 pub const WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// Dropping it fails the test if a node panicked or exited on its own
+/// while the test ran (unless the test is already failing).
 pub struct TestCluster {
     /// Declared before `dir`: its children are killed before the directory goes.
     local: LocalCluster,
     pub dir: tempfile::TempDir,
     pub file: ClusterFile,
     pub cluster_path: PathBuf,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let panicked = self.panicked_nodes();
+        assert!(
+            panicked.is_empty(),
+            "nodes {panicked:?} panicked during the test; node {} logged:\n{}",
+            panicked[0],
+            self.log(panicked[0])
+        );
+        if let Err(e) = self.local.check_running() {
+            panic!("a node exited on its own during the test: {e}");
+        }
+    }
 }
 
 impl TestCluster {
@@ -58,6 +78,15 @@ impl TestCluster {
         cluster
     }
 
+    /// Nodes whose log shows a panic (a panic in a task does not end the
+    /// process, so the exit status alone cannot tell).
+    pub fn panicked_nodes(&self) -> Vec<u64> {
+        self.ids()
+            .into_iter()
+            .filter(|&id| self.log(id).contains("panicked at"))
+            .collect()
+    }
+
     pub fn ids(&self) -> Vec<u64> {
         self.local.ids()
     }
@@ -70,10 +99,19 @@ impl TestCluster {
         self.local.start_node(id).expect("start paxlog serve");
     }
 
-    /// SIGKILL: no shutdown path runs, unsynced state is lost. Returns how
-    /// the process ended, so a test can tell the kill from an earlier crash.
+    /// SIGKILL: no shutdown path runs, unsynced state is lost. Fails the
+    /// test unless the process died of this very signal (not of an earlier
+    /// crash); returns how it ended.
     pub fn kill_node(&mut self, id: u64) -> std::process::ExitStatus {
-        self.local.kill(id).expect("SIGKILL and reap")
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.local.kill(id).expect("SIGKILL and reap");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "node {id} did not die of the SIGKILL ({status}); its log:\n{}",
+            self.log(id)
+        );
+        status
     }
 
     pub fn is_running(&self, id: u64) -> bool {
