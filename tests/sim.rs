@@ -145,8 +145,16 @@ fn report(outcomes: &[Outcome]) -> usize {
         sum(|o| o.stats.suspects),
     );
     println!(
-        "retried appends chosen twice (emitted as duplicates): {}",
-        sum(|o| o.stats.duplicates)
+        "appends chosen but hidden (retries, cut pipelines): {}; client restarts {}, sessions \
+         broken {}, evicted {} (seeds evicting {})",
+        sum(|o| o.stats.duplicates),
+        sum(|o| o.stats.client_restarts),
+        sum(|o| o.stats.sessions_broken),
+        sum(|o| o.stats.sessions_evicted),
+        outcomes
+            .iter()
+            .filter(|o| o.stats.sessions_evicted > 0)
+            .count(),
     );
     let chose = outcomes.iter().filter(|o| o.stats.chosen > 0).count();
     println!(

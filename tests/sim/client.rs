@@ -3,7 +3,9 @@
 //! seq), resend every unsettled one in seq order after a timeout or a leader
 //! change, and open a superseding session once one broke. In one seed of
 //! `DEEP_EVERY`, client 0 pipelines deeply (`DEEP_WINDOW` in flight); the
-//! others a few at a time (a deep pipeline costs many more steps).
+//! others a few at a time (a deep pipeline costs many more steps). During
+//! the faults a shallow client may restart without its session, leaving it
+//! to the session table's eviction (`World::restart_client`).
 
 use std::collections::BTreeMap;
 

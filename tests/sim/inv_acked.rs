@@ -7,8 +7,13 @@
 //!   the model finds that pair effective (its session's next seq there);
 //! - so a session's acknowledged seqs are at increasing indexes (FIFO);
 //! - every node flags as hidden exactly the indexes the model hides.
+//!
+//! The model evicts as the spec says (least recently used first, once more
+//! than `SESSIONS_MAX` sessions or `SESSION_SEQS_MAX` remembered seqs): the
+//! sim's bounds are small enough that runs which open many sessions evict,
+//! and the core must hide an evicted session's appends at the same index.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use paxlog::core::{Command, Index, NodeId};
@@ -18,15 +23,35 @@ use super::invariants::{Found, Violation};
 const NAME: &str = "inv_acked";
 
 /// The simulation's `session_window`; the model hides what passes it too.
+/// At least the deep client's pipeline (`client::DEEP_WINDOW`).
 pub const WINDOW: u64 = 256;
+/// The simulation's `sessions_max`: room for the live sessions of the
+/// largest workload (six clients), so eviction takes the sessions of
+/// clients that restarted without theirs (`world/clients.rs`), and runs
+/// with several such restarts evict.
+pub const SESSIONS_MAX: usize = 8;
+/// The simulation's `session_seqs_max`: room for a full window (the core
+/// requires `session_window <= session_seqs_max`) and every other session.
+pub const SESSION_SEQS_MAX: usize = 1024;
 
 #[derive(Debug, Default)]
 struct ModelSession {
     last: u64,
-    /// seq → where it became effective.
+    /// seq → where it became effective; kept after an eviction, so a late
+    /// acknowledgement is still checked.
     effective: BTreeMap<u64, Index>,
     floor: u64,
     closed: bool,
+    evicted: bool,
+    /// Index of the registration or the last effective append.
+    recent: Index,
+}
+
+impl ModelSession {
+    /// Seqs the core remembers for it: `[floor, last]`.
+    fn remembered(&self) -> usize {
+        (self.last + 1 - self.floor) as usize
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,8 +69,14 @@ pub struct Acked {
     hidden: BTreeMap<Index, bool>,
     /// What the first node to emit an index said of it: hidden or not.
     emitted: BTreeMap<Index, (NodeId, bool)>,
+    /// `(recent, client_id)` of every session not evicted.
+    recency: BTreeSet<(Index, u64)>,
+    /// Seqs remembered in every session not evicted.
+    seqs: usize,
     /// Appends the model made effective.
     pub effective: u64,
+    /// Sessions the model evicted.
+    pub evicted: u64,
 }
 
 impl Acked {
@@ -151,9 +182,12 @@ impl Acked {
                     index,
                     ModelSession {
                         floor: 1,
+                        recent: index,
                         ..ModelSession::default()
                     },
                 );
+                self.recency.insert((index, index));
+                self.evict(index);
             }
             Ok(Command::Append {
                 client_id,
@@ -162,18 +196,25 @@ impl Acked {
                 ..
             }) => {
                 hidden = true;
-                if let Some(s) = self.sessions.get_mut(&client_id) {
+                let live = self.sessions.get_mut(&client_id).filter(|s| !s.evicted);
+                if let Some(s) = live {
                     let new_floor = s.floor.max(floor.min(seq));
                     if seq > s.last
                         && !s.closed
                         && seq == s.last + 1
                         && seq + 1 - new_floor <= WINDOW
                     {
+                        self.seqs -= s.remembered();
                         s.last = seq;
                         s.floor = new_floor;
+                        self.seqs += s.remembered();
                         s.effective.insert(seq, index);
+                        self.recency.remove(&(s.recent, client_id));
+                        s.recent = index;
+                        self.recency.insert((index, client_id));
                         self.effective += 1;
                         hidden = false;
+                        self.evict(client_id);
                     }
                 }
                 self.check_ack(client_id, seq, found);
@@ -183,6 +224,25 @@ impl Acked {
         self.hidden.insert(index, hidden);
         if let Some(&(node, said)) = self.emitted.get(&index) {
             self.check_emitted(node, index, said, found);
+        }
+    }
+
+    /// Evicts the least recently used sessions until both bounds hold,
+    /// `keep` (the one just used) last, as `SessionTable` must.
+    fn evict(&mut self, keep: u64) {
+        while self.recency.len() > SESSIONS_MAX || self.seqs > SESSION_SEQS_MAX {
+            let Some(&(recent, id)) = self.recency.first() else {
+                break;
+            };
+            if id == keep {
+                break;
+            }
+            self.recency.remove(&(recent, id));
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.evicted = true;
+                self.seqs -= s.remembered();
+            }
+            self.evicted += 1;
         }
     }
 

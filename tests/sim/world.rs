@@ -17,6 +17,7 @@ use super::client::{Client, RequestInfo, DEEP_EVERY, DEEP_WINDOW, SHALLOW_WINDOW
 mod clients;
 #[path = "world/faults.rs"]
 mod faults;
+use super::inv_acked;
 use super::invariants::{Checkers, Violation};
 use super::net::{Fate, Net};
 
@@ -86,6 +87,11 @@ pub struct Stats {
     pub duplicates: u64,
     /// Client sessions that broke (a seq refused for good) and were superseded.
     pub sessions_broken: u64,
+    /// Clients that restarted without their session.
+    pub client_restarts: u64,
+    /// Sessions evicted from the session table (as the model in `inv_acked`
+    /// folds the chosen log).
+    pub sessions_evicted: u64,
     /// Appends acknowledged that were issued while a topology had been in
     /// place for a while (progress under partial connectivity).
     pub acked_degraded: u64,
@@ -145,6 +151,9 @@ pub struct World {
     p: Params,
     /// fsync latency bound for this seed.
     persist_max_ms: u64,
+    /// Per client step during the faults: the client restarts without its
+    /// session (`world/clients.rs`).
+    client_restart_per_mille: u32,
     now_ms: u64,
     rng: ChaCha8Rng,
     events: BTreeMap<(u64, u64), Event>,
@@ -205,6 +214,7 @@ impl World {
             straggle_max_ms: 800,
         };
         let persist_max_ms = rng.gen_range(2..=30);
+        let client_restart_per_mille = if random { rng.gen_range(0..=20) } else { 0 };
         let clients = (0..p.clients)
             .map(|c| {
                 let deep = c == 0 && p.seed.is_multiple_of(DEEP_EVERY);
@@ -216,6 +226,7 @@ impl World {
         let mut w = World {
             p,
             persist_max_ms,
+            client_restart_per_mille,
             now_ms: 0,
             rng,
             events: BTreeMap::new(),
@@ -263,11 +274,11 @@ impl World {
         c.limits.catchup_bytes_max = 1024;
         c.limits.uncommitted_bytes_max = 16 << 10;
         c.limits.value_bytes_max = 256;
-        // Room for every session a run opens: the model in inv_acked does
-        // not evict (eviction is unit-tested in core/src/sessions.rs).
-        c.limits.sessions_max = 64;
-        c.limits.session_seqs_max = 4096;
-        c.limits.session_window = crate::inv_acked::WINDOW;
+        // Small enough that runs which open many sessions evict (see
+        // `inv_acked::SESSIONS_MAX`).
+        c.limits.sessions_max = inv_acked::SESSIONS_MAX;
+        c.limits.session_seqs_max = inv_acked::SESSION_SEQS_MAX;
+        c.limits.session_window = inv_acked::WINDOW;
         c.mutation = self.p.mutation;
         c
     }
@@ -353,6 +364,7 @@ impl World {
             }
         }
         self.finish();
+        self.stats.sessions_evicted = self.checkers.acked.evicted;
         Outcome {
             seed: self.p.seed,
             steps: self.steps,

@@ -17,6 +17,14 @@ impl World {
         let now = self.now_ms;
         let next = self.rng.gen_range(5..40);
         self.schedule(next, Event::Client { client: c });
+        // The deep client keeps its pipeline: cutting it would forgo what it
+        // is there for (many appends in flight across leader changes).
+        if self.healed_at_ms.is_none()
+            && self.clients[c].window == SHALLOW_WINDOW
+            && self.rng.gen_range(0..1000) < self.client_restart_per_mille
+        {
+            self.restart_client(c);
+        }
         let client = &self.clients[c];
         let needs_session =
             client.session.is_none() || (client.broken && client.pending.is_empty());
@@ -85,6 +93,23 @@ impl World {
             let command = ProposalCommand::Append(payload.clone());
             self.send_proposal(c, Some((session, seq)), payload, command);
         }
+    }
+
+    /// The client process restarts without its session, as one that does
+    /// not persist it: what it had in flight may still be chosen in the old
+    /// session, which no one uses again and which stays in the session table
+    /// until evicted. This is what makes the table evict (`SESSIONS_MAX` in
+    /// `inv_acked.rs`); a session still in use evicted with them breaks, and
+    /// its client supersedes it.
+    fn restart_client(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        client.session = None;
+        client.registering_ms = None;
+        client.broken = false;
+        client.next_seq = 1;
+        client.pending.clear();
+        self.stats.client_restarts += 1;
+        self.trace(&format!("client {c} restarts without its session"));
     }
 
     /// Mixed sizes up to the largest value the limit allows.
