@@ -63,7 +63,7 @@ pub use api::{
 };
 pub use command::Command;
 pub use config::{Config, Mutation};
-pub use limits::{Limits, FRAME_OVERHEAD_BYTES};
+pub use limits::{Limits, FRAME_OVERHEAD_BYTES, MESSAGE_OVERHEAD_BYTES};
 pub use message::Message;
 pub use paxlog_storage::{Ballot, Index, NodeId};
 pub use read::UserEntries;

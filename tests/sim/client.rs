@@ -47,6 +47,8 @@ pub struct Client {
     pub acked_after_heal: u64,
     /// Sessions this client opened.
     pub sessions_opened: u64,
+    /// The bulk writer (`world/bulk.rs`).
+    pub bulk: bool,
 }
 
 /// What a request id stood for.
@@ -70,6 +72,7 @@ impl Client {
             target,
             acked_after_heal: 0,
             sessions_opened: 0,
+            bulk: false,
         }
     }
 

@@ -6,17 +6,27 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
-use paxlog::core::{Config, Index, Message, Mutation, NodeId, Persist, Replica, Role};
+use paxlog::core::{
+    Command, Config, Index, Message, Mutation, NodeId, Persist, Replica, Role, TrimState,
+    MESSAGE_OVERHEAD_BYTES,
+};
 use paxlog_storage::{Identity, MemStore, Store};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::client::{Client, RequestInfo, DEEP_EVERY, DEEP_WINDOW, SHALLOW_WINDOW};
 
+#[path = "world/bulk.rs"]
+mod bulk;
 #[path = "world/clients.rs"]
 mod clients;
 #[path = "world/faults.rs"]
 mod faults;
+#[path = "world/settle.rs"]
+mod settle;
+pub use settle::QUIET_MS;
+#[path = "world/stale.rs"]
+mod stale;
 use super::inv_acked;
 use super::invariants::{Checkers, Violation};
 use super::net::{Fate, Net};
@@ -24,6 +34,27 @@ use super::net::{Fate, Net};
 /// Time a topology gets to settle (a leader without quorum steps down, a new
 /// one is elected) before progress is demanded.
 const TOPOLOGY_SETTLE_MS: u64 = 2_000;
+
+/// Encoded entry bytes per Promise or Catchup (`Limits::catchup_bytes_max`).
+const CATCHUP_BYTES_MAX: usize = 1024;
+
+/// What the core's chunking must keep every Promise, and every Catchup of
+/// entries, within: their budget plus the core's `MESSAGE_OVERHEAD_BYTES`.
+/// The network checks those against it, not against the transport's larger
+/// limit, so the largest runs come close to a bound that means something.
+pub const CHUNK_BYTES_MAX: usize = CATCHUP_BYTES_MAX + MESSAGE_OVERHEAD_BYTES;
+
+/// The frame limit of the simulated transport: the chunk bound, unless a
+/// Catchup carrying the whole session table at the sim's session bounds
+/// (`TrimState::bytes_max`, plus the same overhead) needs more, as it does;
+/// `Limits::check` and `Replica::new` refuse anything smaller.
+pub fn frame_bytes_max() -> usize {
+    let trim_state = TrimState::bytes_max(inv_acked::SESSIONS_MAX, inv_acked::SESSION_SEQS_MAX);
+    CHUNK_BYTES_MAX.max(trim_state + MESSAGE_OVERHEAD_BYTES)
+}
+
+/// One encoded command at most (`Limits::value_bytes_max`).
+const VALUE_BYTES_MAX: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -33,6 +64,10 @@ pub enum Scenario {
     Chained,
     QuorumLoss,
     Constrained,
+    /// Leaders crash mid-broadcast and every Accepted is slow, so a node
+    /// re-elected soon after hears Accepted of its previous ballot while it
+    /// leads a higher one (see `world/stale.rs`).
+    StaleAccepted,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +130,31 @@ pub struct Stats {
     /// Appends acknowledged that were issued while a topology had been in
     /// place for a while (progress under partial connectivity).
     pub acked_degraded: u64,
+    /// Messages a partition withheld (refused at send, or in flight when it
+    /// started and arriving before the heal).
+    pub withheld: u64,
+    /// Node restarts (after a crash, a failed disk or at the heal).
+    pub restarts: u64,
+    /// Largest peer frame sent (bytes, version byte included).
+    pub frame_max: u64,
+    /// Largest Promise or Catchup of entries sent (held to `CHUNK_BYTES_MAX`).
+    pub chunk_frame_max: u64,
+    /// Catchups sent with a session table, and the largest of them.
+    pub trim_state_frames: u64,
+    pub trim_state_frame_max: u64,
+    /// Large appends the bulk writer issued (new seqs, not resends).
+    pub bulk: u64,
+    /// Accepted of an older ballot delivered to the same node leading a newer one.
+    pub stale_accepted: u64,
+    /// Simulated ms the quiet phase took until every node caught up.
+    pub settle_ms: u64,
+    /// Nodes whose final trim point differs from what the chosen Trim
+    /// commands and its applied index imply (reported, see `world/settle.rs`).
+    pub trim_diverged: u64,
+    /// The trim point every node agreed on at the end (0: none).
+    pub trim_final: u64,
+    /// What `trim_diverged` counted, node by node.
+    pub trim_notes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -173,6 +233,16 @@ pub struct World {
     healed_at_ms: Option<u64>,
     topology_at_ms: Option<u64>,
     last_leader: Option<paxlog::core::Ballot>,
+    /// Clients and the bulk writer are silent: the quiet phase.
+    quiet: bool,
+    /// Chosen Trim commands, index → `upto`, as the nodes emitted them.
+    trims_chosen: BTreeMap<Index, Index>,
+    /// The trim proposed at the start of the quiet phase (request id), until it is answered.
+    quiet_trim: Option<u64>,
+    /// `StaleAccepted`: the next leader's Accept broadcast is cut by a crash;
+    /// the leader crashing mid-broadcast.
+    stale_armed: bool,
+    crashing: Option<NodeId>,
 }
 
 fn fnv(hash: &mut u64, bytes: &[u8]) {
@@ -212,16 +282,21 @@ impl World {
             delay_max_ms: rng.gen_range(2..=20),
             straggle_per_mille: if random { rng.gen_range(0..=10) } else { 0 },
             straggle_max_ms: 800,
+            frame_bytes_max: frame_bytes_max(),
+            chunk_bytes_max: CHUNK_BYTES_MAX,
         };
         let persist_max_ms = rng.gen_range(2..=30);
         let client_restart_per_mille = if random { rng.gen_range(0..=20) } else { 0 };
-        let clients = (0..p.clients)
+        let mut clients: Vec<Client> = (0..p.clients)
             .map(|c| {
                 let deep = c == 0 && p.seed.is_multiple_of(DEEP_EVERY);
                 let window = if deep { DEEP_WINDOW } else { SHALLOW_WINDOW };
                 Client::new(window, members[c % members.len()])
             })
             .collect();
+        let mut bulk = Client::new(SHALLOW_WINDOW, members[p.clients % members.len()]);
+        bulk.bulk = true;
+        clients.push(bulk);
         let checkers = Checkers::new(members.len());
         let mut w = World {
             p,
@@ -245,6 +320,11 @@ impl World {
             healed_at_ms: None,
             topology_at_ms: None,
             last_leader: None,
+            quiet: false,
+            trims_chosen: BTreeMap::new(),
+            quiet_trim: None,
+            stale_armed: false,
+            crashing: None,
         };
         for id in w.members.clone() {
             w.start_node(id);
@@ -271,14 +351,16 @@ impl World {
         c.limits.window_entries_max = 32;
         c.limits.window_bytes_max = 2048;
         c.limits.catchup_entries_max = 16;
-        c.limits.catchup_bytes_max = 1024;
+        c.limits.catchup_bytes_max = CATCHUP_BYTES_MAX;
         c.limits.uncommitted_bytes_max = 16 << 10;
-        c.limits.value_bytes_max = 256;
+        c.limits.value_bytes_max = VALUE_BYTES_MAX;
         // Small enough that runs which open many sessions evict (see
-        // `inv_acked::SESSIONS_MAX`).
+        // `inv_acked::SESSIONS_MAX`), and that the session table a Catchup
+        // may carry needs only a modest frame (`frame_bytes_max`).
         c.limits.sessions_max = inv_acked::SESSIONS_MAX;
         c.limits.session_seqs_max = inv_acked::SESSION_SEQS_MAX;
         c.limits.session_window = inv_acked::WINDOW;
+        c.limits.frame_bytes_max = frame_bytes_max();
         c.mutation = self.p.mutation;
         c
     }
@@ -318,6 +400,7 @@ impl World {
             Replica::new(config, node.store.clone(), seed, now).expect("recover from MemStore");
         replica.set_applied(node.applied);
         node.epoch += 1;
+        self.stats.restarts += 1;
         let epoch = node.epoch;
         let status = replica.status();
         node.replica = Some(replica);
@@ -337,6 +420,9 @@ impl World {
         node.persist_scheduled = false;
         node.store.crash();
         self.stats.crashes += 1;
+        if self.crashing == Some(id) {
+            self.crashing = None;
+        }
         self.trace(&format!("crash node {id}"));
     }
 
@@ -348,20 +434,19 @@ impl World {
             .collect()
     }
 
-    pub fn run(mut self) -> Outcome {
-        // A deep pipeline drains at the sim's small windows: give it time.
+    /// When the faults and the liveness phase are over and the quiet phase
+    /// starts: a deep pipeline drains at the sim's small windows, so it gets
+    /// more time.
+    fn run_end_ms(&self) -> u64 {
         let deep = self.clients.iter().any(|c| c.window > SHALLOW_WINDOW);
-        let end = self.p.fault_ms + self.p.liveness_ms * if deep { 3 } else { 1 };
-        while let Some(((at, _), event)) = self.events.pop_first() {
-            if at > end {
-                break;
-            }
-            self.now_ms = at;
-            self.steps += 1;
-            self.step(event);
-            if !self.checkers.found.is_empty() && !self.p.trace {
-                break;
-            }
+        self.p.fault_ms + self.p.liveness_ms * if deep { 3 } else { 1 }
+    }
+
+    pub fn run(mut self) -> Outcome {
+        let end = self.run_end_ms();
+        self.run_until(end);
+        if self.checkers.found.is_empty() && self.healed_at_ms.is_some() {
+            self.settle();
         }
         self.finish();
         self.stats.sessions_evicted = self.checkers.acked.evicted;
@@ -374,9 +459,36 @@ impl World {
         }
     }
 
+    /// Runs events up to simulated time `end` (or the first violation);
+    /// later events stay queued.
+    fn run_until(&mut self, end: u64) {
+        while let Some(entry) = self.events.first_entry() {
+            if entry.key().0 > end {
+                break;
+            }
+            let ((at, _), event) = entry.remove_entry();
+            self.now_ms = at;
+            self.steps += 1;
+            self.step(event);
+            if !self.checkers.found.is_empty() && !self.p.trace {
+                break;
+            }
+        }
+    }
+
     fn step(&mut self, event: Event) {
         match event {
             Event::Deliver { from, to, message } => {
+                // A partition that started while this was in flight withholds it.
+                if !self.net.deliverable(from, to) {
+                    self.stats.withheld += 1;
+                    return;
+                }
+                if let Some(v) = self.net.check_delivery(from, to, &message) {
+                    self.checkers.found.push(v);
+                    return;
+                }
+                self.note_stale_accepted(to, &message);
                 let bytes = postcard::to_allocvec(&message).unwrap_or_default();
                 fnv(&mut self.hash, &bytes);
                 if self.p.trace {
@@ -433,6 +545,7 @@ impl World {
                 self.schedule(10, Event::Tick { node: id, epoch });
                 self.drain(id);
             }
+            Event::Client { .. } if self.quiet => {}
             Event::Client { client } => self.client_step(client),
             Event::Crash { node, epoch } => {
                 if self.nodes[&node].epoch == epoch && self.healed_at_ms.is_none() {
@@ -468,6 +581,7 @@ impl World {
                 self.net.dup_per_mille = 0;
                 self.net.straggle_per_mille = 0;
                 self.healed_at_ms = Some(self.now_ms);
+                self.crashing = None;
                 self.trace("heal");
                 for id in self.members.clone() {
                     if self.nodes[&id].replica.is_none() {
@@ -525,6 +639,9 @@ impl World {
                 if c.hidden.is_some() {
                     self.stats.duplicates += 1;
                 }
+                if let Command::Trim { upto } = c.command {
+                    self.trims_chosen.insert(c.index, upto);
+                }
                 let applied = self.nodes[&id].applied;
                 self.checkers.on_chosen_output(id, applied, &c);
                 self.nodes.get_mut(&id).expect("member").applied = c.index;
@@ -537,6 +654,9 @@ impl World {
                 self.send(id, m.to, m.message);
             }
             for rep in replies {
+                if self.quiet_trim == Some(rep.id) {
+                    self.quiet_trim = None;
+                }
                 self.on_reply(id, rep.id, rep.result);
             }
             let epoch = self.nodes[&id].epoch;
@@ -562,6 +682,29 @@ impl World {
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
+        match self.net.check_frame(from, to, &message) {
+            Ok(framed) => {
+                let len = framed.len as u64;
+                self.stats.frame_max = self.stats.frame_max.max(len);
+                if framed.chunked {
+                    self.stats.chunk_frame_max = self.stats.chunk_frame_max.max(len);
+                }
+                if framed.trim_state {
+                    self.stats.trim_state_frames += 1;
+                    self.stats.trim_state_frame_max = self.stats.trim_state_frame_max.max(len);
+                }
+            }
+            Err(v) => {
+                // Not delivered: the transport refuses it (`SendError::Frame`).
+                self.checkers.found.push(v);
+                return;
+            }
+        }
+        // `StaleAccepted`: a leader crashing mid-broadcast sends nothing more.
+        if self.crashing == Some(from) {
+            return;
+        }
+        let slow = self.stale_scenario_send(from, &message);
         match &message {
             Message::Accept {
                 ballot,
@@ -592,13 +735,14 @@ impl World {
             _ => {}
         }
         match self.net.fate(from, to, &mut self.rng) {
-            Fate::Blocked => {}
+            Fate::Blocked => self.stats.withheld += 1,
             Fate::Dropped => self.stats.drops += 1,
             Fate::Deliver(delays) => {
                 if delays.len() > 1 {
                     self.stats.dups += 1;
                 }
                 for d in delays {
+                    let d = d + slow;
                     let at = self.now_ms + d;
                     let last = self.last_delivery.entry((from, to)).or_default();
                     if at < *last {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use paxlog::core::{Index, NodeId, OpError, Proposal, ProposalCommand};
 use rand::Rng;
 
-use super::{Event, World, TOPOLOGY_SETTLE_MS};
+use super::{bulk, Event, World, TOPOLOGY_SETTLE_MS};
 use crate::client::{request_id, Pending, RequestInfo, SHALLOW_WINDOW};
 
 /// An attempt unanswered this long is resent (to another node).
@@ -15,12 +15,14 @@ const NEW_PER_STEP_MAX: u64 = 16;
 impl World {
     pub(super) fn client_step(&mut self, c: usize) {
         let now = self.now_ms;
-        let next = self.rng.gen_range(5..40);
+        let bulk = self.clients[c].bulk;
+        let next = self.rng.gen_range(if bulk { bulk::STEP_MS } else { 5..40 });
         self.schedule(next, Event::Client { client: c });
         // The deep client keeps its pipeline: cutting it would forgo what it
         // is there for (many appends in flight across leader changes).
         if self.healed_at_ms.is_none()
             && self.clients[c].window == SHALLOW_WINDOW
+            && !bulk
             && self.rng.gen_range(0..1000) < self.client_restart_per_mille
         {
             self.restart_client(c);
@@ -50,7 +52,8 @@ impl World {
             && client.acked_after_heal > 0;
         if !client.broken && !drain_only {
             let room = client.window - (client.next_seq - client.floor());
-            for _ in 0..room.min(NEW_PER_STEP_MAX) {
+            let new_max = if bulk { 1 } else { NEW_PER_STEP_MAX };
+            for _ in 0..room.min(new_max) {
                 let payload = self.payload(c);
                 let client = &mut self.clients[c];
                 let seq = client.next_seq;
@@ -114,6 +117,9 @@ impl World {
 
     /// Mixed sizes up to the largest value the limit allows.
     fn payload(&mut self, c: usize) -> Bytes {
+        if self.clients[c].bulk {
+            return self.bulk_payload(c);
+        }
         let client = &self.clients[c];
         let tag = format!("c{c}s{}n{}", client.next_seq, client.sessions_opened);
         // 256-byte values: the command's envelope (tag, session, seq, floor,

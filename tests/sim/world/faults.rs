@@ -81,12 +81,18 @@ impl World {
                     }
                 }
             }
+            // The next Accept broadcast is cut by a crash (`world/stale.rs`).
+            Scenario::StaleAccepted => {
+                let next = self.rng.gen_range(300..700);
+                self.schedule(next, Event::Fault);
+                self.stale_armed = true;
+            }
             s => self.apply_topology(s),
         }
     }
 
     /// The application on `node` trims a prefix it no longer needs.
-    fn propose_trim(&mut self, node: NodeId) {
+    pub(super) fn propose_trim(&mut self, node: NodeId) {
         let now = self.now_ms;
         let Some(r) = self.nodes.get_mut(&node).and_then(|n| n.replica.as_mut()) else {
             return;
@@ -98,6 +104,10 @@ impl World {
         self.next_attempt += 1;
         // Not in `requests`: the reply is not an append's acknowledgement.
         let id = request_id(0xFFFF, self.next_attempt);
+        if self.quiet {
+            // The quiet phase waits for its answer (`world/settle.rs`).
+            self.quiet_trim = Some(id);
+        }
         let proposal = Proposal {
             id,
             client_id: 0,
@@ -142,7 +152,7 @@ impl World {
                     }
                 }
             }
-            Scenario::Constrained | Scenario::Random => {
+            Scenario::Constrained | Scenario::Random | Scenario::StaleAccepted => {
                 // The leader is cut off; one follower is cut from all but a quorum.
                 let q = nodes.len() / 2 + 1;
                 let hub = others[0];
