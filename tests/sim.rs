@@ -345,7 +345,7 @@ fn topology(scenario: Scenario, nodes: usize) {
     });
     let violations = report(&outcomes);
     assert_eq!(violations, 0);
-    // Progress while the topology holds: appends issued after it settled got chosen.
+    // Progress while the topology holds: appends chosen after it settled.
     let stuck: Vec<u64> = outcomes
         .iter()
         .filter(|o| o.stats.acked_degraded == 0)

@@ -24,8 +24,6 @@ pub struct Pending {
     pub payload: Bytes,
     /// When the current attempt gives up and is resent.
     pub deadline_ms: u64,
-    /// When this append was first issued.
-    pub started_ms: u64,
     pub resend: bool,
 }
 

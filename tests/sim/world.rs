@@ -127,8 +127,8 @@ pub struct Stats {
     /// Sessions evicted from the session table (as the model in `inv_acked`
     /// folds the chosen log).
     pub sessions_evicted: u64,
-    /// Appends acknowledged that were issued while a topology had been in
-    /// place for a while (progress under partial connectivity).
+    /// Appends acknowledged while a topology had been in place for a while
+    /// (progress under partial connectivity).
     pub acked_degraded: u64,
     /// Messages a partition withheld (refused at send, or in flight when it
     /// started and arriving before the heal).
