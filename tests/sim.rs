@@ -268,28 +268,30 @@ fn fault_counts(outcomes: &[Outcome]) {
     let n = outcomes.len() as u64;
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     let seeds = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as u64;
+    // (what, total, at least per 1,000 seeds); measured per 1,000 seeds
+    // over 10,000: crashes 4,448, restarts 8,448, leader changes 2,910,
+    // partitions 5,179, messages withheld 93,571, drops 19,094, disk failures
+    // 575, suspect restarts 403, trims 1,272, seeds ending on a trim point
+    // 1,000, lagging prefixes skipped 58, catch-up messages 41,439, bulk
+    // appends 34,774.
     let expected: [(&str, u64, u64); 13] = [
-        ("crashes", sum(|o| o.stats.crashes), 1_500),   // ~4,600
-        ("restarts", sum(|o| o.stats.restarts), 2_800), // 8,450
-        ("leader changes", sum(|o| o.stats.leader_changes), 1_000), // ~3,400
-        ("partitions", sum(|o| o.stats.partitions), 1_500), // ~5,000
+        ("crashes", sum(|o| o.stats.crashes), 1_500),
+        ("restarts", sum(|o| o.stats.restarts), 2_800),
+        ("leader changes", sum(|o| o.stats.leader_changes), 970),
+        ("partitions", sum(|o| o.stats.partitions), 1_700),
+        ("messages withheld", sum(|o| o.stats.withheld), 31_000),
+        ("dropped messages", sum(|o| o.stats.drops), 6_300),
+        ("disk failures", sum(|o| o.stats.disk_failures), 190),
+        ("suspect restarts", sum(|o| o.stats.suspects), 130),
+        ("trims proposed", sum(|o| o.stats.trims), 420),
         (
-            "messages withheld by a partition",
-            sum(|o| o.stats.withheld),
-            30_000,
-        ), // 93,600
-        ("dropped messages", sum(|o| o.stats.drops), 6_000), // 19,100
-        ("disk failures", sum(|o| o.stats.disk_failures), 190), // 575
-        ("suspect restarts", sum(|o| o.stats.suspects), 130), // 402
-        ("trims proposed", sum(|o| o.stats.trims), 400), // 1,270
-        (
-            "seeds ending on a common trim point",
+            "seeds on a trim point",
             seeds(|o| o.stats.trim_final > 0),
             900,
-        ), // 1,000
-        ("lagging prefixes skipped", sum(|o| o.stats.trim_skips), 19), // 58
-        ("catch-up messages", sum(|o| o.stats.catchups), 13_000), // 41,200
-        ("large appends (bulk writer)", sum(|o| o.stats.bulk), 11_000), // 34,800
+        ),
+        ("lagging prefixes skipped", sum(|o| o.stats.trim_skips), 19),
+        ("catch-up messages", sum(|o| o.stats.catchups), 13_000),
+        ("bulk appends", sum(|o| o.stats.bulk), 11_000),
     ];
     for (what, total, per_1000) in expected {
         assert!(
