@@ -3,6 +3,13 @@
 //! - default: `PAXLOG_SIM_SEEDS` seeds (default 10,000), alternating 3 and 5 nodes;
 //! - `PAXLOG_SIM_SEED=S`: replays seed S exactly, printing its event trace.
 //!
+//! Besides the checkers of `invariants::TABLE`, the simulated network reports
+//! a frame over the limit (`net_frame`) or a message crossing a partition
+//! (`net_partition`), and a quiet phase ends every run (`world/settle.rs`):
+//! every node must catch up (`catch_up`) and end on the trim point the chosen
+//! Trims imply (`trim`). Runs of at least `COUNTS_SEEDS_MIN` seeds also
+//! assert that every kind of fault happened often enough (`fault_counts`).
+//!
 //! The last line printed is `simulated N seeds, M steps, K invariant violations`.
 
 #[path = "sim/client.rs"]
