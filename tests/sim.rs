@@ -42,9 +42,11 @@ mod world;
 use paxlog::core::Mutation;
 use world::{Outcome, Params, Scenario, World};
 
-// 10,000 seeds take ~120 s on 2 cores when idle (sessions, a deep client in
-// one seed of eight, the core's full invariant walk every 16th check); the
-// ballot-reuse bug first showed at seed 3208.
+// 10,000 seeds took ~120 s on 2 cores when idle with sessions (a deep client
+// in one seed of eight, the core's full invariant walk every 16th check),
+// ~70 s before them and before the bulk writer and the quiet phase; with
+// both, the whole binary took 133 s; the ballot-reuse bug first showed at
+// seed 3208.
 const DEFAULT_SEEDS: u64 = 10_000;
 
 fn env_u64(name: &str) -> Option<u64> {
