@@ -222,8 +222,8 @@ fn report(outcomes: &[Outcome]) -> usize {
 
 #[test]
 fn simulate_seeds() {
-    for (module, statement) in invariants::TABLE {
-        println!("{module:>14}  {statement}");
+    for (name, kind, statement) in invariants::TABLE {
+        println!("{name:>14}  {:<9} {statement}", format!("{kind:?}"));
     }
     if let Some(seed) = env_u64("PAXLOG_SIM_SEED") {
         let mut p = Params::new(seed);
@@ -265,6 +265,9 @@ fn simulate_seeds() {
     }
 }
 
+/// The name `fault_counts` reports under in `invariants::TABLE`.
+const FAULT_COUNTS: &str = "fault_counts";
+
 /// Fault totals are asserted on runs of at least this many seeds: below it
 /// the rarest kinds (a suspect restart, a lagging node skipping a trimmed
 /// prefix: well under one per seed) may be absent by chance.
@@ -305,7 +308,8 @@ fn fault_counts(outcomes: &[Outcome]) {
     for (what, total, per_1000) in expected {
         assert!(
             total * 1_000 >= n * per_1000,
-            "{what}: {total} in {n} seeds, expected at least {per_1000} per 1,000 seeds"
+            "{FAULT_COUNTS}: {what}: {total} in {n} seeds, expected at least {per_1000} per \
+             1,000 seeds"
         );
     }
     // The chunk check is not vacuous: the largest runs come close to the
@@ -318,9 +322,43 @@ fn fault_counts(outcomes: &[Outcome]) {
         .unwrap_or(0);
     assert!(
         frame as usize * 2 >= world::CHUNK_BYTES_MAX,
-        "largest Promise or Catchup of entries {frame} bytes, not near the chunk bound of {}",
+        "{FAULT_COUNTS}: largest Promise or Catchup of entries {frame} bytes, not near the \
+         chunk bound of {}",
         world::CHUNK_BYTES_MAX
     );
+}
+
+/// Every name a check reports under is in `invariants::TABLE`, once, so the
+/// table lists every checker and `by_checker` can tell what kind it is.
+#[test]
+fn table_lists_every_checker() {
+    let reported = [
+        net::NET_FRAME,
+        net::NET_PARTITION,
+        world::CATCH_UP,
+        world::TRIM,
+        world::LIVENESS,
+        inv_acked::NAME,
+        FAULT_COUNTS,
+    ];
+    for name in reported {
+        let rows = invariants::TABLE
+            .iter()
+            .filter(|(n, _, _)| *n == name)
+            .count();
+        assert_eq!(rows, 1, "{name} is in invariants::TABLE {rows} times");
+    }
+    let modules = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sim"))
+        .expect("tests/sim")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| Some(f.strip_prefix("inv_")?.strip_suffix(".rs")?.to_string()));
+    for module in modules {
+        let name = format!("inv_{module}");
+        assert!(
+            invariants::TABLE.iter().any(|(n, _, _)| *n == name),
+            "{name} is not in invariants::TABLE"
+        );
+    }
 }
 
 #[test]
@@ -415,13 +453,14 @@ fn scenario_stale_accepted() {
 /// default), kept strict although the default run is now larger.
 const MUTATION_SEEDS_MAX: u64 = 1_000;
 
-/// Whether `v` was reported by one of the independent checkers of
+/// Whether `v` was reported by one of the independent safety checkers of
 /// `invariants::TABLE`, not by a panic inside the simulated world (a core
-/// `assert!` firing proves nothing about the checkers) nor by liveness.
+/// `assert!` firing proves nothing about the checkers) nor by a liveness
+/// check.
 fn by_checker(v: &invariants::Violation) -> bool {
     invariants::TABLE
         .iter()
-        .any(|(module, _)| *module == v.invariant)
+        .any(|(name, kind, _)| *kind == invariants::Kind::Safety && *name == v.invariant)
 }
 
 /// Runs seeds until an independent checker catches `mutation`; prints the

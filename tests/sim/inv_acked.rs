@@ -20,7 +20,7 @@ use paxlog::core::{Command, Index, NodeId};
 
 use super::invariants::{Found, Violation};
 
-const NAME: &str = "inv_acked";
+pub const NAME: &str = "inv_acked";
 
 /// The simulation's `session_window`; the model hides what passes it too.
 /// At least the deep client's pipeline (`client::DEEP_WINDOW`).

@@ -1,8 +1,9 @@
 //! The six invariants of DESIGN.md and three sharper ones that catch what
 //! the six cannot see in time (a value learned before it is chosen, a vote
 //! before its promise is durable, a chosen prefix a crash takes back), one
-//! checker module each. This table maps every checker to the statement it
-//! checks; `Checkers` runs them all.
+//! checker module each, then the checks of the network, the quiet phase and
+//! the run as a whole. This table maps every checker (the name its
+//! violations carry) to what it checks; `Checkers` runs the `inv_*` ones.
 
 use bytes::Bytes;
 use paxlog::core::{Ballot, Chosen, Index, NodeId, Status};
@@ -13,16 +14,34 @@ use super::{
     inv_recovery, inv_synced,
 };
 
-pub const TABLE: &[(&str, &str)] = &[
-    ("inv_agreement", "1. Agreement: at most one value is ever chosen for an index."),
-    ("inv_prefix", "2. Every node's chosen prefix is a prefix of the one history."),
-    ("inv_acked", "3. An acknowledged append is chosen at the acknowledged index and stays readable until trimmed; it is effective there and only there (exactly-once, one writer's order), and every node hides the same indexes."),
-    ("inv_promise", "4. An acceptor's promised ballot never decreases, across crashes."),
-    ("inv_accept", "5. An acceptor never accepts at a ballot below its promise."),
-    ("inv_leader", "6. At most one leader per ballot."),
-    ("inv_chosen", "7. A node learns a value only once a quorum durably accepted it at one ballot."),
-    ("inv_synced", "8. A Promise or Accepted leaves only once the promise it reflects is durable."),
-    ("inv_recovery", "9. After a crash, a node's durable chosen prefix holds the chosen values."),
+/// What a checker's violation says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The core broke a safety property: what a mutation must be caught by.
+    Safety,
+    /// The core did not get somewhere in time: a symptom of many bugs, and
+    /// of none (so it does not count as catching a mutation).
+    Liveness,
+    /// The simulation itself failed to do what the run relies on.
+    Harness,
+}
+
+pub const TABLE: &[(&str, Kind, &str)] = &[
+    ("inv_agreement", Kind::Safety, "1. Agreement: at most one value is ever chosen for an index."),
+    ("inv_prefix", Kind::Safety, "2. Every node's chosen prefix is a prefix of the one history."),
+    ("inv_acked", Kind::Safety, "3. An acknowledged append is chosen at the acknowledged index and stays readable until trimmed; it is effective there and only there (exactly-once, one writer's order), and every node hides the same indexes, evicted sessions included."),
+    ("inv_promise", Kind::Safety, "4. An acceptor's promised ballot never decreases, across crashes."),
+    ("inv_accept", Kind::Safety, "5. An acceptor never accepts at a ballot below its promise."),
+    ("inv_leader", Kind::Safety, "6. At most one leader per ballot."),
+    ("inv_chosen", Kind::Safety, "7. A node learns a value only once a quorum durably accepted it at one ballot."),
+    ("inv_synced", Kind::Safety, "8. A Promise or Accepted leaves only once the promise it reflects is durable."),
+    ("inv_recovery", Kind::Safety, "9. After a crash, a node's durable chosen prefix holds the chosen values."),
+    ("net_frame", Kind::Safety, "10. Every peer message fits the transport's frame limit, and every Promise and Catchup of entries the chunk bound (catchup_bytes_max + message overhead)."),
+    ("trim", Kind::Safety, "11. A node's trim point is the upto of a Trim chosen at or below its applied index; after a last Trim in the quiet phase every node ends on it."),
+    ("catch_up", Kind::Liveness, "Every node, not only a majority, reaches the cluster's chosen index within QUIET_MS of the quiet phase."),
+    ("liveness", Kind::Liveness, "After the heal, every client gets an append chosen."),
+    ("net_partition", Kind::Harness, "Nothing crosses a partitioned link while it stays blocked."),
+    ("fault_counts", Kind::Harness, "A run of at least COUNTS_SEEDS_MIN seeds injects every kind of fault often enough (asserted over the run, not per seed)."),
 ];
 
 #[derive(Clone, Debug)]

@@ -24,7 +24,7 @@ mod clients;
 mod faults;
 #[path = "world/settle.rs"]
 mod settle;
-pub use settle::QUIET_MS;
+pub use settle::{CATCH_UP, QUIET_MS, TRIM};
 #[path = "world/stale.rs"]
 mod stale;
 use super::inv_acked;
@@ -34,6 +34,9 @@ use super::net::{Fate, Net};
 /// Time a topology gets to settle (a leader without quorum steps down, a new
 /// one is elected) before progress is demanded.
 const TOPOLOGY_SETTLE_MS: u64 = 2_000;
+
+/// A client got nothing chosen after the heal.
+pub const LIVENESS: &str = "liveness";
 
 /// Encoded entry bytes per Promise or Catchup (`Limits::catchup_bytes_max`).
 const CATCHUP_BYTES_MAX: usize = 1024;
@@ -770,7 +773,7 @@ impl World {
         for c in &self.clients {
             if c.acked_after_heal == 0 {
                 self.checkers.found.push(Violation {
-                    invariant: "liveness",
+                    invariant: LIVENESS,
                     detail: format!(
                         "client with session {:?} got nothing chosen after the heal",
                         c.session
@@ -816,7 +819,7 @@ impl World {
                     .is_some_and(|(i, payload)| *i == *index && payload == value);
                 if !ok {
                     self.checkers.found.push(Violation {
-                        invariant: "inv_acked",
+                        invariant: inv_acked::NAME,
                         detail: format!(
                             "node {id}: acknowledged index {index} reads back as {got:?}"
                         ),
