@@ -281,29 +281,44 @@ fn fault_counts(outcomes: &[Outcome]) {
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     let seeds = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as u64;
     // (what, total, at least per 1,000 seeds); measured per 1,000 seeds
-    // over 10,000: crashes 4,448, restarts 8,448, leader changes 2,910,
-    // partitions 5,179, messages withheld 93,571, drops 19,094, disk failures
-    // 575, suspect restarts 403, trims 1,272, seeds ending on a trim point
-    // 1,000, lagging prefixes skipped 58, catch-up messages 41,439, bulk
-    // appends 34,774.
-    let expected: [(&str, u64, u64); 13] = [
-        ("crashes", sum(|o| o.stats.crashes), 1_500),
-        ("restarts", sum(|o| o.stats.restarts), 2_800),
-        ("leader changes", sum(|o| o.stats.leader_changes), 970),
+    // over 10,000: crashes 4,387, restarts 8,387, leader changes 2,867,
+    // partitions 5,201, messages withheld 123,618, drops 24,216, disk
+    // failures 571, suspect restarts 408, trims 1,297, seeds ending on a trim
+    // point 1,000, lagging prefixes skipped 69, catch-up messages 78,120,
+    // Catchups carrying a session table 77, bulk appends 28,561, hidden
+    // appends 9,049, client restarts 3,873, sessions evicted 1,149, seeds
+    // evicting 337.
+    let expected: [(&str, u64, u64); 18] = [
+        ("crashes", sum(|o| o.stats.crashes), 1_400),
+        ("restarts", sum(|o| o.stats.restarts), 2_700),
+        ("leader changes", sum(|o| o.stats.leader_changes), 950),
         ("partitions", sum(|o| o.stats.partitions), 1_700),
-        ("messages withheld", sum(|o| o.stats.withheld), 31_000),
-        ("dropped messages", sum(|o| o.stats.drops), 6_300),
+        ("messages withheld", sum(|o| o.stats.withheld), 41_000),
+        ("dropped messages", sum(|o| o.stats.drops), 8_000),
         ("disk failures", sum(|o| o.stats.disk_failures), 190),
         ("suspect restarts", sum(|o| o.stats.suspects), 130),
-        ("trims proposed", sum(|o| o.stats.trims), 420),
+        ("trims proposed", sum(|o| o.stats.trims), 430),
         (
             "seeds on a trim point",
             seeds(|o| o.stats.trim_final > 0),
             900,
         ),
-        ("lagging prefixes skipped", sum(|o| o.stats.trim_skips), 19),
-        ("catch-up messages", sum(|o| o.stats.catchups), 13_000),
-        ("bulk appends", sum(|o| o.stats.bulk), 11_000),
+        ("lagging prefixes skipped", sum(|o| o.stats.trim_skips), 23),
+        ("catch-up messages", sum(|o| o.stats.catchups), 26_000),
+        (
+            "Catchups carrying a session table",
+            sum(|o| o.stats.trim_state_frames),
+            25,
+        ),
+        ("bulk appends", sum(|o| o.stats.bulk), 9_500),
+        ("hidden appends", sum(|o| o.stats.duplicates), 3_000),
+        ("client restarts", sum(|o| o.stats.client_restarts), 1_200),
+        ("sessions evicted", sum(|o| o.stats.sessions_evicted), 380),
+        (
+            "seeds evicting",
+            seeds(|o| o.stats.sessions_evicted > 0),
+            110,
+        ),
     ];
     for (what, total, per_1000) in expected {
         assert!(
@@ -313,15 +328,17 @@ fn fault_counts(outcomes: &[Outcome]) {
         );
     }
     // The chunk check is not vacuous: the largest runs come close to the
-    // bound. (The transport's limit is set by the session table a Catchup
-    // may carry, which these runs never fill.)
+    // bound (896 of 1,280 bytes over 10,000 seeds: the budget counts each
+    // entry's overhead at its upper bound). The transport's limit is set by
+    // the largest session table a Catchup may carry, which these runs never
+    // come near (at most 122 bytes of 10,832).
     let frame = outcomes
         .iter()
         .map(|o| o.stats.chunk_frame_max)
         .max()
         .unwrap_or(0);
     assert!(
-        frame as usize * 2 >= world::CHUNK_BYTES_MAX,
+        frame as usize * 5 >= world::CHUNK_BYTES_MAX * 3,
         "{FAULT_COUNTS}: largest Promise or Catchup of entries {frame} bytes, not near the \
          chunk bound of {}",
         world::CHUNK_BYTES_MAX
