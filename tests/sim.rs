@@ -3,12 +3,24 @@
 //! - default: `PAXLOG_SIM_SEEDS` seeds (default 10,000), alternating 3 and 5 nodes;
 //! - `PAXLOG_SIM_SEED=S`: replays seed S exactly, printing its event trace.
 //!
-//! Besides the checkers of `invariants::TABLE`, the simulated network reports
-//! a frame over the limit (`net_frame`) or a message crossing a partition
-//! (`net_partition`), and a quiet phase ends every run (`world/settle.rs`):
-//! every node must catch up (`catch_up`) and end on the trim point the chosen
-//! Trims imply (`trim`). Runs of at least `COUNTS_SEEDS_MIN` seeds also
-//! assert that every kind of fault happened often enough (`fault_counts`).
+//! Every check is a row of `invariants::TABLE`, whose kind says whether it
+//! may count as catching a mutation: the `inv_*` checkers run after every
+//! step; the simulated network reports a frame over the transport's limit,
+//! or a Promise or Catchup of entries over the chunk bound (`net_frame`),
+//! and a message crossing a partition (`net_partition`); after the heal every
+//! client must get an append chosen (`liveness`); a quiet phase ends every
+//! run (`world/settle.rs`): every node must catch up (`catch_up`) and end on
+//! the trim point the chosen Trims imply (`trim`). Runs of at least
+//! `COUNTS_SEEDS_MIN` seeds also assert that every kind of fault happened
+//! often enough (`fault_counts`).
+//!
+//! The workload: session clients (in one seed of eight one of them keeps 160
+//! appends in flight; the shallow ones may restart without their session, so
+//! the session table evicts) and a bulk writer, a session client of values
+//! near `value_bytes_max`. The session bounds are small (8 sessions, 1,024
+//! seqs) because the transport's frame limit must carry the whole session
+//! table (`world::frame_bytes_max`, 10,832 bytes); the network holds runs of
+//! entries to the much smaller `world::CHUNK_BYTES_MAX` (1,280).
 //!
 //! The last line printed is `simulated N seeds, M steps, K invariant violations`.
 
@@ -42,11 +54,11 @@ mod world;
 use paxlog::core::Mutation;
 use world::{Outcome, Params, Scenario, World};
 
-// 10,000 seeds took ~120 s on 2 cores when idle with sessions (a deep client
-// in one seed of eight, the core's full invariant walk every 16th check),
-// ~70 s before them and before the bulk writer and the quiet phase; with
-// both, the whole binary took 133 s; the ballot-reuse bug first showed at
-// seed 3208.
+// 10,000 seeds: 105,810,165 steps; the whole binary (20 tests) takes 133 s
+// of wall time on the 2 cores when idle, 255–260 s of CPU (the core's full
+// invariant walk every 16th check is about an eighth of it), 200–315 s when
+// other builds share the cores. ~70 s before sessions, the bulk writer and
+// the quiet phase. The ballot-reuse bug first showed at seed 3208.
 const DEFAULT_SEEDS: u64 = 10_000;
 
 fn env_u64(name: &str) -> Option<u64> {
