@@ -34,6 +34,13 @@ pub const SESSIONS_MAX: usize = 8;
 /// requires `session_window <= session_seqs_max`) and every other session.
 pub const SESSION_SEQS_MAX: usize = 1024;
 
+// The deep client never has more in flight than a session may (or it would
+// see `Busy` forever), and the core requires the window within the seqs.
+const _: () = assert!(
+    super::client::DEEP_WINDOW <= WINDOW && WINDOW as usize <= SESSION_SEQS_MAX,
+    "DEEP_WINDOW <= WINDOW <= SESSION_SEQS_MAX"
+);
+
 #[derive(Debug, Default)]
 struct ModelSession {
     last: u64,
