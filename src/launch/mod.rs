@@ -58,6 +58,8 @@ pub struct LocalCluster {
     children: BTreeMap<NodeId, Child>,
     /// Nodes started at least once: a restart appends to their log.
     started: BTreeSet<NodeId>,
+    /// Extra environment for a node's process, from its next start on.
+    env: BTreeMap<NodeId, BTreeMap<String, String>>,
 }
 
 impl LocalCluster {
@@ -103,6 +105,7 @@ impl LocalCluster {
             config,
             file,
             children: BTreeMap::new(),
+            env: BTreeMap::new(),
             started: BTreeSet::new(),
         };
         cluster.write_file()?;
@@ -180,7 +183,9 @@ impl LocalCluster {
             .open(&log_path)
             .map_err(io_error("creating", &log_path))?;
         let log_err = log.try_clone().map_err(io_error("opening", &log_path))?;
+        let env = self.env.get(&id).cloned().unwrap_or_default();
         let child = Command::new(&self.config.exe)
+            .envs(env)
             .arg("serve")
             .arg("--cluster")
             .arg(&self.path)
@@ -201,6 +206,15 @@ impl LocalCluster {
             node.pid = Some(pid);
         }
         self.write_file()
+    }
+
+    /// Sets `key=value` in node `id`'s environment from its next start on
+    /// (tests: e.g. [`crate::node::UNSYNCED_STORE_ENV`]).
+    pub fn set_node_env(&mut self, id: NodeId, key: &str, value: &str) {
+        self.env
+            .entry(id)
+            .or_default()
+            .insert(key.to_string(), value.to_string());
     }
 
     /// SIGKILL: no shutdown path runs, unsynced state is lost.

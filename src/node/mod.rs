@@ -73,4 +73,4 @@ pub mod writer;
 
 pub use config::{NodeConfig, NodeError};
 pub use driver::TICK_INTERVAL_MS;
-pub use start::{start, NodeHandle, Stopper};
+pub use start::{start, NodeHandle, Stopper, UNSYNCED_STORE_ENV};

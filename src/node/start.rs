@@ -77,6 +77,10 @@ impl Stopper {
     }
 }
 
+/// Set to `1` to turn the store's sync off (the power-loss test's proof
+/// that its cuts bite). Never for real use: acknowledged appends are lost.
+pub const UNSYNCED_STORE_ENV: &str = "PAXLOG_TEST_UNSYNCED_STORE";
+
 /// Opens the store, binds the endpoint and starts the node.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     config.validate()?;
@@ -84,7 +88,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         cluster_id: config.cluster_id.clone(),
         node_id: config.node_id,
     };
-    let store = Arc::new(RocksStore::open(&config.data_dir, identity)?);
+    let mut store = RocksStore::open(&config.data_dir, identity)?;
+    if std::env::var_os(UNSYNCED_STORE_ENV).is_some_and(|v| v == "1") {
+        store = store.unsynced();
+    }
+    let store = Arc::new(store);
     let tls = NodeTls::load(&config.certs_dir, config.node_id)?;
     // One frame limit for the core's messages and the transport: the core's.
     let frame_bytes_max = config.core.limits.frame_bytes_max;

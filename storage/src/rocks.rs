@@ -33,6 +33,9 @@ pub struct RocksStore {
     /// Invariant: once set, never cleared; no write reaches RocksDB after it.
     failed: AtomicBool,
     fail_next: AtomicBool,
+    /// Off only through [`RocksStore::unsynced`], for the power-loss test
+    /// that must show what losing it costs.
+    sync: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -139,7 +142,19 @@ impl RocksStore {
             }),
             failed: AtomicBool::new(false),
             fail_next: AtomicBool::new(false),
+            sync: AtomicBool::new(true),
         })
+    }
+
+    /// Testing only: stop syncing writes, so a power cut loses what the
+    /// kernel had not written back. Every guarantee of paxlog rests on the
+    /// sync this turns off; the power-loss test uses it to prove that its
+    /// cuts really discard unsynced data.
+    pub fn unsynced(self) -> RocksStore {
+        tracing::error!(dir = %self.dir.display(),
+            "writes are NOT synced: acknowledged appends may be lost at a power cut (testing only)");
+        self.sync.store(false, Ordering::SeqCst);
+        self
     }
 
     /// Opens an existing directory as whoever it belongs to (for tools).
@@ -220,7 +235,9 @@ impl RocksStore {
         if repair {
             wb.delete(Meta::Suspect.key());
         }
-        if let Err(e) = self.db.write_opt(wb, &synced()) {
+        let mut opts = synced();
+        opts.set_sync(self.sync.load(Ordering::SeqCst));
+        if let Err(e) = self.db.write_opt(wb, &opts) {
             self.failed.store(true, Ordering::SeqCst);
             tracing::error!(dir = %self.dir.display(), error = %e, "write failed; store is failed");
             return Err(io(e));

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod disk;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,11 +28,14 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub file: ClusterFile,
     pub cluster_path: PathBuf,
+    /// Set by tests that break nodes on purpose (the unsynced power-loss
+    /// run): a node's panic or exit then does not fail the test.
+    pub tolerate_node_failures: bool,
 }
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || self.tolerate_node_failures {
             return;
         }
         let panicked = self.panicked_nodes();
@@ -65,6 +70,7 @@ impl TestCluster {
             cluster_path: local.cluster_path().to_path_buf(),
             local,
             dir,
+            tolerate_node_failures: false,
         }
     }
 
@@ -93,6 +99,11 @@ impl TestCluster {
 
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.local.data_dir(id)
+    }
+
+    /// Sets `key=value` in node `id`'s environment from its next start on.
+    pub fn set_node_env(&mut self, id: u64, key: &str, value: &str) {
+        self.local.set_node_env(id, key, value);
     }
 
     pub fn start_node(&mut self, id: u64) {
