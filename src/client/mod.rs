@@ -92,7 +92,7 @@ struct Inner {
     next_req: AtomicU64,
     leader: Mutex<Option<NodeId>>,
     /// Each node's session, as the channel its requests are queued on.
-    sessions: BTreeMap<NodeId, tokio::sync::Mutex<session::Slot>>,
+    sessions: BTreeMap<NodeId, tokio::sync::Mutex<Slot>>,
 }
 
 impl Client {
@@ -309,6 +309,14 @@ fn check_size(payload: &Bytes) -> Result<(), ClientError> {
 /// An append whose first attempt is queued, on its way to its index.
 type Appending<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Index, ClientError>> + Send + 'a>>;
+
+/// One node's session: its request channel once connected, or when and why
+/// the last connect failed (`session.rs` owns what they mean).
+#[derive(Debug, Default)]
+struct Slot {
+    tx: Option<tokio::sync::mpsc::Sender<Pending>>,
+    failed: Option<(std::time::Instant, String)>,
+}
 
 /// A request queued on a session, with where its answer goes.
 type Pending = (Request, oneshot::Sender<Result<Response, ClientError>>);

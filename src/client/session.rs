@@ -10,7 +10,7 @@ use paxlog_net::{FrameReader, FrameWriter};
 use paxlog_storage::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{frame_max, Client, ClientError, Pending};
+use super::{frame_max, Client, ClientError, Pending, Slot};
 use crate::proto::{Request, Response};
 
 /// Bound on reaching one node, so a dead node costs little of the caller's timeout.
@@ -22,14 +22,6 @@ const SESSION_QUEUE_CAPACITY: usize = 4096;
 
 /// Where a queued request's answer comes.
 pub(super) type Answer = oneshot::Receiver<Result<Response, ClientError>>;
-
-/// One node's session: its request channel once connected, or when and why
-/// the last connect failed.
-#[derive(Debug, Default)]
-pub(super) struct Slot {
-    tx: Option<mpsc::Sender<Pending>>,
-    failed: Option<(Instant, String)>,
-}
 
 /// Requests sent on a session and not yet answered, by `req` id.
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, ClientError>>>>>;
