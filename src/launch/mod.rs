@@ -315,7 +315,8 @@ impl LocalCluster {
         killed
     }
 
-    fn exited(&mut self) -> io::Result<Option<(NodeId, ExitStatus)>> {
+    /// A node that has exited on its own (reaped, no longer running), if any.
+    pub fn exited(&mut self) -> io::Result<Option<(NodeId, ExitStatus)>> {
         let mut exit = None;
         for (&id, child) in &mut self.children {
             if let Some(status) = child.try_wait()? {

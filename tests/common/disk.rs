@@ -70,8 +70,13 @@ fn path(p: &Path) -> &str {
 impl LoopDisk {
     /// A fresh ext4 filesystem in `image`, mounted at `mount`.
     pub fn create(image: PathBuf, mount: PathBuf) -> LoopDisk {
+        LoopDisk::create_sized(image, mount, IMAGE_BYTES)
+    }
+
+    /// As [`LoopDisk::create`], `bytes` large (a small one fills up).
+    pub fn create_sized(image: PathBuf, mount: PathBuf, bytes: u64) -> LoopDisk {
         let file = std::fs::File::create(&image).expect("create the image");
-        file.set_len(IMAGE_BYTES).expect("size the image");
+        file.set_len(bytes).expect("size the image");
         drop(file);
         run("mkfs.ext4", &["-q", "-F", path(&image)]);
         std::fs::create_dir_all(&mount).expect("create the mount point");
@@ -111,6 +116,30 @@ impl LoopDisk {
     pub fn restore(&mut self, cut: &Path) {
         self.unmount();
         std::fs::rename(cut, &self.image).expect("put the cut image in place");
+        self.attach_and_mount();
+    }
+
+    /// A healthy, larger disk with the same files: the full one grown to
+    /// `bytes` (the node's process must be gone).
+    pub fn grow(&mut self, bytes: u64) {
+        self.unmount();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.image)
+            .expect("open the image");
+        file.set_len(bytes).expect("grow the image");
+        drop(file);
+        // 1 means it corrected something: still a usable filesystem.
+        let fsck = Command::new("e2fsck")
+            .args(["-f", "-y", path(&self.image)])
+            .output()
+            .expect("run e2fsck");
+        assert!(
+            matches!(fsck.status.code(), Some(0 | 1)),
+            "e2fsck failed: {}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+        run("resize2fs", &[path(&self.image)]);
         self.attach_and_mount();
     }
 

@@ -101,6 +101,19 @@ impl TestCluster {
         self.local.data_dir(id)
     }
 
+    /// A node that exited on its own since the last look (reaped), if any.
+    pub fn exited(&mut self) -> Option<(u64, std::process::ExitStatus)> {
+        self.local.exited().expect("wait for node processes")
+    }
+
+    pub fn pid(&self, id: u64) -> u32 {
+        self.local
+            .file()
+            .node(id)
+            .and_then(|n| n.pid)
+            .expect("a running node's pid")
+    }
+
     /// Sets `key=value` in node `id`'s environment from its next start on.
     pub fn set_node_env(&mut self, id: u64, key: &str, value: &str) {
         self.local.set_node_env(id, key, value);
