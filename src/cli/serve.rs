@@ -35,6 +35,11 @@ pub struct Args {
     /// Admin HTTP address for /metrics, /livez, /readyz.
     #[arg(long, env = "PAXLOG_ADMIN")]
     pub admin: Option<SocketAddr>,
+    /// Dial peer ID at ADDR instead of its address from --cluster or --peer,
+    /// as ID=ADDR; repeatable. Meant for tests that route peer links through
+    /// a fault-injecting proxy: the peer is still known by its certificate.
+    #[arg(long = "peer-via", value_name = "ID=ADDR")]
+    pub peer_via: Vec<String>,
     /// Election timeout range in milliseconds, as MIN..MAX.
     #[arg(long, env = "PAXLOG_ELECTION_TIMEOUT_MS", value_parser = parse_range)]
     pub election_timeout_ms: Option<(u64, u64)>,
@@ -52,19 +57,45 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, b))
 }
 
-fn parse_peer(s: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
+/// `ID=ADDR`, as `--peer` and `--peer-via` take it; `flag` names the flag in errors.
+fn parse_peer(flag: &str, s: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
     let (id, addr) = s
         .split_once('=')
-        .with_context(|| format!("--peer {s:?}: expected ID=ADDR"))?;
+        .with_context(|| format!("{flag} {s:?}: expected ID=ADDR"))?;
     let id: NodeId = id
         .trim()
         .parse()
-        .with_context(|| format!("--peer {s:?}: bad id"))?;
+        .with_context(|| format!("{flag} {s:?}: bad id"))?;
     let addr: SocketAddr = addr
         .trim()
         .parse()
-        .with_context(|| format!("--peer {s:?}: bad address"))?;
+        .with_context(|| format!("{flag} {s:?}: bad address"))?;
     Ok((id, addr))
+}
+
+/// The `--peer-via` overrides, each naming another member once.
+fn peer_via(
+    args: &Args,
+    members: &BTreeMap<NodeId, SocketAddr>,
+) -> anyhow::Result<BTreeMap<NodeId, SocketAddr>> {
+    let mut via = BTreeMap::new();
+    for value in &args.peer_via {
+        let (id, addr) = parse_peer("--peer-via", value)?;
+        if id == args.id {
+            bail!("--peer-via {value:?}: node {id} is this node, not a peer");
+        }
+        if !members.contains_key(&id) {
+            let known: Vec<String> = members.keys().map(ToString::to_string).collect();
+            bail!(
+                "--peer-via {value:?}: node {id} is not a member (members: {})",
+                known.join(", ")
+            );
+        }
+        if via.insert(id, addr).is_some() {
+            bail!("--peer-via: node {id} is given twice");
+        }
+    }
+    Ok(via)
 }
 
 pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
@@ -95,7 +126,7 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
             let mut members = BTreeMap::new();
             members.insert(args.id, listen);
             for peer in &args.peers {
-                let (id, addr) = parse_peer(peer)?;
+                let (id, addr) = parse_peer("--peer", peer)?;
                 if members.insert(id, addr).is_some() {
                     bail!("node {id} is given twice");
                 }
@@ -110,7 +141,9 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
     if let Some(listen) = args.listen {
         members.insert(args.id, listen);
     }
+    let via = peer_via(args, &members)?;
     let mut config = NodeConfig::new(cluster_id, args.id, members, certs, args.data.clone())?;
+    config.peer_via = via;
     config.admin = args.admin.or(admin);
     if let Some((min, max)) = args.election_timeout_ms {
         config.core.election_timeout_min_ms = min;
@@ -159,5 +192,58 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(peer_via: &[&str]) -> Args {
+        Args {
+            cluster: None,
+            id: 1,
+            data: PathBuf::from("unused"),
+            listen: Some("127.0.0.1:7001".parse().expect("literal")),
+            peers: vec!["2=127.0.0.1:7002".into(), "3=127.0.0.1:7003".into()],
+            certs: Some(PathBuf::from("unused")),
+            cluster_id: None,
+            admin: None,
+            peer_via: peer_via.iter().map(|s| s.to_string()).collect(),
+            election_timeout_ms: None,
+        }
+    }
+
+    fn error(peer_via: &[&str]) -> String {
+        format!(
+            "{:#}",
+            node_config(&args(peer_via)).expect_err("the override is refused")
+        )
+    }
+
+    #[test]
+    fn peer_via_changes_only_where_that_peer_is_dialed() {
+        let config = node_config(&args(&["3=127.0.0.1:9003"])).expect("valid overrides");
+        let dial = config.peer_dial_addrs();
+        assert_eq!(dial[&2].to_string(), "127.0.0.1:7002");
+        assert_eq!(dial[&3].to_string(), "127.0.0.1:9003");
+        assert_eq!(config.members[&3].to_string(), "127.0.0.1:7003");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7001");
+    }
+
+    #[test]
+    fn peer_via_refuses_malformed_values_and_non_peers() {
+        let malformed = error(&["3"]);
+        assert!(malformed.contains("expected ID=ADDR"), "{malformed}");
+        assert!(error(&["x=127.0.0.1:1"]).contains("bad id"));
+        assert!(error(&["3=nowhere"]).contains("bad address"));
+        let stranger = error(&["9=127.0.0.1:1"]);
+        assert!(
+            stranger.contains("node 9 is not a member (members: 1, 2, 3)"),
+            "{stranger}"
+        );
+        assert!(error(&["1=127.0.0.1:1"]).contains("is this node"));
+        let twice = error(&["2=127.0.0.1:1", "2=127.0.0.1:2"]);
+        assert!(twice.contains("node 2 is given twice"), "{twice}");
     }
 }

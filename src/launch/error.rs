@@ -40,6 +40,8 @@ pub enum LaunchError {
     Wait(io::Error),
     #[error("node {0} is not part of this cluster")]
     UnknownNode(NodeId),
+    #[error("node {peer} is not a peer of node {id}")]
+    NotAPeer { id: NodeId, peer: NodeId },
     #[error("node {0} is already running")]
     AlreadyRunning(NodeId),
     #[error("node {0} is not running")]

@@ -60,6 +60,9 @@ pub struct LocalCluster {
     started: BTreeSet<NodeId>,
     /// Extra environment for a node's process, from its next start on.
     env: BTreeMap<NodeId, BTreeMap<String, String>>,
+    /// Per node, the peers it dials elsewhere than the cluster file says
+    /// (`paxlog serve --peer-via`); kept across restarts.
+    peer_via: BTreeMap<NodeId, BTreeMap<NodeId, SocketAddr>>,
 }
 
 impl LocalCluster {
@@ -107,6 +110,7 @@ impl LocalCluster {
             children: BTreeMap::new(),
             env: BTreeMap::new(),
             started: BTreeSet::new(),
+            peer_via: BTreeMap::new(),
         };
         cluster.write_file()?;
         Ok(cluster)
@@ -166,6 +170,26 @@ impl LocalCluster {
         self.children.values().map(Child::id).collect()
     }
 
+    /// From its next start on, node `id` dials each peer in `via` at the
+    /// address given there instead of the cluster file's (for tests that
+    /// route peer links through a proxy); an empty map undoes it.
+    pub fn set_peer_via(
+        &mut self,
+        id: NodeId,
+        via: BTreeMap<NodeId, SocketAddr>,
+    ) -> Result<(), LaunchError> {
+        if self.file.node(id).is_none() {
+            return Err(LaunchError::UnknownNode(id));
+        }
+        for &peer in via.keys() {
+            if peer == id || self.file.node(peer).is_none() {
+                return Err(LaunchError::NotAPeer { id, peer });
+            }
+        }
+        self.peer_via.insert(id, via);
+        Ok(())
+    }
+
     /// Starts (or restarts after [`LocalCluster::kill`]) node `id`.
     pub fn start_node(&mut self, id: NodeId) -> Result<(), LaunchError> {
         if self.file.node(id).is_none() {
@@ -184,7 +208,8 @@ impl LocalCluster {
             .map_err(io_error("creating", &log_path))?;
         let log_err = log.try_clone().map_err(io_error("opening", &log_path))?;
         let env = self.env.get(&id).cloned().unwrap_or_default();
-        let child = Command::new(&self.config.exe)
+        let mut command = Command::new(&self.config.exe);
+        command
             .envs(env)
             .arg("serve")
             .arg("--cluster")
@@ -192,7 +217,11 @@ impl LocalCluster {
             .arg("--id")
             .arg(id.to_string())
             .arg("--data")
-            .arg(self.data_dir(id))
+            .arg(self.data_dir(id));
+        for (peer, addr) in self.peer_via.get(&id).into_iter().flatten() {
+            command.arg("--peer-via").arg(format!("{peer}={addr}"));
+        }
+        let child = command
             .env("RUST_LOG", &self.config.rust_log)
             .stdin(Stdio::null())
             .stdout(log)

@@ -19,6 +19,10 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Every member, including this node.
     pub members: BTreeMap<NodeId, SocketAddr>,
+    /// Peers this node dials at another address than their `members` entry
+    /// (fault-injection tests route each link through a proxy). A peer is
+    /// still known by its certificate, so the address proves nothing.
+    pub peer_via: BTreeMap<NodeId, SocketAddr>,
     pub certs_dir: PathBuf,
     pub data_dir: PathBuf,
     pub admin: Option<SocketAddr>,
@@ -43,6 +47,7 @@ impl NodeConfig {
             node_id,
             listen,
             members,
+            peer_via: BTreeMap::new(),
             certs_dir,
             data_dir,
             admin: None,
@@ -60,7 +65,25 @@ impl NodeConfig {
         if !self.members.contains_key(&self.node_id) {
             return Err(NodeError::NotAMember(self.node_id));
         }
+        for &id in self.peer_via.keys() {
+            if id == self.node_id {
+                return Err(NodeError::PeerViaSelf(id));
+            }
+            if !self.members.contains_key(&id) {
+                return Err(NodeError::PeerViaNotAMember(id));
+            }
+        }
         Ok(())
+    }
+
+    /// Where this node dials each peer: `peer_via` where given, else the
+    /// peer's member address.
+    pub fn peer_dial_addrs(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.members
+            .iter()
+            .filter(|(id, _)| **id != self.node_id)
+            .map(|(&id, &addr)| (id, self.peer_via.get(&id).copied().unwrap_or(addr)))
+            .collect()
     }
 }
 
@@ -68,6 +91,10 @@ impl NodeConfig {
 pub enum NodeError {
     #[error("node {0} is not a member of the cluster it was given")]
     NotAMember(NodeId),
+    #[error("a peer address override names node {0}, which is not a member")]
+    PeerViaNotAMember(NodeId),
+    #[error("a peer address override names node {0}, this node itself")]
+    PeerViaSelf(NodeId),
     #[error("a cluster has 3 or 5 members (or 1 for a toy); this one has {0}")]
     BadClusterSize(usize),
     #[error(transparent)]
@@ -82,4 +109,36 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("storage failed; the node stopped without acknowledging anything more: {0}")]
     Fatal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(peer_via: &[(NodeId, &str)]) -> NodeConfig {
+        let members = (1..=3)
+            .map(|id| (id, SocketAddr::from(([127, 0, 0, 1], 7000 + id as u16))))
+            .collect();
+        let mut config = NodeConfig::new("c".into(), 1, members, "certs".into(), "data".into())
+            .expect("node 1 is a member");
+        for &(id, addr) in peer_via {
+            config
+                .peer_via
+                .insert(id, addr.parse().expect("literal address"));
+        }
+        config
+    }
+
+    #[test]
+    fn peer_via_must_name_another_member() {
+        assert!(config(&[(2, "127.0.0.1:9002")]).validate().is_ok());
+        assert!(matches!(
+            config(&[(4, "127.0.0.1:9004")]).validate(),
+            Err(NodeError::PeerViaNotAMember(4))
+        ));
+        assert!(matches!(
+            config(&[(1, "127.0.0.1:9001")]).validate(),
+            Err(NodeError::PeerViaSelf(1))
+        ));
+    }
 }

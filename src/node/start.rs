@@ -2,7 +2,6 @@
 //! spawn the writer thread, the admin port, the client acceptor and the
 //! driver; and the handle that stops it.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -102,13 +101,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     };
     let endpoint = NodeEndpoint::bind(config.listen, tls, net)?;
     let local_addr = endpoint.local_addr();
-    let peers: BTreeMap<NodeId, SocketAddr> = config
-        .members
-        .iter()
-        .filter(|(id, _)| **id != config.node_id)
-        .map(|(id, addr)| (*id, *addr))
-        .collect();
-    let (peer_tx, peer_rx) = endpoint.peers::<Message>(peers)?;
+    let (peer_tx, peer_rx) = endpoint.peers::<Message>(config.peer_dial_addrs())?;
 
     let seed = seed_from_clock(config.node_id);
     let started = Instant::now();
