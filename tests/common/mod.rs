@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod proxy;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,7 +56,16 @@ impl Drop for TestCluster {
 impl TestCluster {
     /// Certificates and a cluster file for `n` nodes; starts none of them.
     pub fn new(n: u64) -> TestCluster {
-        let dir = tempfile::tempdir().expect("tempdir");
+        // PAXLOG_KEEP_TEST_DIRS=1 keeps node logs and data for a post-mortem.
+        let keep = std::env::var_os("PAXLOG_KEEP_TEST_DIRS").is_some();
+        let dir = tempfile::Builder::new()
+            .prefix("paxlog-test-")
+            .disable_cleanup(keep)
+            .tempdir()
+            .expect("tempdir");
+        if keep {
+            println!("test cluster kept in {}", dir.path().display());
+        }
         let local = LocalCluster::create(LaunchConfig {
             dir: dir.path().to_path_buf(),
             exe: exe(),
@@ -117,6 +128,19 @@ impl TestCluster {
     /// Sets `key=value` in node `id`'s environment from its next start on.
     pub fn set_node_env(&mut self, id: u64, key: &str, value: &str) {
         self.local.set_node_env(id, key, value);
+    }
+
+    /// Node `id` dials the peers in `via` there instead of at their cluster
+    /// file address, from its next start on (the proxied tests' hook).
+    pub fn set_peer_via(&mut self, id: u64, via: BTreeMap<u64, SocketAddr>) {
+        self.local
+            .set_peer_via(id, via)
+            .expect("peer overrides name peers");
+    }
+
+    /// Where each node listens, as the cluster file says.
+    pub fn addrs(&self) -> BTreeMap<u64, SocketAddr> {
+        self.file.addrs()
     }
 
     pub fn start_node(&mut self, id: u64) {
