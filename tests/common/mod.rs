@@ -5,7 +5,11 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod history;
+pub mod nemesis;
+pub mod observe;
 pub mod proxy;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

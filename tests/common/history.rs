@@ -1,0 +1,238 @@
+//! What clients saw, and the checks of it against what every node holds:
+//! through each node's read (which hides duplicates) and on each node's raw
+//! RocksDB log (which does not), read after the nodes are gone.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use bytes::Bytes;
+use paxlog::core::Command;
+use paxlog::proto::Entry;
+use paxlog_storage::{ReadLimit, RocksStore, Store};
+
+pub type Index = u64;
+
+/// How an append ended, as its client reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok(Index),
+    /// `ClientError::surely_not_appended()`: it must never be in a log.
+    SurelyFailed(String),
+    /// It may or may not have been appended; at most once, then.
+    Indeterminate(String),
+}
+
+/// One append.
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub value: Bytes,
+    /// No later than the append's invocation (its batch started then).
+    pub invoked: Instant,
+    /// No earlier than its completion.
+    pub completed: Instant,
+    pub outcome: Outcome,
+}
+
+/// One writer's appends, in submission order.
+#[derive(Debug)]
+pub struct WriterHistory {
+    pub name: &'static str,
+    pub ops: Vec<Op>,
+}
+
+impl WriterHistory {
+    pub fn acked(&self) -> impl Iterator<Item = (&Bytes, Index)> + '_ {
+        self.ops.iter().filter_map(|op| match op.outcome {
+            Outcome::Ok(index) => Some((&op.value, index)),
+            _ => None,
+        })
+    }
+
+    pub fn surely_failed(&self) -> impl Iterator<Item = &Op> + '_ {
+        self.ops
+            .iter()
+            .filter(|op| matches!(op.outcome, Outcome::SurelyFailed(_)))
+    }
+
+    /// (acknowledged, surely failed, indeterminate).
+    pub fn tally(&self) -> (usize, usize, usize) {
+        let mut tally = (0, 0, 0);
+        for op in &self.ops {
+            match op.outcome {
+                Outcome::Ok(_) => tally.0 += 1,
+                Outcome::SurelyFailed(_) => tally.1 += 1,
+                Outcome::Indeterminate(_) => tally.2 += 1,
+            }
+        }
+        tally
+    }
+}
+
+pub fn max_acked(histories: &[WriterHistory]) -> Option<Index> {
+    histories
+        .iter()
+        .flat_map(|h| h.acked().map(|(_, i)| i))
+        .max()
+}
+
+/// Each writer's acknowledged indexes increase in submission order.
+pub fn check_writer_order(histories: &[WriterHistory]) {
+    for h in histories {
+        let order: Vec<Index> = h.acked().map(|(_, i)| i).collect();
+        if let Some(pair) = order.windows(2).find(|p| p[1] <= p[0]) {
+            panic!(
+                "writer {}'s appends acknowledged out of order: {pair:?}",
+                h.name
+            );
+        }
+    }
+}
+
+/// What node `id` reads: each value at most once, each acknowledged value
+/// at its index, no surely-failed value.
+pub fn check_read(id: u64, entries: &[Entry], histories: &[WriterHistory]) {
+    let mut at: BTreeMap<&Bytes, Index> = BTreeMap::new();
+    for e in entries {
+        if let Some(other) = at.insert(&e.payload, e.index) {
+            panic!(
+                "node {id} reads {:?} at {other} and at {}",
+                e.payload, e.index
+            );
+        }
+    }
+    let by_index: BTreeMap<Index, &Bytes> = entries.iter().map(|e| (e.index, &e.payload)).collect();
+    for h in histories {
+        for (value, index) in h.acked() {
+            assert_eq!(
+                by_index.get(&index),
+                Some(&value),
+                "node {id}: writer {}'s {value:?} was acknowledged at {index}; the read has \
+                 there (and has the value at {:?})",
+                h.name,
+                at.get(value)
+            );
+        }
+        for op in h.surely_failed() {
+            assert!(
+                !at.contains_key(&op.value),
+                "node {id} reads {:?} at {:?}, an append that surely failed: {:?}",
+                op.value,
+                at.get(&op.value),
+                op.outcome
+            );
+        }
+    }
+}
+
+/// One node's RocksDB log, read with the node gone.
+#[derive(Debug)]
+pub struct RawLog {
+    pub id: u64,
+    /// As persisted.
+    pub chosen_index: Index,
+    /// Every accepted entry the store holds, chosen or not.
+    pub entries: BTreeMap<Index, Bytes>,
+}
+
+impl RawLog {
+    pub fn read(id: u64, data_dir: &Path) -> RawLog {
+        let store = RocksStore::open_existing(data_dir).expect("open the node's store");
+        let meta = store.metadata();
+        assert_eq!(meta.trim_index, 0, "node {id}: nothing was trimmed");
+        let limit = ReadLimit {
+            entries_max: usize::MAX,
+            bytes_max: usize::MAX,
+        };
+        let entries = store
+            .range(1, store.last_index(), limit)
+            .expect("read the raw log")
+            .into_iter()
+            .map(|(i, a)| (i, a.value))
+            .collect();
+        RawLog {
+            id,
+            chosen_index: meta.chosen_index,
+            entries,
+        }
+    }
+
+    /// Index → payload of every `Append` command held.
+    fn appends(&self) -> BTreeMap<Index, Bytes> {
+        self.entries
+            .iter()
+            .filter_map(|(&i, v)| match Command::decode(v) {
+                Ok(Command::Append { payload, .. }) => Some((i, payload)),
+                Ok(_) => None,
+                Err(e) => panic!("node {}: index {i} holds no command: {e}", self.id),
+            })
+            .collect()
+    }
+}
+
+/// The raw logs: each holds every index up to its persisted chosen index,
+/// which covers `max_acked`; they agree wherever two of them are chosen;
+/// every acknowledged value is at its acknowledged index on every node; no
+/// surely-failed value is anywhere, chosen or merely accepted (a new
+/// leader could still choose an accepted one). Returns the indexes checked.
+pub fn check_raw_logs(logs: &[RawLog], histories: &[WriterHistory], max_acked: Index) -> usize {
+    for log in logs {
+        assert!(
+            log.chosen_index >= max_acked,
+            "node {}'s persisted chosen index {} is below the highest acknowledged index \
+             {max_acked}",
+            log.id,
+            log.chosen_index
+        );
+        if let Some(missing) = (1..=log.chosen_index).find(|i| !log.entries.contains_key(i)) {
+            panic!(
+                "node {} holds no entry at {missing}, below its chosen index {}",
+                log.id, log.chosen_index
+            );
+        }
+    }
+    for (n, a) in logs.iter().enumerate() {
+        for b in &logs[n + 1..] {
+            let common = a.chosen_index.min(b.chosen_index);
+            if let Some(i) = (1..=common).find(|i| a.entries[i] != b.entries[i]) {
+                panic!(
+                    "index {i} is chosen differently on nodes {} and {}",
+                    a.id, b.id
+                );
+            }
+        }
+    }
+    let mut checked = 0;
+    for log in logs {
+        let appends = log.appends();
+        let mut where_is: BTreeMap<&Bytes, Vec<Index>> = BTreeMap::new();
+        for (i, payload) in &appends {
+            where_is.entry(payload).or_default().push(*i);
+        }
+        for h in histories {
+            for (value, index) in h.acked() {
+                assert_eq!(
+                    appends.get(&index),
+                    Some(value),
+                    "node {}'s raw log: writer {}'s {value:?} was acknowledged at {index}; \
+                     the value is at {:?}",
+                    log.id,
+                    h.name,
+                    where_is.get(value)
+                );
+                checked += 1;
+            }
+            for op in h.surely_failed() {
+                assert!(
+                    !where_is.contains_key(&op.value),
+                    "node {}'s raw log holds {:?} at {:?}, an append that surely failed: {:?}",
+                    log.id,
+                    op.value,
+                    where_is.get(&op.value),
+                    op.outcome
+                );
+            }
+        }
+    }
+    checked
+}
