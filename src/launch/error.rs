@@ -1,7 +1,7 @@
 //! Why launching or watching a local cluster failed.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -52,4 +52,10 @@ pub enum LaunchError {
     ClusterFile(#[from] ClusterFileError),
     #[error(transparent)]
     Client(#[from] ClientError),
+}
+
+/// Maps an I/O error on `path` while doing `what`.
+pub(super) fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LaunchError {
+    let path = path.to_path_buf();
+    move |source| LaunchError::Io { what, path, source }
 }

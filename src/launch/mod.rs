@@ -21,6 +21,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use paxlog_storage::NodeId;
 
+use self::error::io_error;
 pub use self::error::LaunchError;
 use crate::client::{Client, ClientError};
 use crate::cluster::{ClusterFile, NodeEntry};
@@ -393,9 +394,4 @@ fn free_ports(n: usize) -> io::Result<Vec<(SocketAddr, SocketAddr)>> {
         held.push((udp.local_addr()?, tcp.local_addr()?, udp, tcp));
     }
     Ok(held.into_iter().map(|(u, t, _, _)| (u, t)).collect())
-}
-
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LaunchError {
-    let path = path.to_path_buf();
-    move |source| LaunchError::Io { what, path, source }
 }
