@@ -17,15 +17,14 @@
 
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::history::{self, Op, Outcome, RawLog, WriterHistory};
+use common::history::{self, Op, Outcome, WriterHistory};
 use common::nemesis::{self, Healed};
 use common::observe;
 use common::proxy::{self, Network, Rule};
 use common::workload::{wait_until, Writer, WriterShape};
-use common::{block_on, TestCluster, WAIT_MAX};
+use common::{TestCluster, WAIT_MAX};
 
 /// Acknowledged appends each phase waits for; `PAXLOG_PARTITION_PHASE_ACKS`
 /// sets another number for longer runs (then the run's time is not bounded).
@@ -213,7 +212,7 @@ fn acknowledged_appends_survive_partitions_of_real_nodes() {
     } = run;
     done.extend(writers.into_iter().map(Writer::finish));
     report(&phases, leader_changes, &done);
-    check(&mut cluster, &done);
+    history::check_cluster(&mut cluster, &done);
     let took = started.elapsed();
     println!("partition run took {took:?}");
     if phase_acks().is_none() {
@@ -329,61 +328,4 @@ fn report(phases: &[Phase], leader_changes: usize, histories: &[WriterHistory]) 
             h.name
         );
     }
-}
-
-/// The final checks: writer order, every node's read, every node's raw log.
-fn check(cluster: &mut TestCluster, histories: &[WriterHistory]) {
-    history::check_writer_order(histories);
-    let max_acked = history::max_acked(histories).expect("acknowledged appends");
-    // Appended after every other acknowledgement: their Accepts carry a
-    // chosen index >= max_acked, so each node persists that far when it
-    // accepts them (a chosen index alone is flushed lazily).
-    let fence = fence(cluster);
-    let fenced = history::max_acked(std::slice::from_ref(&fence)).expect("fence indexes");
-    cluster.wait_for_chosen(fenced);
-    let mut reads = Vec::new();
-    for id in cluster.ids() {
-        let client = cluster.client_for_node(id, Duration::from_secs(10));
-        let entries = block_on(client.read(1, Some(fenced))).expect("read from node");
-        history::check_read(id, &entries, histories);
-        history::check_read(id, &entries, std::slice::from_ref(&fence));
-        reads.push((id, entries));
-    }
-    for (id, entries) in &reads[1..] {
-        assert!(
-            entries == &reads[0].1,
-            "node {id} reads differently from node {}",
-            reads[0].0
-        );
-    }
-    let mut logs = Vec::new();
-    for id in cluster.ids() {
-        let status = cluster.kill_node(id);
-        assert_eq!(status.signal(), Some(9), "node {id} ran until the SIGKILL");
-        logs.push(RawLog::read(id, &cluster.data_dir(id)));
-    }
-    let checked = history::check_raw_logs(&logs, histories, max_acked);
-    println!(
-        "checked {} values read from each node and {checked} acknowledged appends on the raw \
-         logs (up to index {max_acked})",
-        reads[0].1.len()
-    );
-}
-
-/// A few appends after the run, each acknowledged.
-fn fence(cluster: &TestCluster) -> WriterHistory {
-    let client = cluster.client_with_timeout(MAIN_TIMEOUT);
-    let mut ops = Vec::new();
-    for i in 0..4 {
-        let value = bytes::Bytes::from(format!("fence-{i}"));
-        let invoked = Instant::now();
-        let index = block_on(client.append(value.clone())).expect("append after healing");
-        ops.push(Op {
-            value,
-            invoked,
-            completed: Instant::now(),
-            outcome: Outcome::Ok(index),
-        });
-    }
-    WriterHistory { name: "fence", ops }
 }

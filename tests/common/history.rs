@@ -3,13 +3,16 @@
 //! RocksDB log (which does not), read after the nodes are gone.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use paxlog::core::Command;
 use paxlog::proto::Entry;
 use paxlog_storage::{ReadLimit, RocksStore, Store};
+
+use super::{block_on, TestCluster};
 
 pub type Index = u64;
 
@@ -235,4 +238,61 @@ pub fn check_raw_logs(logs: &[RawLog], histories: &[WriterHistory], max_acked: I
         }
     }
     checked
+}
+
+/// The final checks: writer order, every node's read, every node's raw log.
+pub fn check_cluster(cluster: &mut TestCluster, histories: &[WriterHistory]) {
+    check_writer_order(histories);
+    let max_acked = self::max_acked(histories).expect("acknowledged appends");
+    // Appended after every other acknowledgement: their Accepts carry a
+    // chosen index >= max_acked, so each node persists that far when it
+    // accepts them (a chosen index alone is flushed lazily).
+    let fence = fence(cluster);
+    let fenced = self::max_acked(std::slice::from_ref(&fence)).expect("fence indexes");
+    cluster.wait_for_chosen(fenced);
+    let mut reads = Vec::new();
+    for id in cluster.ids() {
+        let client = cluster.client_for_node(id, Duration::from_secs(10));
+        let entries = block_on(client.read(1, Some(fenced))).expect("read from node");
+        check_read(id, &entries, histories);
+        check_read(id, &entries, std::slice::from_ref(&fence));
+        reads.push((id, entries));
+    }
+    for (id, entries) in &reads[1..] {
+        assert!(
+            entries == &reads[0].1,
+            "node {id} reads differently from node {}",
+            reads[0].0
+        );
+    }
+    let mut logs = Vec::new();
+    for id in cluster.ids() {
+        let status = cluster.kill_node(id);
+        assert_eq!(status.signal(), Some(9), "node {id} ran until the SIGKILL");
+        logs.push(RawLog::read(id, &cluster.data_dir(id)));
+    }
+    let checked = check_raw_logs(&logs, histories, max_acked);
+    println!(
+        "checked {} values read from each node and {checked} acknowledged appends on the raw \
+         logs (up to index {max_acked})",
+        reads[0].1.len()
+    );
+}
+
+/// A few appends after the run, each acknowledged.
+fn fence(cluster: &TestCluster) -> WriterHistory {
+    let client = cluster.client_with_timeout(Duration::from_secs(10));
+    let mut ops = Vec::new();
+    for i in 0..4 {
+        let value = bytes::Bytes::from(format!("fence-{i}"));
+        let invoked = Instant::now();
+        let index = block_on(client.append(value.clone())).expect("append after healing");
+        ops.push(Op {
+            value,
+            invoked,
+            completed: Instant::now(),
+            outcome: Outcome::Ok(index),
+        });
+    }
+    WriterHistory { name: "fence", ops }
 }

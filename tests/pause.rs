@@ -1,0 +1,124 @@
+//! A paused leader (issue 12): SIGSTOP for longer than the election timeout
+//! while two writers pipeline appends, then SIGCONT. The others elect a new
+//! leader and keep acknowledging; the woken node must acknowledge nothing
+//! stale: a writer pinned to it keeps appending through the pause, and
+//! whatever it was told is acknowledged must be in the log at that index on
+//! every node. Checked with the partition test's history checker (every
+//! node's read and raw RocksDB log against each append's outcome).
+
+mod common;
+
+use std::time::Duration;
+
+use common::history::{self, Outcome};
+use common::workload::{wait_until, Writer, WriterShape};
+use common::{TestCluster, WAIT_MAX};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const MAIN: WriterShape = WriterShape {
+    batch: 1024,
+    window: 256,
+};
+const PINNED: WriterShape = WriterShape {
+    batch: 1,
+    window: 1,
+};
+const PHASE_ACKS: usize = 5_000;
+
+/// The process's state letter in /proc (`T`: stopped by a signal).
+fn proc_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // The state follows the command name, which is in parentheses.
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.trim_start().chars().next())
+        .expect("a state in /proc stat")
+}
+
+#[test]
+fn a_paused_leader_wakes_without_acknowledging_anything_stale() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let writers = [
+        Writer::start(
+            "a",
+            cluster.client_with_timeout(Duration::from_secs(10)),
+            MAIN,
+        ),
+        Writer::start(
+            "b",
+            cluster.client_with_timeout(Duration::from_secs(10)),
+            MAIN,
+        ),
+    ];
+    let pinned = Writer::start(
+        "pinned",
+        cluster.client_for_node(leader, Duration::from_secs(1)),
+        PINNED,
+    );
+    let acked = || writers.iter().map(|w| w.progress.acked()).sum::<usize>();
+    wait_until("appends before the pause", WAIT_MAX, || {
+        acked() >= PHASE_ACKS
+    });
+
+    let pid = cluster.pid(leader);
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
+    wait_until("the leader to be stopped", WAIT_MAX, || {
+        proc_state(pid) == 'T'
+    });
+    let new_leader = cluster.wait_for_leader();
+    assert_ne!(new_leader, leader, "a stopped node cannot lead");
+    let before = acked();
+    wait_until("appends through the new leader", WAIT_MAX, || {
+        acked() >= before + PHASE_ACKS
+    });
+    let pinned_before_wake = pinned.progress.acked();
+    kill(Pid::from_raw(pid as i32), Signal::SIGCONT).expect("SIGCONT");
+    assert_ne!(proc_state(pid), 'T', "the leader runs again");
+    // The woken node hears of the new ballot and follows.
+    cluster.wait_for("the woken node to follow the new leader", |statuses| {
+        statuses
+            .iter()
+            .find(|(id, _)| *id == leader)
+            .and_then(|(_, s)| s.as_ref())
+            .filter(|s| s.leader.is_some_and(|l| l != leader))
+            .map(|_| ())
+    });
+    let before = acked();
+    wait_until("appends after the wake", WAIT_MAX, || {
+        acked() >= before + PHASE_ACKS
+    });
+
+    let pinned = pinned.finish();
+    let histories: Vec<_> = writers
+        .into_iter()
+        .map(Writer::finish)
+        .chain([pinned])
+        .collect();
+    for h in &histories {
+        let (ok, surely, maybe) = h.tally();
+        println!(
+            "writer {}: {ok} acknowledged, {surely} surely failed, {maybe} indeterminate",
+            h.name
+        );
+    }
+    let pinned = &histories[2];
+    let woken_acks = pinned
+        .ops
+        .iter()
+        .filter(|op| matches!(op.outcome, Outcome::Ok(_)))
+        .count()
+        .saturating_sub(pinned_before_wake);
+    println!(
+        "leader {leader} stopped, node {new_leader} led meanwhile; the pinned writer had \
+         {pinned_before_wake} acknowledged before the wake and {woken_acks} after"
+    );
+    for h in &histories[..2] {
+        let (ok, _, _) = h.tally();
+        assert_eq!(ok, h.ops.len(), "writer {} saw failures", h.name);
+    }
+    // Every acknowledgement, the pinned writer's included, is checked
+    // against every node's read and raw log.
+    history::check_cluster(&mut cluster, &histories);
+}
