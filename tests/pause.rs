@@ -122,3 +122,36 @@ fn a_paused_leader_wakes_without_acknowledging_anything_stale() {
     // against every node's read and raw log.
     history::check_cluster(&mut cluster, &histories);
 }
+
+/// The real-time check can fail: an append acknowledged before another was
+/// invoked, at a higher index.
+#[test]
+fn the_real_time_check_catches_an_inversion() {
+    use common::history::{Op, WriterHistory};
+    use std::time::Instant;
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let op = |value: &'static str, invoked, completed, index| Op {
+        value: bytes::Bytes::from(value),
+        invoked: at(invoked),
+        completed: at(completed),
+        outcome: Outcome::Ok(index),
+    };
+    let ordered = [WriterHistory {
+        name: "w",
+        ops: vec![op("a", 0, 10, 5), op("b", 20, 30, 7)],
+    }];
+    assert_eq!(history::check_real_time(&ordered), 1);
+    let inverted = [
+        WriterHistory {
+            name: "x",
+            ops: vec![op("a", 0, 10, 9)],
+        },
+        WriterHistory {
+            name: "y",
+            ops: vec![op("b", 20, 30, 7)],
+        },
+    ];
+    let caught = std::panic::catch_unwind(|| history::check_real_time(&inverted));
+    assert!(caught.is_err(), "an inversion passed the real-time check");
+}

@@ -92,6 +92,47 @@ pub fn check_writer_order(histories: &[WriterHistory]) {
     }
 }
 
+/// Real-time order across all writers: an append acknowledged before
+/// another was invoked has the lower index (linearizability of appends).
+/// Times are per batch (invoked no later, completed no earlier than the
+/// append itself), which only makes the check miss cases, never invent one.
+pub fn check_real_time(histories: &[WriterHistory]) -> usize {
+    let mut acked: Vec<(&Op, Index)> = histories
+        .iter()
+        .flat_map(|h| &h.ops)
+        .filter_map(|op| match op.outcome {
+            Outcome::Ok(i) => Some((op, i)),
+            _ => None,
+        })
+        .collect();
+    let mut by_completion = acked.clone();
+    by_completion.sort_by_key(|(op, _)| op.completed);
+    acked.sort_by_key(|(op, _)| op.invoked);
+    // Sweep the invocations in time order, folding in every append
+    // completed before each: the highest index among those must be lower.
+    let mut done = by_completion.iter().peekable();
+    let mut highest: Option<(&Op, Index)> = None;
+    let mut pairs = 0;
+    for &(b, b_index) in &acked {
+        while let Some(&&(a, a_index)) = done.peek().filter(|(a, _)| a.completed < b.invoked) {
+            if highest.is_none_or(|(_, h)| a_index > h) {
+                highest = Some((a, a_index));
+            }
+            done.next();
+        }
+        if let Some((a, a_index)) = highest {
+            pairs += 1;
+            assert!(
+                a_index < b_index,
+                "{:?} was acknowledged at {a_index} before {:?} was invoked, which got {b_index}",
+                a.value,
+                b.value
+            );
+        }
+    }
+    pairs
+}
+
 /// What node `id` reads: each value at most once, each acknowledged value
 /// at its index, no surely-failed value.
 pub fn check_read(id: u64, entries: &[Entry], histories: &[WriterHistory]) {
@@ -243,6 +284,8 @@ pub fn check_raw_logs(logs: &[RawLog], histories: &[WriterHistory], max_acked: I
 /// The final checks: writer order, every node's read, every node's raw log.
 pub fn check_cluster(cluster: &mut TestCluster, histories: &[WriterHistory]) {
     check_writer_order(histories);
+    let ordered = check_real_time(histories);
+    println!("real-time order held for {ordered} appends invoked after another's acknowledgement");
     let max_acked = self::max_acked(histories).expect("acknowledged appends");
     // Appended after every other acknowledgement: their Accepts carry a
     // chosen index >= max_acked, so each node persists that far when it
