@@ -118,6 +118,24 @@ pub fn chain(net: &Network, a: NodeId, b: NodeId) -> Fault {
     )
 }
 
+/// The OmniPaxos paper's quorum-loss topology: only links that touch
+/// `hub` work; every other pair of nodes is cut both ways. The leader (not
+/// the hub) keeps one peer and loses its quorum; only the hub can gather one.
+pub fn hub(net: &Network, hub: NodeId) -> Fault {
+    let nodes = net.nodes();
+    let pairs = nodes
+        .iter()
+        .flat_map(|&a| nodes.iter().map(move |&b| (a, b)))
+        .filter(|&(a, b)| a != b && a != hub && b != hub)
+        .collect();
+    Fault::apply(
+        net,
+        format!("quorum loss: only links through {hub} work"),
+        pairs,
+        Rule::blocked(),
+    )
+}
+
 /// `node` can still send, but hears nothing from anyone.
 pub fn deafen(net: &Network, node: NodeId) -> Fault {
     let pairs = net
