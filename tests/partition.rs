@@ -52,11 +52,6 @@ const PINNED_TIMEOUT: Duration = Duration::from_secs(1);
 const PINNED_ACKS: usize = 16;
 const PINNED_NAMES: [&str; 3] = ["p1", "p2", "p3"];
 
-/// The nodes' longest election timeout (they run with the core's default).
-fn election_timeout() -> Duration {
-    Duration::from_millis(paxlog::core::Config::new(1, vec![1, 2, 3]).election_timeout_max_ms)
-}
-
 /// One phase's figures, for the report.
 struct Phase {
     name: String,
@@ -111,7 +106,7 @@ impl Run<'_> {
 
     /// Healed: every node is back with the leader, and the cluster serves.
     fn heal_phase(&mut self) {
-        observe::converged(self.cluster, election_timeout());
+        observe::converged(self.cluster, observe::election_timeout());
         self.wait_acks("healed");
         self.end_phase("healed", None);
     }
@@ -187,7 +182,7 @@ fn acknowledged_appends_survive_partitions_of_real_nodes() {
     let fault = nemesis::chain(&net, leader, follower);
     fault.wait_withheld(&net, 10);
     // Long enough for the cut follower's election timeout to fire, twice.
-    observe::silence(&cluster, follower, leader, 2 * election_timeout());
+    observe::silence(&cluster, follower, leader, 2 * observe::election_timeout());
     run.wait_acks("chain");
     let healed = withheld(nemesis::heal(&net, fault));
     run.end_phase(healed.name.clone(), Some(healed));
@@ -235,7 +230,7 @@ fn isolate_the_leader(run: &mut Run) {
         observe::now()
     );
     run.wait_acks("leader isolated");
-    let late = isolated_at + election_timeout();
+    let late = isolated_at + observe::election_timeout();
     wait_until(
         "the pinned writer to finish a batch invoked an election timeout into the isolation",
         WAIT_MAX,

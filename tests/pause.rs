@@ -13,8 +13,6 @@ use std::time::Duration;
 use common::history::{self, Outcome};
 use common::workload::{wait_until, Writer, WriterShape};
 use common::{TestCluster, WAIT_MAX};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 const MAIN: WriterShape = WriterShape {
     batch: 1024,
@@ -25,16 +23,6 @@ const PINNED: WriterShape = WriterShape {
     window: 1,
 };
 const PHASE_ACKS: usize = 5_000;
-
-/// The process's state letter in /proc (`T`: stopped by a signal).
-fn proc_state(pid: u32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
-    // The state follows the command name, which is in parentheses.
-    stat.rsplit(')')
-        .next()
-        .and_then(|rest| rest.trim_start().chars().next())
-        .expect("a state in /proc stat")
-}
 
 #[test]
 fn a_paused_leader_wakes_without_acknowledging_anything_stale() {
@@ -62,11 +50,7 @@ fn a_paused_leader_wakes_without_acknowledging_anything_stale() {
         acked() >= PHASE_ACKS
     });
 
-    let pid = cluster.pid(leader);
-    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
-    wait_until("the leader to be stopped", WAIT_MAX, || {
-        proc_state(pid) == 'T'
-    });
+    cluster.pause_node(leader);
     let new_leader = cluster.wait_for_leader();
     assert_ne!(new_leader, leader, "a stopped node cannot lead");
     let before = acked();
@@ -74,8 +58,7 @@ fn a_paused_leader_wakes_without_acknowledging_anything_stale() {
         acked() >= before + PHASE_ACKS
     });
     let pinned_before_wake = pinned.progress.acked();
-    kill(Pid::from_raw(pid as i32), Signal::SIGCONT).expect("SIGCONT");
-    assert_ne!(proc_state(pid), 'T', "the leader runs again");
+    cluster.resume_node(leader);
     // The woken node hears of the new ballot and follows.
     cluster.wait_for("the woken node to follow the new leader", |statuses| {
         statuses

@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -105,23 +104,7 @@ impl Rig {
     /// Cuts the power of `ids` at once (copies of their devices), then
     /// restarts them on what the devices held.
     fn cut(&mut self, ids: &[u64]) {
-        let cuts: Vec<(u64, PathBuf)> = ids
-            .iter()
-            .map(|&id| {
-                let to = self.dir.path().join(format!("node-{id}.cut"));
-                self.disks[&id].cut(&to);
-                (id, to)
-            })
-            .collect();
-        for &id in ids {
-            self.cluster.kill_node(id);
-        }
-        for (id, cut) in &cuts {
-            self.disks.get_mut(id).expect("disk").restore(cut);
-        }
-        for &id in ids {
-            self.cluster.start_node(id);
-        }
+        disk::power_cut(&mut self.cluster, &mut self.disks, self.dir.path(), ids);
     }
 
     /// Acknowledged appends that no node holds at their index once the

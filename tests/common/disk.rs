@@ -5,8 +5,11 @@
 //! at that instant (what the device holds); the node restarts on the copy.
 //! Unmounted and detached when dropped, also when a test fails.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use super::TestCluster;
 
 const IMAGE_BYTES: u64 = 256 << 20;
 /// Long enough that no journal commit happens during a test on its own.
@@ -161,5 +164,35 @@ impl Drop for LoopDisk {
                 .status();
             let _ = Command::new("losetup").args(["-d", &dev]).status();
         }
+    }
+}
+
+/// A power cut of the nodes `ids`: the disk of each (where `disks` has
+/// one) is copied into `dir` as its device holds it, then the nodes are
+/// SIGKILLed and restarted on the copies. Stop the nodes first if they may
+/// still be answering (a node must not answer for a write the copy lacks).
+pub fn power_cut(
+    cluster: &mut TestCluster,
+    disks: &mut BTreeMap<u64, LoopDisk>,
+    dir: &Path,
+    ids: &[u64],
+) {
+    let cuts: Vec<(u64, PathBuf)> = ids
+        .iter()
+        .filter_map(|&id| {
+            let disk = disks.get(&id)?;
+            let to = dir.join(format!("node-{id}.cut"));
+            disk.cut(&to);
+            Some((id, to))
+        })
+        .collect();
+    for &id in ids {
+        cluster.kill_node(id);
+    }
+    for (id, cut) in &cuts {
+        disks.get_mut(id).expect("disk").restore(cut);
+    }
+    for &id in ids {
+        cluster.start_node(id);
     }
 }

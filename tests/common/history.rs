@@ -354,7 +354,9 @@ pub fn check_effective(logs: &[RawLog], histories: &[WriterHistory]) -> (usize, 
 }
 
 /// The final checks: writer order, every node's read, every node's raw log.
-pub fn check_cluster(cluster: &mut TestCluster, histories: &[WriterHistory]) {
+/// Returns the history every node reads (user entries up to the fence), for
+/// checks of what readers saw during the run.
+pub fn check_cluster(cluster: &mut TestCluster, histories: &[WriterHistory]) -> Vec<Entry> {
     check_writer_order(histories);
     let ordered = check_real_time(histories);
     println!("real-time order held for {ordered} appends invoked after another's acknowledgement");
@@ -397,6 +399,7 @@ pub fn check_cluster(cluster: &mut TestCluster, histories: &[WriterHistory]) {
          logs (up to index {max_acked})",
         reads[0].1.len()
     );
+    reads.swap_remove(0).1
 }
 
 /// A few appends after the run, each acknowledged.

@@ -8,6 +8,7 @@ pub mod disk;
 pub mod history;
 pub mod nemesis;
 pub mod observe;
+pub mod observers;
 pub mod proxy;
 pub mod workload;
 
@@ -166,6 +167,23 @@ impl TestCluster {
         status
     }
 
+    /// SIGSTOP: the node freezes mid-step, with its sockets and timers
+    /// left as they are. Returns once the kernel shows it stopped.
+    pub fn pause_node(&self, id: u64) {
+        let pid = self.pid(id);
+        signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        workload::wait_until(&format!("node {id} to be stopped"), WAIT_MAX, || {
+            proc_state(pid) == 'T'
+        });
+    }
+
+    /// SIGCONT after [`TestCluster::pause_node`].
+    pub fn resume_node(&self, id: u64) {
+        let pid = self.pid(id);
+        signal(pid, nix::sys::signal::Signal::SIGCONT);
+        assert_ne!(proc_state(pid), 'T', "node {id} runs again");
+    }
+
     pub fn is_running(&self, id: u64) -> bool {
         self.local.is_running(id)
     }
@@ -302,4 +320,19 @@ pub fn addr_of(file: &ClusterFile, id: u64) -> SocketAddr {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to {pid}: {e}"));
+}
+
+/// The process's state letter in /proc (`T`: stopped by a signal).
+pub fn proc_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // The state follows the command name, which is in parentheses.
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.trim_start().chars().next())
+        .expect("a state in /proc stat")
 }

@@ -90,3 +90,8 @@ pub fn chosen(cluster: &TestCluster) -> BTreeMap<u64, u64> {
         .filter_map(|(id, s)| s.map(|s| (id, s.chosen_index)))
         .collect()
 }
+
+/// The nodes' longest election timeout (they run with the core's default).
+pub fn election_timeout() -> Duration {
+    Duration::from_millis(paxlog::core::Config::new(1, vec![1, 2, 3]).election_timeout_max_ms)
+}
