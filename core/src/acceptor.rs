@@ -163,6 +163,7 @@ impl<S: Store> Replica<S> {
         from: NodeId,
         ballot: Ballot,
         chosen_index: Index,
+        round: u64,
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
@@ -177,6 +178,7 @@ impl<S: Store> Replica<S> {
             Message::HeartbeatAck {
                 ballot,
                 chosen_index,
+                round,
             },
         );
     }

@@ -192,6 +192,7 @@ impl<S: Store> Replica<S> {
             tracing::debug!(node = self.config.node_id, "stepping down");
         }
         self.fail_waiters();
+        self.fail_reads();
         self.role = RoleState::Follower;
         self.leader = leader;
         self.reset_election_deadline(now_ms);

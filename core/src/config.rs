@@ -57,6 +57,11 @@ pub enum Mutation {
     LearnedValueUnsynced,
     /// A retry chosen a second time is answered with the duplicate's index.
     AnswerDuplicateIndex,
+    /// A leader answers a linearizable tail without a confirming round.
+    ReadWithoutRound,
+    /// A new leader answers a linearizable tail with its chosen index,
+    /// ignoring the range its Phase 1 recovered.
+    ReadIgnoresRecovered,
 }
 
 impl Config {

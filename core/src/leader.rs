@@ -29,6 +29,9 @@ impl<S: Store> Replica<S> {
             ls.next_index += 1;
             self.store_accept(index, Accepted { ballot, value });
         }
+        // Everything a former leader may have acknowledged is at or below
+        // this (Phase 1 found it), and it is chosen only under our ballot.
+        ls.reads.recovered_index = ls.next_index - 1;
         for peer in self.config.peers() {
             ls.peers.insert(peer, Progress::new(start, now_ms));
         }
@@ -53,12 +56,12 @@ impl<S: Store> Replica<S> {
         heard + 1 >= self.config.quorum()
     }
 
-    fn send_heartbeats(&mut self, now_ms: u64) {
+    pub(crate) fn send_heartbeats(&mut self, now_ms: u64) {
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
         ls.last_heartbeat_ms = now_ms;
-        let (ballot, chosen_index) = (ls.ballot, self.learner.chosen_index);
+        let (ballot, chosen_index, round) = (ls.ballot, self.learner.chosen_index, ls.reads.round);
         let peers: Vec<NodeId> = ls.peers.keys().copied().collect();
         for to in peers {
             self.io.send(
@@ -66,6 +69,7 @@ impl<S: Store> Replica<S> {
                 Message::Heartbeat {
                     ballot,
                     chosen_index,
+                    round,
                 },
             );
         }
@@ -338,6 +342,7 @@ impl<S: Store> Replica<S> {
         from: NodeId,
         ballot: Ballot,
         chosen_index: Index,
+        round: u64,
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
@@ -348,6 +353,7 @@ impl<S: Store> Replica<S> {
             return;
         }
         self.peer_contact_ms.insert(from, now_ms);
+        self.on_read_round_ack(from, round, now_ms);
         self.maybe_request_catchup(from, chosen_index, now_ms);
     }
 
@@ -380,5 +386,7 @@ impl<S: Store> Replica<S> {
             ls.log.get(&i).is_some_and(|e| e.acks.len() >= quorum)
         });
         self.advance_chosen(c);
+        let now = self.now_ms;
+        self.serve_reads(now);
     }
 }

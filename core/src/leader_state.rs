@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use paxlog_storage::{Accepted, Ballot, Index, NodeId};
 
+use super::read_index::ReadRounds;
+
 #[derive(Debug, Default)]
 pub(crate) struct LeaderEntry {
     /// Acceptors whose accept at our ballot is durable (ourselves included
@@ -115,6 +117,7 @@ pub(crate) struct Leader {
     pub(crate) inflight_keys: BTreeMap<(u64, u64), Index>,
     pub(crate) started_ms: u64,
     pub(crate) last_heartbeat_ms: u64,
+    pub(crate) reads: ReadRounds,
 }
 
 impl Leader {
@@ -128,6 +131,7 @@ impl Leader {
             inflight_keys: BTreeMap::new(),
             started_ms: now_ms,
             last_heartbeat_ms: now_ms,
+            reads: ReadRounds::default(),
         }
     }
 
@@ -180,6 +184,7 @@ impl Leader {
         for (&peer, p) in &self.peers {
             p.assert_invariants(peer, self.next_index, full);
         }
+        self.reads.assert_invariants();
         if !full {
             return;
         }

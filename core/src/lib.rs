@@ -10,6 +10,7 @@
 //! - [`Replica::on_message`]: a message from an authenticated peer.
 //! - [`Replica::tick`]: call about every 10 ms.
 //! - [`Replica::propose`]: a client append or trim.
+//! - [`Replica::read_index`]: a linearizable tail; no log write (`read_index`).
 //! - [`Replica::on_persisted`]: the write with this ticket is durable.
 //! - [`Replica::set_applied`]: the application has applied through an index.
 //! - [`Replica::on_storage_failed`]: a write failed; the replica fail-stops.
@@ -23,7 +24,7 @@
 //!    including `Noop`, `Register` and `Trim` (an append that is not
 //!    effective, see `sessions`, is emitted with `hidden = Some(..)`: apply it
 //!    as a no-op).
-//! 4. [`Replica::poll_reply`]: answers to proposals.
+//! 4. [`Replica::poll_reply`]: answers to proposals and tails.
 //!
 //! Persistence before reply is enforced by data, not by this comment: a
 //! Promise or Accepted message is queued behind the ticket of the write that
@@ -53,6 +54,7 @@ mod peer_input;
 mod prevote;
 pub mod quorum;
 mod read;
+mod read_index;
 mod recover;
 mod replica;
 mod sessions;

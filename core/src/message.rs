@@ -9,10 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum Message {
     /// Phase 1: covers every index `>= from_index`. Re-sent with a later
     /// `from_index` to fetch the rest of a bounded promise.
-    Prepare {
-        ballot: Ballot,
-        from_index: Index,
-    },
+    Prepare { ballot: Ballot, from_index: Index },
     /// Entries the acceptor accepted in `[from_index, next_index)` (or to the
     /// end when `next_index` is `None`). Entries `<= chosen_index` are chosen.
     Promise {
@@ -43,27 +40,27 @@ pub enum Message {
         indexes: Vec<Index>,
         chosen_index: Index,
     },
+    /// Also a read round (ReadIndex): `round` is the leader's latest.
     Heartbeat {
         ballot: Ballot,
         chosen_index: Index,
+        round: u64,
     },
+    /// Sent only while not promised above `ballot`; echoes the round.
     HeartbeatAck {
         ballot: Ballot,
         chosen_index: Index,
+        round: u64,
     },
     /// Would you promise `ballot`? Changes nothing at the receiver.
-    PreVote {
-        ballot: Ballot,
-    },
+    PreVote { ballot: Ballot },
     PreVoteReply {
         ballot: Ballot,
         granted: bool,
         promised: Ballot,
     },
     /// Send me chosen entries from `from_index`.
-    CatchupRequest {
-        from_index: Index,
-    },
+    CatchupRequest { from_index: Index },
     /// Chosen values, consecutive from `first_index`. To a node behind the
     /// trim point: no values, and the session table at the trim point
     /// (an encoded `TrimState`).

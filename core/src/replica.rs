@@ -14,8 +14,8 @@ use super::leader_state::Leader;
 use super::learner_state::LearnerState;
 use super::prevote::PreVote;
 use super::{
-    Chosen, Config, Message, Mutation, Outbound, PeerStatus, Persist, Proposal, Reply, Role,
-    Status, Ticket,
+    Chosen, Config, Message, Mutation, Outbound, PeerStatus, Persist, Proposal, Reply, RequestId,
+    Role, Status, Ticket,
 };
 
 #[derive(Debug)]
@@ -112,11 +112,13 @@ impl<S: Store> Replica<S> {
             Message::Heartbeat {
                 ballot,
                 chosen_index,
-            } => self.on_heartbeat(from, ballot, chosen_index, now),
+                round,
+            } => self.on_heartbeat(from, ballot, chosen_index, round, now),
             Message::HeartbeatAck {
                 ballot,
                 chosen_index,
-            } => self.on_heartbeat_ack(from, ballot, chosen_index, now),
+                round,
+            } => self.on_heartbeat_ack(from, ballot, chosen_index, round, now),
             Message::CatchupRequest { from_index } => self.on_catchup_request(from, from_index),
             Message::PreVote { ballot } => self.on_pre_vote(from, ballot, now),
             Message::PreVoteReply {
@@ -165,6 +167,16 @@ impl<S: Store> Replica<S> {
         self.now_ms = self.now_ms.max(now_ms);
         let now = self.now_ms;
         self.leader_propose(proposal, now);
+        self.after_input();
+    }
+
+    /// A linearizable tail (see `read_index`): answered through
+    /// [`Replica::poll_reply`] with a chosen index at or above every index
+    /// acknowledged before this call, or with an error (`NotLeader`, …).
+    pub fn read_index(&mut self, id: RequestId, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let now = self.now_ms;
+        self.leader_read_index(id, now);
         self.after_input();
     }
 

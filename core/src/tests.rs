@@ -757,5 +757,6 @@ fn a_node_that_lost_contact_alone_cannot_depose_a_live_leader() {
 mod chunking;
 mod invariants;
 mod peer_input;
+mod read_index;
 mod reads;
 mod sessions;

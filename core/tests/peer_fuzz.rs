@@ -280,6 +280,15 @@ impl World {
         }
     }
 
+    /// A read round: small (plausible), or at the edges of `u64`.
+    fn round(&mut self) -> u64 {
+        match self.rng.gen_range(0..8) {
+            0 => u64::MAX,
+            1 => self.rng.gen(),
+            _ => self.rng.gen_range(0..16),
+        }
+    }
+
     fn values(&mut self, to: NodeId) -> Vec<Bytes> {
         let n = match self.rng.gen_range(0..10) {
             0 => 0,
@@ -377,10 +386,12 @@ impl World {
             5 => Message::Heartbeat {
                 ballot: self.ballot(from, to),
                 chosen_index,
+                round: self.round(),
             },
             6 => Message::HeartbeatAck {
                 ballot: self.ballot(to, to),
                 chosen_index,
+                round: self.round(),
             },
             7 => Message::PreVote {
                 ballot: self.ballot(from, to),
