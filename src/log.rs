@@ -167,7 +167,9 @@ impl Log {
         })
     }
 
-    /// The highest chosen index and the leader's ballot, as the leader knows them.
+    /// The linearizable tail: a chosen index at or above every append
+    /// acknowledged before this call, confirmed by the leader with one
+    /// heartbeat round to a quorum; nothing is written.
     pub async fn tail(&self) -> Result<Index, LogError> {
         Ok(self.client.tail().await?.0)
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{block_on, runtime, TestCluster};
+use common::{block_on, http_get, runtime, TestCluster};
 use paxlog::client::{Client, ClientError, ClientOptions};
 use paxlog::proto::Entry;
 
@@ -465,26 +465,4 @@ fn the_cli_appends_reads_tails_and_reports_status() {
         stderr.contains("larger than") || stderr.contains("too large"),
         "{stderr}"
     );
-}
-
-/// A plain HTTP/1.0 GET; returns the status code and body.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to admin port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }

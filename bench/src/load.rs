@@ -18,8 +18,17 @@ use tokio::time::Instant as TokioInstant;
 use crate::procstat::{self, ProcSample};
 use crate::system::{Appender, Cluster};
 
+/// What each client does in its loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Op {
+    Append,
+    /// A linearizable read of the log's end (`Appender::tail`).
+    Tail,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct LoadSpec {
+    pub op: Op,
     pub clients: usize,
     pub payload_bytes: usize,
     pub warmup: Duration,
@@ -71,6 +80,7 @@ pub async fn run(cluster: &dyn Cluster, spec: LoadSpec) -> anyhow::Result<LoadRe
         let payload = payload_for(i, spec.payload_bytes);
         tasks.push(tokio::spawn(client_loop(
             appender,
+            spec.op,
             payload,
             window,
             per_client_interval,
@@ -129,6 +139,7 @@ struct ClientStats {
 
 async fn client_loop(
     mut appender: Box<dyn Appender>,
+    op: Op,
     mut payload: Vec<u8>,
     window: Arc<Window>,
     interval: Option<Duration>,
@@ -158,7 +169,10 @@ async fn client_loop(
         // Every append differs, and random-looking bytes defeat compression.
         let stamp = 8.min(payload.len());
         payload[..stamp].copy_from_slice(&sent.to_le_bytes()[..stamp]);
-        let result = appender.append(&payload).await;
+        let result = match op {
+            Op::Append => appender.append(&payload).await,
+            Op::Tail => appender.tail().await,
+        };
         let done = TokioInstant::now();
         if done < window.measure_from || done > window.end {
             continue;

@@ -95,4 +95,11 @@ impl Appender for PaxlogAppender {
             Ok(())
         })
     }
+
+    fn tail(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.client.tail().await?;
+            Ok(())
+        })
+    }
 }

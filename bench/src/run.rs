@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Open loop: total appends per second across all clients (default: closed loop).
     #[arg(long)]
     rate: Option<f64>,
+    /// What the clients do: append, or linearizable tails of an idle log
+    /// (every system through its own linearizable read; the floor has none).
+    #[arg(long, value_enum, default_value = "append")]
+    workload: load::Op,
     /// Where results.json, results.md and the plots go.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -75,6 +79,10 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     clients.sort_unstable();
     clients.dedup();
     for s in &args.systems {
+        anyhow::ensure!(
+            !(args.workload == load::Op::Tail && s == "floor"),
+            "the floor has no reads: leave it out of --workload tail"
+        );
         anyhow::ensure!(
             SYSTEMS.contains(&s.as_str()),
             "unknown system {s:?}: expected one of {}",
@@ -183,6 +191,7 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
             for &clients in &plan.clients {
                 bar.set_message(format!("{system} {clients} clients × {payload} B"));
                 let spec = LoadSpec {
+                    op: args.workload,
                     clients,
                     payload_bytes: payload,
                     warmup: plan.warmup,
@@ -252,7 +261,10 @@ fn to_row(system: &str, spec: &LoadSpec, r: &load::LoadResult) -> Row {
     let secs = r.window.as_secs_f64();
     let h = &r.latency_us;
     Row {
-        system: system.to_string(),
+        system: match spec.op {
+            load::Op::Append => system.to_string(),
+            load::Op::Tail => format!("{system} tail"),
+        },
         clients: spec.clients,
         payload: spec.payload_bytes,
         rate_per_sec: spec.rate_per_sec,

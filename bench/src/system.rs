@@ -10,10 +10,13 @@ use std::pin::Pin;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One closed-loop client: at most one append outstanding.
+/// One closed-loop client: at most one request outstanding.
 pub trait Appender: Send {
     /// Resolves once `payload` is acknowledged as committed (durable on a quorum).
     fn append<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// A linearizable read of the log's end, through the system's own
+    /// linearizable read path (no write where the system has one).
+    fn tail(&mut self) -> BoxFuture<'_, anyhow::Result<()>>;
 }
 
 /// A running 3-node cluster. Its node processes are spawned with

@@ -27,7 +27,8 @@ pub struct Proposal {
 pub enum ProposalCommand {
     Append(Bytes),
     Trim(Index),
-    /// A Noop whose choice proves leadership at its index: linearizable tail.
+    /// A Noop: its choice proves leadership at its index (tails use
+    /// `Replica::read_index`, which writes nothing).
     Barrier,
     /// Opens a session; its id is the index this is chosen at.
     Register {

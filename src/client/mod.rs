@@ -257,7 +257,9 @@ impl Client {
         }
     }
 
-    /// The highest chosen index, confirmed by the leader.
+    /// The linearizable tail and the leader's ballot: a chosen index at or
+    /// above every append acknowledged before this call, confirmed by the
+    /// leader with one heartbeat round to a quorum; nothing is written.
     pub async fn tail(&self) -> Result<(Index, Ballot), ClientError> {
         let response = self.to_leader(|req| Request::Tail { req }).await?;
         match response {

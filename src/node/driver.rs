@@ -222,6 +222,12 @@ impl<S: Store + 'static> Driver<S> {
                 self.replica.propose(proposal, now);
                 metrics::counter!("paxlog_appends_total").increment(1);
             }
+            Command::ReadIndex { reply } => {
+                let id = self.next_request;
+                self.next_request += 1;
+                self.replies.insert(id, reply);
+                self.replica.read_index(id, now);
+            }
             Command::Read {
                 from,
                 to,

@@ -108,9 +108,9 @@ pub(super) async fn dispatch(request: Request, loop_tx: &mpsc::Sender<Command>) 
     }
 }
 
-/// Linearizable: a Noop chosen at b under the leader's ballot proves the
-/// leadership at b, so every append acknowledged before this request has an
-/// index < b. The tail is b (itself chosen).
+/// Linearizable, without a log write: the leader's read index (see
+/// `core::read_index`) is at or above every index acknowledged before this
+/// request, and chosen. The ballot is the one the leader had when asked.
 async fn tail(req: u64, status: Pending<NodeStatus>, loop_tx: mpsc::Sender<Command>) -> Response {
     let ballot = match answer(status).await {
         Some(status) if status.role == Role::Leader => status.ballot,
@@ -129,11 +129,14 @@ async fn tail(req: u64, status: Pending<NodeStatus>, loop_tx: mpsc::Sender<Comma
             }
         }
     };
-    let barrier = ProposalCommand::Barrier;
-    let asked = propose(&loop_tx, (0, 0, 0), barrier, Some(ballot)).await;
-    match appended(req, answer(asked).await) {
-        Response::Appended { index, .. } => Response::Tail { req, index, ballot },
-        other => other,
+    let asked = enqueue(&loop_tx, |reply| Command::ReadIndex { reply }).await;
+    match answer(asked).await {
+        Some(Ok(index)) => Response::Tail { req, index, ballot },
+        Some(Err(error)) => Response::Error { req, error },
+        None => Response::Error {
+            req,
+            error: OpError::ShuttingDown,
+        },
     }
 }
 

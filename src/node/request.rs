@@ -20,6 +20,11 @@ pub(crate) enum Command {
         expected_ballot: Option<Ballot>,
         reply: oneshot::Sender<Result<Index, OpError>>,
     },
+    /// A linearizable tail: the leader's read index, confirmed by a
+    /// heartbeat round (`core::read_index`), with no log write.
+    ReadIndex {
+        reply: oneshot::Sender<Result<Index, OpError>>,
+    },
     Read {
         from: Index,
         to: Index,

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub const PUT_PATH: &str = "/v3/kv/put";
+pub const RANGE_PATH: &str = "/v3/kv/range";
 pub const STATUS_PATH: &str = "/v3/maintenance/status";
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +91,36 @@ pub fn check_put(status: u16, body: &[u8]) -> Result<u64, EtcdError> {
         Some(h) if h.revision > 0 => Ok(h.revision),
         _ => Err(EtcdError::Malformed(format!(
             "put without a revision: {}",
+            text()
+        ))),
+    }
+}
+
+/// A linearizable range read of one key (etcd's default).
+#[derive(Debug, Serialize)]
+pub struct RangeRequest<'a> {
+    /// base64
+    pub key: &'a str,
+}
+
+/// Checks one range read's HTTP status and body (a header with a revision).
+pub fn check_range(status: u16, body: &[u8]) -> Result<u64, EtcdError> {
+    let text = || String::from_utf8_lossy(body).into_owned();
+    if !(200..300).contains(&status) {
+        return Err(EtcdError::Status {
+            status,
+            message: text(),
+        });
+    }
+    let reply: PutReply = serde_json::from_slice(body)
+        .map_err(|e| EtcdError::Malformed(format!("{e}: {}", text())))?;
+    if let Some(e) = reply.error.or(reply.message) {
+        return Err(EtcdError::Refused(e));
+    }
+    match reply.header {
+        Some(h) => Ok(h.revision),
+        None => Err(EtcdError::Malformed(format!(
+            "range without a header: {}",
             text()
         ))),
     }

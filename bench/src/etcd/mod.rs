@@ -208,6 +208,7 @@ impl Cluster for EtcdCluster {
 struct EtcdAppender {
     http: reqwest::Client,
     put_url: String,
+    range_url: String,
     key_b64: String,
     /// Invariant: the revision of this client's last acknowledged put (0: none yet).
     last_revision: u64,
@@ -223,6 +224,7 @@ impl EtcdAppender {
         Ok(Self {
             http,
             put_url: format!("{base_url}{}", api::PUT_PATH),
+            range_url: format!("{base_url}{}", api::RANGE_PATH),
             key_b64: api::encode_key(key),
             last_revision: 0,
         })
@@ -249,9 +251,31 @@ impl EtcdAppender {
     }
 }
 
+impl EtcdAppender {
+    /// A range read of this client's key: linearizable (etcd's default,
+    /// `serializable` unset), so it goes through etcd's ReadIndex.
+    async fn range(&mut self) -> anyhow::Result<()> {
+        let reply = self
+            .http
+            .post(&self.range_url)
+            .json(&api::RangeRequest { key: &self.key_b64 })
+            .send()
+            .await
+            .with_context(|| format!("POST {}", self.range_url))?;
+        let status = reply.status().as_u16();
+        let body = reply.bytes().await?;
+        api::check_range(status, &body)?;
+        Ok(())
+    }
+}
+
 impl Appender for EtcdAppender {
     fn append<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.put(payload))
+    }
+
+    fn tail(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(self.range())
     }
 }
 
@@ -278,6 +302,7 @@ mod tests {
             for size in [0, 256, 4096] {
                 a.append(&vec![0xa5; size]).await.expect("put commits");
             }
+            a.tail().await.expect("a linearizable range read");
         }
         cluster.stop().await.expect("stop");
         for pid in pids {

@@ -300,6 +300,10 @@ impl Appender for FloorAppender {
     fn append<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(FloorAppender::append(self, payload))
     }
+
+    fn tail(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async { anyhow::bail!("the floor has no reads: it is a write floor") })
+    }
 }
 
 #[cfg(test)]

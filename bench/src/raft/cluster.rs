@@ -207,6 +207,13 @@ impl RaftAppender {
     }
 
     pub(super) async fn append_bytes(&mut self, payload: Bytes) -> anyhow::Result<()> {
+        self.request(|| ClientRequest::Append(payload.clone()))
+            .await
+    }
+
+    /// Sends what `make` builds to the leader (following redirects) and
+    /// waits for its answer; not retried once sent.
+    async fn request(&mut self, make: impl Fn() -> ClientRequest) -> anyhow::Result<()> {
         let deadline = Instant::now() + APPEND_TIMEOUT;
         loop {
             if self.stream.is_none() {
@@ -234,9 +241,7 @@ impl RaftAppender {
             };
             let node = *node;
             let exchange = async {
-                writer
-                    .write(&ClientRequest::Append(payload.clone()))
-                    .await?;
+                writer.write(&make()).await?;
                 reader.read().await
             };
             let response = match tokio::time::timeout_at(deadline, exchange).await {
@@ -281,5 +286,9 @@ impl RaftAppender {
 impl Appender for RaftAppender {
     fn append<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.append_bytes(Bytes::copy_from_slice(payload)))
+    }
+
+    fn tail(&mut self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(self.request(|| ClientRequest::Tail))
     }
 }

@@ -162,6 +162,7 @@ impl RunningNode {
             tokio::spawn(serve_peers(raft.clone(), rpc, inbound)),
             tokio::spawn(serve_clients(
                 endpoint.clone(),
+                raft.clone(),
                 Batcher::start(raft.clone(), batch),
                 args.payload_bytes_max,
             )),

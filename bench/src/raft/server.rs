@@ -70,12 +70,13 @@ async fn handle_request(raft: &Raft, request: RpcRequest) -> Result<RpcResponse,
 /// Accepts client connections and serves every stream they open.
 pub async fn serve_clients(
     endpoint: Arc<NodeEndpoint>,
+    raft: Raft,
     batcher: Batcher,
     payload_bytes_max: usize,
 ) {
     let frame_bytes_max = endpoint.config().frame_bytes_max;
     while let Some(client) = endpoint.accept_client().await {
-        let batcher = batcher.clone();
+        let (raft, batcher) = (raft.clone(), batcher.clone());
         tokio::spawn(async move {
             // Streams per connection are bounded by QUIC (client_streams_max).
             while let Some((reader, writer)) =
@@ -83,6 +84,7 @@ pub async fn serve_clients(
                     .await
             {
                 tokio::spawn(serve_stream(
+                    raft.clone(),
                     batcher.clone(),
                     reader,
                     writer,
@@ -96,6 +98,7 @@ pub async fn serve_clients(
 /// One client stream: requests are read as they come (pipelined), written
 /// to openraft concurrently, and answered in order.
 async fn serve_stream(
+    raft: Raft,
     batcher: Batcher,
     mut reader: FrameReader<ClientRequest>,
     mut writer: FrameWriter<ClientResponse>,
@@ -121,6 +124,7 @@ async fn serve_stream(
                 tokio::spawn(append(batcher.clone(), payload, payload_bytes_max)),
                 false,
             ),
+            Ok(Some(ClientRequest::Tail)) => (tokio::spawn(tail(raft.clone())), false),
             Ok(None) => break,
             Err(e) => {
                 // The stream is out of step after a bad frame: answer and stop reading.
@@ -135,6 +139,18 @@ async fn serve_stream(
     }
     drop(tx);
     let _ = responder.await;
+}
+
+/// openraft's linearizable read: leadership confirmed by a heartbeat round
+/// to a quorum, then the state machine applied up to the read log id.
+async fn tail(raft: Raft) -> ClientResponse {
+    match raft.ensure_linearizable().await {
+        Ok(log_id) => ClientResponse::Ok(log_id.map_or(0, |id| id.index)),
+        Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+            ClientResponse::NotLeader(f.leader_id)
+        }
+        Err(e) => ClientResponse::Err(format!("ensure_linearizable: {e}")),
+    }
 }
 
 async fn append(batcher: Batcher, payload: Bytes, payload_bytes_max: usize) -> ClientResponse {

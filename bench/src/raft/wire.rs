@@ -55,6 +55,8 @@ pub enum RpcFailure {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ClientRequest {
     Append(Bytes),
+    /// A linearizable read of the log's end (`Raft::ensure_linearizable`).
+    Tail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -139,6 +139,11 @@ async fn every_node_applies_every_concurrent_append() {
     let cluster = TestCluster::start(1024).await;
     let payloads = 1 + cluster.append_concurrently(16, 20).await;
     cluster.wait_applied_everywhere(payloads).await;
+    // The linearizable read path the benchmark's tail workload uses.
+    let mut reader = RaftAppender::new(cluster.client.clone());
+    crate::system::Appender::tail(&mut reader)
+        .await
+        .expect("a linearizable tail");
     cluster.stop().await;
 }
 
