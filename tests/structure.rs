@@ -44,6 +44,8 @@ const CORE_ROLE_FILES: &[&str] = &[
     "leader",
     "learner",
     "prevote",
+    "read_index",
+    "follower_read",
 ];
 
 #[test]

@@ -36,6 +36,7 @@ impl<S: Store> Replica<S> {
         l.assert_invariants(full);
         a.assert_invariants(l.trim_index, full);
         self.io.assert_invariants(&a.entries, full);
+        self.follower_reads.assert_invariants();
         assert!(
             l.chosen_index <= a.last_index,
             "Invariant: chosen_index <= last_index ({} > {})",

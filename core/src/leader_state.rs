@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use paxlog_storage::{Accepted, Ballot, Index, NodeId};
 
-use super::read_index::ReadRounds;
+use super::read_state::ReadRounds;
 
 #[derive(Debug, Default)]
 pub(crate) struct LeaderEntry {

@@ -30,6 +30,7 @@ impl<S: Store> Replica<S> {
         if let RoleState::Leader(ls) = &mut self.role {
             ls.on_chosen(chosen_index, &self.acceptor.entries);
         }
+        self.serve_follower_reads();
     }
 
     /// The leader of `ballot` says `chosen_index` is chosen: every entry we

@@ -42,6 +42,7 @@ mod api;
 mod candidate;
 mod command;
 mod config;
+mod follower_read;
 mod invariants;
 mod io;
 mod leader;
@@ -55,9 +56,11 @@ mod prevote;
 pub mod quorum;
 mod read;
 mod read_index;
+mod read_state;
 mod recover;
 mod replica;
 mod sessions;
+mod status;
 
 pub use api::{
     Chosen, CoreError, OpError, Outbound, PeerStatus, Persist, Proposal, ProposalCommand, Reply,

@@ -59,6 +59,12 @@ pub enum Message {
         granted: bool,
         promised: Ballot,
     },
+    /// A follower asks its leader for a read index (`read_index.rs`); `id`
+    /// is the follower's own.
+    ReadIndexRequest { id: u64 },
+    /// The leader's answer: a chosen index confirmed by a read round, or
+    /// `None` when it does not lead (any more).
+    ReadIndexReply { id: u64, index: Option<Index> },
     /// Send me chosen entries from `from_index`.
     CatchupRequest { from_index: Index },
     /// Chosen values, consecutive from `first_index`. To a node behind the

@@ -135,7 +135,10 @@ impl<S: Store> Replica<S> {
             | Message::PreVoteReply {
                 ballot, promised, ..
             } => (*ballot, me, Some(*promised)),
-            Message::CatchupRequest { .. } | Message::Catchup { .. } => return None,
+            Message::CatchupRequest { .. }
+            | Message::Catchup { .. }
+            | Message::ReadIndexRequest { .. }
+            | Message::ReadIndexReply { .. } => return None,
         };
         if ballot.node != owner {
             return Some(format!("ballot {ballot} is not node {owner}'s"));
@@ -200,9 +203,14 @@ impl<S: Store> Replica<S> {
             Message::Heartbeat { chosen_index, .. }
             | Message::HeartbeatAck { chosen_index, .. } => Some(*chosen_index),
             Message::CatchupRequest { from_index } => Some(*from_index),
-            Message::Nack { .. } | Message::PreVote { .. } | Message::PreVoteReply { .. } => {
-                return None
-            }
+            Message::ReadIndexReply {
+                index: Some(index), ..
+            } => Some(*index),
+            Message::Nack { .. }
+            | Message::PreVote { .. }
+            | Message::PreVoteReply { .. }
+            | Message::ReadIndexRequest { .. }
+            | Message::ReadIndexReply { index: None, .. } => return None,
         };
         match highest {
             Some(i) if i <= INDEX_MAX => None,

@@ -22,85 +22,34 @@
 //!
 //! No clock is trusted (no lease): a paused or cut-off leader answers no
 //! read, because its round gathers no quorum.
-
-use std::collections::{BTreeMap, VecDeque};
+//!
+//! A follower serves a tail by asking its leader for a read index
+//! (`follower_read.rs`): the leader answers it as its own, after the
+//! request arrived there (so after the client's), and the follower answers
+//! the client once it has learned that index chosen.
 
 use paxlog_storage::{Index, NodeId, Store};
 
+use super::read_state::{PendingRead, ReadOrigin, READS_WAITING_MAX};
 use super::replica::{Replica, RoleState};
-use super::{Mutation, OpError, Reply, RequestId};
-
-/// Reads one leader holds waiting; beyond, `Busy`.
-pub(crate) const READS_WAITING_MAX: usize = 16_384;
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PendingRead {
-    pub(crate) id: RequestId,
-    /// The index to answer.
-    pub(crate) index: Index,
-    /// The round whose confirmation it needs.
-    pub(crate) round: u64,
-}
-
-/// The leader's read rounds.
-#[derive(Debug, Default)]
-pub(crate) struct ReadRounds {
-    /// The latest round started; every Heartbeat carries it.
-    pub(crate) round: u64,
-    /// Peer → the latest round it answered at our ballot.
-    /// Invariant: every value is `<= round`.
-    pub(crate) acked: BTreeMap<NodeId, u64>,
-    /// A read arrived while `round` was unconfirmed: start the next round
-    /// as soon as `round` is confirmed.
-    pub(crate) next_wanted: bool,
-    /// Oldest first.
-    /// Invariant: rounds and indexes never decrease along the queue; every
-    /// round is `<= round + 1`, and `round + 1` only while `next_wanted`.
-    pub(crate) waiting: VecDeque<PendingRead>,
-    /// The highest index this leader's Phase 1 recovered (or its chosen
-    /// index when elected, if higher).
-    pub(crate) recovered_index: Index,
-}
-
-impl ReadRounds {
-    /// The latest round a quorum (this leader included) has answered.
-    pub(crate) fn confirmed(&self, quorum: usize) -> u64 {
-        let mut rounds: Vec<u64> = self.acked.values().copied().collect();
-        rounds.push(self.round);
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        rounds.get(quorum.saturating_sub(1)).copied().unwrap_or(0)
-    }
-
-    pub(crate) fn assert_invariants(&self) {
-        if let Some((peer, r)) = self.acked.iter().find(|(_, &r)| r > self.round) {
-            panic!(
-                "Invariant: a peer's answered round <= the latest round (peer {peer}: {r} > {})",
-                self.round
-            );
-        }
-        let ordered = self.waiting.iter().zip(self.waiting.iter().skip(1));
-        if let Some((a, b)) = ordered
-            .clone()
-            .find(|(a, b)| b.round < a.round || b.index < a.index)
-        {
-            panic!("Invariant: waiting reads in round and index order ({a:?} then {b:?})");
-        }
-        if let Some(r) = self
-            .waiting
-            .iter()
-            .find(|r| r.round > self.round + 1 || (r.round == self.round + 1 && !self.next_wanted))
-        {
-            panic!(
-                "Invariant: a waiting read needs the latest round or, if wanted, the next \
-                 ({r:?}, round {}, next wanted {})",
-                self.round, self.next_wanted
-            );
-        }
-    }
-}
+use super::{Message, Mutation, OpError, Reply};
 
 impl<S: Store> Replica<S> {
-    pub(crate) fn leader_read_index(&mut self, id: RequestId, now_ms: u64) {
+    /// Answers `origin` with `result` (a follower hears `None` for any error).
+    fn answer_read(&mut self, origin: ReadOrigin, result: Result<Index, OpError>) {
+        match origin {
+            ReadOrigin::Local(id) => self.io.reply(Reply { id, result }),
+            ReadOrigin::Peer(to, id) => self.io.send(
+                to,
+                Message::ReadIndexReply {
+                    id,
+                    index: result.ok(),
+                },
+            ),
+        }
+    }
+
+    pub(crate) fn leader_read_index(&mut self, origin: ReadOrigin, now_ms: u64) {
         let refusal = match &self.role {
             _ if self.failed => Some(OpError::NotLeader { leader_hint: None }),
             RoleState::Leader(ls) if !self.leader_has_quorum_contact(ls, now_ms) => {
@@ -115,7 +64,7 @@ impl<S: Store> Replica<S> {
             }),
         };
         if let Some(e) = refusal {
-            return self.io.reply(Reply { id, result: Err(e) });
+            return self.answer_read(origin, Err(e));
         }
         let quorum = self.config.quorum();
         let chosen_index = self.learner.chosen_index;
@@ -138,7 +87,11 @@ impl<S: Store> Replica<S> {
                 reads.round + 1
             }
         };
-        reads.waiting.push_back(PendingRead { id, index, round });
+        reads.waiting.push_back(PendingRead {
+            origin,
+            index,
+            round,
+        });
         if start_round && !unconfirmed {
             reads.round += 1;
             self.send_heartbeats(now_ms);
@@ -164,29 +117,28 @@ impl<S: Store> Replica<S> {
     pub(crate) fn serve_reads(&mut self, now_ms: u64) {
         let quorum = self.config.quorum();
         let chosen_index = self.learner.chosen_index;
-        let Replica {
-            role: RoleState::Leader(ls),
-            io,
-            ..
-        } = self
-        else {
+        let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
         let reads = &mut ls.reads;
         let confirmed = reads.confirmed(quorum);
+        let mut ready = Vec::new();
         while let Some(&read) = reads.waiting.front() {
             if read.round > confirmed || read.index > chosen_index {
                 break;
             }
             reads.waiting.pop_front();
-            io.reply(Reply {
-                id: read.id,
-                result: Ok(read.index),
-            });
+            ready.push(read);
         }
-        if reads.next_wanted && confirmed == reads.round {
+        let start_round = reads.next_wanted && confirmed == reads.round;
+        if start_round {
             reads.next_wanted = false;
             reads.round += 1;
+        }
+        for read in ready {
+            self.answer_read(read.origin, Ok(read.index));
+        }
+        if start_round {
             self.send_heartbeats(now_ms);
         }
     }
@@ -198,10 +150,7 @@ impl<S: Store> Replica<S> {
             return;
         };
         for read in std::mem::take(&mut ls.reads.waiting) {
-            self.io.reply(Reply {
-                id: read.id,
-                result: Err(OpError::NotLeader { leader_hint }),
-            });
+            self.answer_read(read.origin, Err(OpError::NotLeader { leader_hint }));
         }
     }
 }

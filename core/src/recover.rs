@@ -128,6 +128,7 @@ impl<S: Store> Replica<S> {
             catchup_sent_ms: None,
             catchup_asked: BTreeMap::new(),
             pre_vote: None,
+            follower_reads: Default::default(),
         };
         replica.replay_chosen()?;
         replica.reset_election_deadline(now_ms);

@@ -13,9 +13,9 @@ use super::io::Io;
 use super::leader_state::Leader;
 use super::learner_state::LearnerState;
 use super::prevote::PreVote;
+use super::read_state::{FollowerReads, ReadOrigin};
 use super::{
-    Chosen, Config, Message, Mutation, Outbound, PeerStatus, Persist, Proposal, Reply, RequestId,
-    Role, Status, Ticket,
+    Chosen, Config, Message, Mutation, Outbound, Persist, Proposal, Reply, RequestId, Role, Ticket,
 };
 
 #[derive(Debug)]
@@ -55,6 +55,8 @@ pub struct Replica<S: Store> {
     /// from one of these (or from our leader). At most one per peer.
     pub(crate) catchup_asked: BTreeMap<NodeId, u64>,
     pub(crate) pre_vote: Option<PreVote>,
+    /// Tails this node, not leading, forwarded to its leader.
+    pub(crate) follower_reads: FollowerReads,
 }
 
 impl<S: Store> Replica<S> {
@@ -120,6 +122,10 @@ impl<S: Store> Replica<S> {
                 round,
             } => self.on_heartbeat_ack(from, ballot, chosen_index, round, now),
             Message::CatchupRequest { from_index } => self.on_catchup_request(from, from_index),
+            Message::ReadIndexRequest { id } => {
+                self.leader_read_index(ReadOrigin::Peer(from, id), now)
+            }
+            Message::ReadIndexReply { id, index } => self.on_read_index_reply(from, id, index),
             Message::PreVote { ballot } => self.on_pre_vote(from, ballot, now),
             Message::PreVoteReply {
                 ballot,
@@ -156,6 +162,7 @@ impl<S: Store> Replica<S> {
         } else if now >= self.election_deadline_ms {
             self.on_election_timeout(now);
         }
+        self.expire_follower_reads(now);
         if now >= self.chosen_flushed_ms + self.config.chosen_flush_interval_ms {
             self.io.flush_all(&self.acceptor.entries);
             self.chosen_flushed_ms = now;
@@ -176,7 +183,10 @@ impl<S: Store> Replica<S> {
     pub fn read_index(&mut self, id: RequestId, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
         let now = self.now_ms;
-        self.leader_read_index(id, now);
+        match self.role {
+            RoleState::Leader(_) => self.leader_read_index(ReadOrigin::Local(id), now),
+            _ => self.follower_read_index(id, now),
+        }
         self.after_input();
     }
 
@@ -281,36 +291,6 @@ impl<S: Store> Replica<S> {
 
     pub fn trim_index(&self) -> Index {
         self.learner.trim_index
-    }
-
-    pub fn status(&self) -> Status {
-        let role = self.role();
-        let peers = match &self.role {
-            RoleState::Leader(ls) => Some(ls),
-            RoleState::Follower | RoleState::Candidate(_) => None,
-        };
-        let peers = self
-            .config
-            .peers()
-            .map(|id| PeerStatus {
-                id,
-                match_index: peers
-                    .and_then(|ls| ls.peers.get(&id))
-                    .map_or(0, |p| p.match_index),
-                last_contact_ms: self.peer_contact_ms.get(&id).copied(),
-            })
-            .collect();
-        Status {
-            node_id: self.config.node_id,
-            role,
-            ballot: self.acceptor.promised,
-            leader: self.leader,
-            chosen_index: self.learner.chosen_index,
-            last_index: self.acceptor.last_index,
-            trim_index: self.learner.trim_index,
-            peers,
-            suspect: self.acceptor.suspect,
-        }
     }
 
     /// The last index handed out by `poll_chosen`: reads for clients stop

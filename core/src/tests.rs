@@ -755,6 +755,7 @@ fn a_node_that_lost_contact_alone_cannot_depose_a_live_leader() {
 }
 
 mod chunking;
+mod follower_read;
 mod invariants;
 mod peer_input;
 mod read_index;

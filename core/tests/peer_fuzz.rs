@@ -151,7 +151,15 @@ impl World {
                     self.drain(id);
                 }
             }
-            85..=94 => self.propose(),
+            85..=92 => self.propose(),
+            93..=94 => {
+                // Tails among the honest traffic: at the leader and at followers.
+                let now = self.now_ms;
+                let request = self.next_request;
+                self.next_request += 1;
+                self.node(id).replica.read_index(request, now);
+                self.drain(id);
+            }
             _ => {
                 let n = self.node(id);
                 let applied = n.replica.emitted_index();
@@ -323,7 +331,7 @@ impl World {
     fn arbitrary(&mut self, from: NodeId, to: NodeId) -> Message {
         let index = self.index(to);
         let chosen_index = self.index(to);
-        match self.rng.gen_range(0..11) {
+        match self.rng.gen_range(0..13) {
             0 => Message::Prepare {
                 ballot: self.ballot(from, to),
                 from_index: index,
@@ -402,6 +410,11 @@ impl World {
                 promised: self.ballot(from, to),
             },
             9 => Message::CatchupRequest { from_index: index },
+            10 => Message::ReadIndexRequest { id: self.round() },
+            11 => Message::ReadIndexReply {
+                id: self.round(),
+                index: self.rng.gen_bool(0.8).then_some(index),
+            },
             _ => {
                 let trim_index = if self.rng.gen_bool(0.7) {
                     0

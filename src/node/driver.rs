@@ -324,5 +324,7 @@ fn message_kind(message: &Message) -> &'static str {
         Message::PreVoteReply { .. } => "PreVoteReply",
         Message::CatchupRequest { .. } => "CatchupRequest",
         Message::Catchup { .. } => "Catchup",
+        Message::ReadIndexRequest { .. } => "ReadIndexRequest",
+        Message::ReadIndexReply { .. } => "ReadIndexReply",
     }
 }

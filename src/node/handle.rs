@@ -12,7 +12,7 @@ use paxlog_storage::{Ballot, Index};
 use tokio::sync::{mpsc, oneshot};
 
 use super::request::{Command, ReadResult};
-use crate::core::{OpError, ProposalCommand, Role};
+use crate::core::{OpError, ProposalCommand};
 use crate::proto::{NodeStatus, Request, Response};
 
 /// Entries per read request, whatever the client asks.
@@ -110,18 +110,12 @@ pub(super) async fn dispatch(request: Request, loop_tx: &mpsc::Sender<Command>) 
 
 /// Linearizable, without a log write: the leader's read index (see
 /// `core::read_index`) is at or above every index acknowledged before this
-/// request, and chosen. The ballot is the one the leader had when asked.
+/// request, and chosen. The ballot is the one this node had promised when
+/// asked (a follower's is its leader's).
 async fn tail(req: u64, status: Pending<NodeStatus>, loop_tx: mpsc::Sender<Command>) -> Response {
+    // A follower serves it too, through its leader's read index.
     let ballot = match answer(status).await {
-        Some(status) if status.role == Role::Leader => status.ballot,
-        Some(status) => {
-            return Response::Error {
-                req,
-                error: OpError::NotLeader {
-                    leader_hint: status.leader,
-                },
-            }
-        }
+        Some(status) => status.ballot,
         None => {
             return Response::Error {
                 req,

@@ -6,13 +6,13 @@
 use super::Cluster;
 use crate::{Message, OpError, RequestId, Role};
 
-fn read(c: &mut Cluster, id: crate::NodeId, req: RequestId) {
+pub(super) fn read(c: &mut Cluster, id: crate::NodeId, req: RequestId) {
     let now = c.now_ms;
     c.node(id).read_index(req, now);
     c.collect();
 }
 
-fn answer(c: &Cluster, req: RequestId) -> Option<Result<u64, OpError>> {
+pub(super) fn answer(c: &Cluster, req: RequestId) -> Option<Result<u64, OpError>> {
     c.reply(req).map(|r| r.result.clone())
 }
 
