@@ -1,7 +1,12 @@
 //! The embedded log: a paxlog node running inside the caller's process.
 //!
 //! [`Log::open`] starts the node ([`crate::node::start`]) and a client of the
-//! cluster. Calls go to the leader through the network [`Client`].
+//! cluster. Calls go to the leader through that [`Client`]: while the
+//! embedded node leads, straight to its loop in process (no QUIC, no TLS, no
+//! serialization: [`crate::node::LocalPort`]); otherwise over QUIC to the
+//! leader. Both ways share one session (one `(client_id, seq)` counter) and
+//! give the same answers and errors; only [`Log::subscribe`] always streams
+//! over QUIC.
 //!
 //! ```
 //! # #[tokio::main]
@@ -116,7 +121,7 @@ impl Log {
             timeout: Duration::from_millis(config.request_timeout_ms),
         };
         let node = node::start(config.node).await?;
-        let client = Client::new(tls, options)?;
+        let client = Client::with_local(tls, options, node.local_port())?;
         Ok(Log { node, client })
     }
 

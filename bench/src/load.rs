@@ -48,6 +48,10 @@ pub struct LoadResult {
     pub latency_us: Histogram<u64>,
     /// Per node: CPU spent inside the measured window, and peak RSS at its end.
     pub nodes: Vec<ProcSample>,
+    /// CPU the load generator (this process) spent inside the window; `None`
+    /// when this process is also a node (an embedded log), whose CPU then
+    /// counts it.
+    pub generator_cpu: Option<Duration>,
 }
 
 /// Connections opened at once while setting up; a burst of 256 TLS
@@ -90,9 +94,12 @@ pub async fn run(cluster: &dyn Cluster, spec: LoadSpec) -> anyhow::Result<LoadRe
 
     tokio::time::sleep_until(measure_from).await;
     let pids = cluster.pids();
+    let own = std::process::id();
+    let generator_before = procstat::sample(own);
     let before = sample_all(&pids);
     tokio::time::sleep_until(end).await;
     let after = sample_all(&pids);
+    let generator_after = procstat::sample(own);
 
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)?;
     let (mut appends, mut errors, mut first_error) = (0, 0, None);
@@ -115,6 +122,11 @@ pub async fn run(cluster: &dyn Cluster, spec: LoadSpec) -> anyhow::Result<LoadRe
             peak_rss_bytes: a.peak_rss_bytes,
         })
         .collect();
+    let generator_cpu = match (generator_before, generator_after) {
+        _ if pids.contains(&own) => None,
+        (Some(b), Some(a)) => Some(a.cpu.saturating_sub(b.cpu)),
+        _ => anyhow::bail!("cannot read this process's own CPU time from /proc"),
+    };
     Ok(LoadResult {
         appends,
         errors,
@@ -122,6 +134,7 @@ pub async fn run(cluster: &dyn Cluster, spec: LoadSpec) -> anyhow::Result<LoadRe
         window: spec.duration,
         latency_us,
         nodes,
+        generator_cpu,
     })
 }
 

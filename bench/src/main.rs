@@ -9,6 +9,7 @@ mod etcd;
 mod floor;
 mod limits;
 mod load;
+mod paxlog_embedded;
 mod paxlog_sys;
 mod procs;
 mod procstat;

@@ -32,6 +32,9 @@ pub struct Row {
     pub cpu_s: f64,
     /// Per node, in node order.
     pub node_cpu_s: Vec<f64>,
+    /// CPU of the load generator inside the window; `None` when it ran in
+    /// a node's process (the embedded log), whose CPU includes it.
+    pub generator_cpu_s: Option<f64>,
     pub node_peak_rss_mib: Vec<f64>,
     /// (latency µs, fraction ≤) points for the CDF plot.
     #[serde(skip)]
@@ -142,6 +145,8 @@ pub fn table(rows: &[Row]) -> String {
         "p99.9 µs",
         "errors",
         "CPU s (3 nodes)",
+        "CPU µs/op (nodes)",
+        "CPU µs/op (load gen)",
         "peak RSS MiB (max node)",
     ]);
     for r in rows {
@@ -157,10 +162,21 @@ pub fn table(rows: &[Row]) -> String {
             r.p999_us.to_string(),
             r.errors.to_string(),
             format!("{:.2}", r.cpu_s),
+            per_op_us(r.cpu_s, r.appends),
+            r.generator_cpu_s
+                .map_or_else(|| "in node 1".to_string(), |s| per_op_us(s, r.appends)),
             format!("{rss:.0}"),
         ]);
     }
     format!("{t}\n")
+}
+
+/// CPU microseconds per acknowledged operation.
+fn per_op_us(cpu_s: f64, ops: u64) -> String {
+    if ops == 0 {
+        return "-".to_string();
+    }
+    format!("{:.1}", cpu_s * 1e6 / ops as f64)
 }
 
 const COLORS: [RGBColor; 6] = [
@@ -335,6 +351,7 @@ mod tests {
             max_us: 5000,
             cpu_s: 0.5,
             node_cpu_s: vec![0.2, 0.2, 0.1],
+            generator_cpu_s: Some(0.1),
             node_peak_rss_mib: vec![10.0, 12.0, 11.0],
             cdf: cdf_points(&h),
         }

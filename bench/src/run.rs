@@ -11,16 +11,20 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::load::{self, LoadSpec};
 use crate::report::{self, Row};
 use crate::system::{Cluster, StartCtx};
-use crate::{etcd, floor, limits, paxlog_sys, raft};
+use crate::{etcd, floor, limits, paxlog_embedded, paxlog_sys, raft};
 
 pub const SYSTEMS: [&str; 4] = ["paxlog", "openraft", "etcd", "floor"];
+/// Run only when named: the embedded log is paxlog used another way, not
+/// another system to compare in every run.
+pub const OPTIONAL_SYSTEMS: [&str; 1] = ["paxlog-embedded"];
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// A short run (clients 1,16,64; 256 B; 3 s each) that finishes in under 3 minutes.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated: paxlog, openraft, etcd, floor.
+    /// Comma-separated: paxlog, openraft, etcd, floor, and (only when named)
+    /// paxlog-embedded: node 1 inside this process behind the `Log` API.
     #[arg(long, value_delimiter = ',', default_values_t = SYSTEMS.map(String::from))]
     systems: Vec<String>,
     /// Concurrent closed-loop clients, one run per value [default: 1,16,64,256; quick: 1,16,64].
@@ -84,9 +88,10 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             "the floor has no reads: leave it out of --workload tail"
         );
         anyhow::ensure!(
-            SYSTEMS.contains(&s.as_str()),
-            "unknown system {s:?}: expected one of {}",
-            SYSTEMS.join(", ")
+            SYSTEMS.contains(&s.as_str()) || OPTIONAL_SYSTEMS.contains(&s.as_str()),
+            "unknown system {s:?}: expected one of {}, {}",
+            SYSTEMS.join(", "),
+            OPTIONAL_SYSTEMS.join(", ")
         );
     }
     anyhow::ensure!(!args.systems.is_empty(), "--systems is empty");
@@ -250,6 +255,7 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
 async fn start(system: &str, ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
     match system {
         "paxlog" => paxlog_sys::start(ctx).await,
+        "paxlog-embedded" => paxlog_embedded::start(ctx).await,
         "openraft" => raft::start(ctx).await,
         "etcd" => etcd::start(ctx).await,
         "floor" => floor::start(ctx).await,
@@ -280,6 +286,7 @@ fn to_row(system: &str, spec: &LoadSpec, r: &load::LoadResult) -> Row {
         max_us: h.max(),
         cpu_s: r.nodes.iter().map(|n| n.cpu.as_secs_f64()).sum(),
         node_cpu_s: r.nodes.iter().map(|n| n.cpu.as_secs_f64()).collect(),
+        generator_cpu_s: r.generator_cpu.map(|d| d.as_secs_f64()),
         node_peak_rss_mib: r
             .nodes
             .iter()
@@ -400,6 +407,7 @@ mod tests {
     #[test]
     fn bad_flags_are_refused() {
         assert!(parse(&["--systems", "zookeeper"]).is_err());
+        assert!(parse(&["--systems", "paxlog,paxlog-embedded"]).is_ok());
         assert!(parse(&["--clients", "0"]).is_err());
         assert!(parse(&["--payload", "0"]).is_err());
         assert!(parse(&["--duration", "0s"]).is_err());

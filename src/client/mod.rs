@@ -6,6 +6,7 @@
 //! Errors say whether an append surely did not happen or may have happened
 //! ([`ClientError::surely_not_appended`]).
 
+mod local;
 mod read;
 mod retry;
 mod seqs;
@@ -26,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::cluster::ClusterFile;
 use crate::core::{Limits, OpError};
+use crate::node::LocalPort;
 use crate::proto::{Request, Response};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,10 +95,39 @@ struct Inner {
     leader: Mutex<Option<NodeId>>,
     /// Each node's session, as the channel its requests are queued on.
     sessions: BTreeMap<NodeId, tokio::sync::Mutex<Slot>>,
+    /// The embedding process's own node, reached in process, not over QUIC.
+    local: Option<LocalPort>,
 }
 
 impl Client {
     pub fn new(tls: ClientTls, options: ClientOptions) -> Result<Client, ClientError> {
+        Client::build(tls, options, None)
+    }
+
+    /// A client whose requests to `local`'s node go to its loop in process
+    /// (no QUIC, no TLS, no serialization), and to every other node over
+    /// the network. One session and one leader cache span both, so an
+    /// append retried after a leader change keeps its `(client_id, seq)`
+    /// whichever way it goes. Subscriptions still use QUIC.
+    pub fn with_local(
+        tls: ClientTls,
+        options: ClientOptions,
+        local: LocalPort,
+    ) -> Result<Client, ClientError> {
+        if !options.nodes.contains_key(&local.node_id()) {
+            return Err(ClientError::Unreachable(format!(
+                "the local node {} is not among the client's nodes",
+                local.node_id()
+            )));
+        }
+        Client::build(tls, options, Some(local))
+    }
+
+    fn build(
+        tls: ClientTls,
+        options: ClientOptions,
+        local: Option<LocalPort>,
+    ) -> Result<Client, ClientError> {
         if options.nodes.is_empty() {
             return Err(ClientError::Unreachable(
                 "the client was given no nodes".into(),
@@ -121,6 +152,7 @@ impl Client {
                 next_req: AtomicU64::new(1),
                 leader: Mutex::new(None),
                 sessions,
+                local,
             }),
         })
     }

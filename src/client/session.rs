@@ -154,6 +154,14 @@ impl Client {
                 return Err(ClientError::Unreachable(why.clone()));
             }
         }
+        if let Some(port) = self.inner.local.as_ref().filter(|p| p.node_id() == id) {
+            let tx = super::local::start_local_session(port.clone());
+            *slot = Slot {
+                tx: Some(tx.clone()),
+                failed: None,
+            };
+            return Ok(tx);
+        }
         let connecting = async {
             let conn = self.connect(id).await?;
             start_session(conn, id).await

@@ -17,6 +17,26 @@ use super::request::Command;
 use super::subscribe::subscribe;
 use crate::proto::{Request, Response};
 
+/// Client connections this node holds open (an embedded `Log`'s calls to
+/// its own node are not connections: they go in process).
+const CONNECTIONS_METRIC: &str = "paxlog_client_connections";
+
+/// Counts one client connection in [`CONNECTIONS_METRIC`] while it lives.
+struct Counted;
+
+impl Counted {
+    fn new() -> Counted {
+        metrics::gauge!(CONNECTIONS_METRIC).increment(1.0);
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::gauge!(CONNECTIONS_METRIC).decrement(1.0);
+    }
+}
+
 /// Requests one stream may have in flight; beyond it the stream stops reading
 /// (QUIC flow control then pushes back on the client).
 const STREAM_IN_FLIGHT_MAX: usize = 1024;
@@ -29,6 +49,8 @@ pub(super) fn spawn_acceptor(
     frame_bytes_max: usize,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // Exported at 0 from the start, so a scrape tells "none" from "not counted".
+        metrics::gauge!(CONNECTIONS_METRIC).increment(0.0);
         loop {
             let conn = tokio::select! {
                 _ = shutdown.changed() => return,
@@ -40,6 +62,7 @@ pub(super) fn spawn_acceptor(
             let loop_tx = loop_tx.clone();
             let chosen = chosen.clone();
             tokio::spawn(async move {
+                let _counted = Counted::new();
                 let name = conn.name.clone();
                 tracing::debug!(client = %name, "client connected");
                 loop {

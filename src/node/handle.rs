@@ -19,7 +19,7 @@ use crate::proto::{NodeStatus, Request, Response};
 const READ_ENTRIES_MAX: usize = 4096;
 
 /// The answer to one request, once the loop has given it.
-pub(super) type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
+pub(crate) type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// Hands `request` to the loop and returns the future of its answer. The
 /// stream awaits this for each request in the order it read them, so the loop

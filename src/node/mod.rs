@@ -64,6 +64,7 @@ mod clients;
 mod config;
 mod driver;
 mod handle;
+mod local;
 mod read;
 pub(crate) mod request;
 mod start;
@@ -73,4 +74,5 @@ pub mod writer;
 
 pub use config::{NodeConfig, NodeError};
 pub use driver::TICK_INTERVAL_MS;
+pub use local::LocalPort;
 pub use start::{start, NodeHandle, Stopper, UNSYNCED_STORE_ENV};

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::clients;
 use super::config::{NodeConfig, NodeError};
 use super::driver::{Driver, Inputs};
+use super::local::LocalPort;
 use super::writer;
 use crate::admin;
 use crate::core::{Message, Replica};
@@ -30,6 +31,7 @@ pub struct NodeHandle {
     shutdown: Arc<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<Result<(), NodeError>>,
     chosen: watch::Receiver<Index>,
+    local: LocalPort,
 }
 
 impl NodeHandle {
@@ -44,6 +46,12 @@ impl NodeHandle {
     /// The highest index this node knows chosen, updated as it learns more.
     pub fn chosen_index(&self) -> watch::Receiver<Index> {
         self.chosen.clone()
+    }
+
+    /// The in-process way into this node's loop (what an embedded
+    /// [`crate::log::Log`] uses for its own node).
+    pub fn local_port(&self) -> LocalPort {
+        self.local.clone()
     }
 
     /// A handle that asks the node to stop, usable while another task waits.
@@ -121,6 +129,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         Some(addr) => Some(admin::serve(addr, client_tx.clone())?),
         None => None,
     };
+    let local = LocalPort::new(config.node_id, client_tx.clone());
     let endpoint = Arc::new(endpoint);
     let acceptor = clients::spawn_acceptor(
         endpoint.clone(),
@@ -153,6 +162,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         shutdown: Arc::new(shutdown_tx),
         task,
         chosen: chosen_rx,
+        local,
     })
 }
 
