@@ -76,6 +76,25 @@ pub enum OpError {
 }
 
 impl OpError {
+    /// A short, stable name of the error's kind (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OpError::NotLeader { .. } => "not_leader",
+            OpError::NoQuorum => "no_quorum",
+            OpError::Busy => "busy",
+            OpError::TooLarge { .. } => "too_large",
+            OpError::Fenced { .. } => "fenced",
+            OpError::Trimmed { .. } => "trimmed",
+            OpError::Indeterminate => "indeterminate",
+            OpError::ShuttingDown => "shutting_down",
+            OpError::Failed(_) => "failed",
+            OpError::BadRequest(_) => "bad_request",
+            OpError::SessionExpired { .. } => "session_expired",
+            OpError::BelowFloor { .. } => "below_floor",
+            OpError::OutOfOrder { .. } => "out_of_order",
+        }
+    }
+
     /// True when the operation surely had no effect on the log.
     pub fn surely_not_appended(&self) -> bool {
         !matches!(self, OpError::Indeterminate | OpError::Failed(_))

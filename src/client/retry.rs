@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use paxlog_storage::{Index, NodeId};
 use rand::Rng;
 
-use super::seqs::{Blocked, NoSession, Taken};
+use super::seqs::{Blocked, NoSession, Taken, Turn};
 use super::session::Answer;
 use super::{unexpected, window, Client, ClientError};
 use crate::core::OpError;
@@ -17,6 +17,9 @@ use crate::proto::{Request, Response};
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 const OUT_OF_ORDER_PAUSE: Duration = Duration::from_millis(2);
+/// How long a seq refused as out of order waits for the seq before it to be
+/// queued again before it retries anyway (a wake it missed costs no more).
+const TURN_WAIT_MAX: Duration = Duration::from_millis(100);
 
 /// Exponential backoff with jitter, from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
 #[derive(Debug)]
@@ -43,9 +46,9 @@ enum Step {
     Retry {
         forget_leader: bool,
     },
-    /// Retry after a short pause that does not grow: the seq before ours
-    /// is on its way (a growing backoff would cascade down a pipeline).
-    RetrySoon,
+    /// Retry once the seq before ours is on its way again, right behind it
+    /// (a backoff would cascade down a pipeline).
+    RetryInTurn,
     Fail(ClientError),
 }
 
@@ -95,7 +98,7 @@ impl Attempts {
             // being resubmitted): ours comes after it.
             OpError::OutOfOrder { .. } => {
                 self.last_error = Some(ClientError::Op(error));
-                Step::RetrySoon
+                Step::RetryInTurn
             }
             OpError::Indeterminate | OpError::ShuttingDown | OpError::Failed(_) => {
                 self.maybe_applied(|| error.to_string());
@@ -123,8 +126,14 @@ impl Attempts {
 pub(super) struct Started {
     deadline: Instant,
     rotation: usize,
-    first: Result<(NodeId, Result<Answer, ClientError>), ClientError>,
+    /// The session's seq this request carries, if any.
+    taken: Option<Taken>,
+    first: Result<Queued, ClientError>,
 }
+
+/// An attempt on a node's session: the node, the attempt's stamp in the
+/// session's seqs (0 for a request without a seq), and where its answer comes.
+type Queued = (NodeId, u64, Result<Answer, ClientError>);
 
 impl Client {
     /// Sends a leader-only request, following redirects and retrying until
@@ -134,28 +143,31 @@ impl Client {
         &self,
         make: impl Fn(u64) -> Request,
     ) -> Result<Response, ClientError> {
-        let started = self.start(&make).await;
+        let started = self.start(&make, None).await;
         self.follow(started, make).await
     }
 
     /// Queues the first attempt. Callers that start requests one after
     /// another put them on the stream in that order, which is what lets a
     /// pipelining caller keep its seq order; only [`Client::follow`] overlaps.
-    async fn start(&self, make: &impl Fn(u64) -> Request) -> Started {
+    async fn start(&self, make: &impl Fn(u64) -> Request, taken: Option<Taken>) -> Started {
         let deadline = Instant::now() + self.inner.timeout;
         let mut rotation = 0usize;
-        let first =
-            tokio::time::timeout(self.inner.timeout, self.queue_attempt(make, &mut rotation))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ClientError::Unreachable(format!(
-                        "no node reached within {:?}",
-                        self.inner.timeout
-                    )))
-                });
+        let first = tokio::time::timeout(
+            self.inner.timeout,
+            self.queue_attempt(make, &mut rotation, taken),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::Unreachable(format!(
+                "no node reached within {:?}",
+                self.inner.timeout
+            )))
+        });
         Started {
             deadline,
             rotation,
+            taken,
             first,
         }
     }
@@ -166,7 +178,8 @@ impl Client {
         &self,
         make: &impl Fn(u64) -> Request,
         rotation: &mut usize,
-    ) -> Result<(NodeId, Result<Answer, ClientError>), ClientError> {
+        taken: Option<Taken>,
+    ) -> Result<Queued, ClientError> {
         let target = self.cached_leader().unwrap_or_else(|| {
             *rotation += 1;
             let ids: Vec<NodeId> = self.inner.nodes.keys().copied().collect();
@@ -174,7 +187,9 @@ impl Client {
         });
         let tx = self.session(target).await?;
         let req = self.next_req();
-        Ok((target, self.queue(target, tx, make(req)).await))
+        let answer = self.queue(target, tx, make(req)).await;
+        let stamp = taken.map_or(0, |taken| self.seqs(|s| s.queued(taken)));
+        Ok((target, stamp, answer))
     }
 
     /// Waits for the answer to a started request, retrying as the answers
@@ -187,6 +202,7 @@ impl Client {
         let Started {
             deadline,
             mut rotation,
+            taken,
             first,
         } = started;
         let mut next = Some(first);
@@ -202,15 +218,14 @@ impl Client {
                     }
                     // Bounded too: reaching a node can wait (a connect in
                     // progress); cut short, nothing was sent.
-                    match tokio::time::timeout(remaining, self.queue_attempt(&make, &mut rotation))
-                        .await
-                    {
+                    let attempt = self.queue_attempt(&make, &mut rotation, taken);
+                    match tokio::time::timeout(remaining, attempt).await {
                         Ok(queued) => queued,
                         Err(_) => continue,
                     }
                 }
             };
-            let (target, answer) = match queued {
+            let (target, stamp, answer) = match queued {
                 Ok(queued) => queued,
                 Err(e) => {
                     // Nothing was sent: this attempt surely did not append.
@@ -259,7 +274,7 @@ impl Client {
                     }
                     backoff.sleep().await;
                 }
-                Step::RetrySoon => tokio::time::sleep(OUT_OF_ORDER_PAUSE).await,
+                Step::RetryInTurn => self.wait_turn(taken, stamp).await,
                 Step::Fail(error) => return Err(error),
             }
         }
@@ -292,8 +307,23 @@ impl Client {
                 }
             };
             let make = build(client_id, seq, floor);
-            let started = self.start(&make).await;
-            return Ok((started, make, Taken { client_id, seq }));
+            let taken = Taken { client_id, seq };
+            let started = self.start(&make, Some(taken)).await;
+            return Ok((started, make, taken));
+        }
+    }
+
+    /// After an attempt queued at `stamp` was refused as out of order: waits
+    /// until the seq before `taken` has been queued again, so the retry
+    /// follows it on the stream.
+    async fn wait_turn(&self, taken: Option<Taken>, stamp: u64) {
+        let turn = taken.map_or(Turn::Pause, |taken| self.seqs(|s| s.turn(taken, stamp)));
+        match turn {
+            Turn::Now => {}
+            Turn::Pause => tokio::time::sleep(OUT_OF_ORDER_PAUSE).await,
+            Turn::Wait(turn) => {
+                let _ = tokio::time::timeout(TURN_WAIT_MAX, turn.notified()).await;
+            }
         }
     }
 

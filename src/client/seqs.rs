@@ -8,8 +8,19 @@
 //! its appends in flight have settled, the next append opens a new session
 //! that supersedes it (closing it for new seqs), so nothing of the old one
 //! can land after the new one's appends.
+//!
+//! After a leader change every append in flight is resent, each on its own
+//! schedule, and the leader takes a seq only right after the one before it
+//! (`OutOfOrder` otherwise). So the session also remembers when each
+//! unsettled seq was last queued: a seq refused as out of order waits for
+//! the seq before it to be queued again and goes right after it, on the same
+//! stream, instead of polling — a window of polling retries kept a new
+//! leader busy refusing them for tens of seconds.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 /// The session's window is full: wait for an append to settle.
 #[derive(Debug)]
@@ -41,6 +52,26 @@ pub(super) struct Seqs {
     /// Invariant: every member is below `next`.
     unsettled: BTreeSet<u64>,
     broken: bool,
+    /// Ticks once per queued attempt; orders the stamps in `queued`.
+    clock: u64,
+    /// Invariant: every key is in `unsettled`. The tick at which each seq's
+    /// latest attempt was queued.
+    queued: BTreeMap<u64, u64>,
+    /// Invariant: every key is in `unsettled`. Wakes seq `k`'s retry once
+    /// seq `k - 1` is queued again or settles.
+    turns: BTreeMap<u64, Arc<Notify>>,
+}
+
+/// What a seq refused as out of order does next.
+#[derive(Debug)]
+pub(super) enum Turn {
+    /// The seq before it was queued again since this one was: go now.
+    Now,
+    /// The seq before it has settled (or there is none): the leader has
+    /// not caught up with it yet; retry after a short pause.
+    Pause,
+    /// The seq before it has not been queued since: wait until it is.
+    Wait(Arc<Notify>),
 }
 
 impl Default for Seqs {
@@ -50,6 +81,9 @@ impl Default for Seqs {
             next: 1,
             unsettled: BTreeSet::new(),
             broken: false,
+            clock: 0,
+            queued: BTreeMap::new(),
+            turns: BTreeMap::new(),
         }
     }
 }
@@ -103,8 +137,44 @@ impl Seqs {
             return;
         }
         self.unsettled.remove(&taken.seq);
+        self.queued.remove(&taken.seq);
+        self.turns.remove(&taken.seq);
+        self.wake(taken.seq + 1);
         if !ok {
             self.broken = true;
+        }
+    }
+
+    /// An attempt of `taken` was just put on a session's queue; its stamp.
+    pub(super) fn queued(&mut self, taken: Taken) -> u64 {
+        if self.id != Some(taken.client_id) || !self.unsettled.contains(&taken.seq) {
+            return 0;
+        }
+        self.clock += 1;
+        self.queued.insert(taken.seq, self.clock);
+        self.wake(taken.seq + 1);
+        self.clock
+    }
+
+    /// `taken`'s attempt queued at `stamp` was refused as out of order.
+    pub(super) fn turn(&mut self, taken: Taken, stamp: u64) -> Turn {
+        if self.id != Some(taken.client_id) || !self.unsettled.contains(&taken.seq) {
+            return Turn::Pause;
+        }
+        let Some(before) = taken.seq.checked_sub(1) else {
+            return Turn::Pause;
+        };
+        match self.queued.get(&before) {
+            Some(&at) if at > stamp => Turn::Now,
+            Some(_) => Turn::Wait(self.turns.entry(taken.seq).or_default().clone()),
+            None => Turn::Pause,
+        }
+    }
+
+    fn wake(&mut self, seq: u64) {
+        if let Some(turn) = self.turns.remove(&seq) {
+            // Stores a permit if the waiter has not begun to wait yet.
+            turn.notify_one();
         }
     }
 }
@@ -132,6 +202,41 @@ mod tests {
             true,
         );
         assert_eq!(s.take(2).ok(), Some((5, 3, 2)));
+    }
+
+    #[test]
+    fn a_seq_refused_out_of_order_goes_right_after_the_one_before_it() {
+        let mut s = Seqs::default();
+        s.open(5);
+        let one = Taken {
+            client_id: 5,
+            seq: s.take(8).expect("seq").1,
+        };
+        let two = Taken {
+            client_id: 5,
+            seq: s.take(8).expect("seq").1,
+        };
+        let one_sent = s.queued(one);
+        let two_sent = s.queued(two);
+        // One was queued before two and two was still refused: one was
+        // refused too, so two waits for one's next attempt.
+        let Turn::Wait(turn) = s.turn(two, two_sent) else {
+            panic!("two must wait for one's next attempt");
+        };
+        assert!(s.queued(one) > one_sent);
+        // The wake is stored even though no one waits yet.
+        futures::executor::block_on(turn.notified());
+        assert!(matches!(s.turn(two, two_sent), Turn::Now));
+        assert!(
+            matches!(s.turn(one, one_sent), Turn::Pause),
+            "nothing comes before seq 1"
+        );
+        let two_again = s.queued(two);
+        s.settle(one, true);
+        assert!(
+            matches!(s.turn(two, two_again), Turn::Pause),
+            "one settled: the leader has yet to catch up"
+        );
     }
 
     #[test]

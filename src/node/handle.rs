@@ -18,6 +18,9 @@ use crate::proto::{NodeStatus, Request, Response};
 /// Entries per read request, whatever the client asks.
 const READ_ENTRIES_MAX: usize = 4096;
 
+/// Client appends this node answered, by `outcome`.
+pub(crate) const APPEND_ANSWERS_METRIC: &str = "paxlog_append_answers_total";
+
 /// The answer to one request, once the loop has given it.
 pub(crate) type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
 
@@ -39,7 +42,11 @@ pub(super) async fn dispatch(request: Request, loop_tx: &mpsc::Sender<Command>) 
             let key = (client_id, seq, floor);
             let command = ProposalCommand::Append(payload);
             let asked = propose(loop_tx, key, command, expected_ballot).await;
-            Box::pin(async move { appended(req, answer(asked).await) })
+            Box::pin(async move {
+                let result = answer(asked).await;
+                count_append(&result);
+                appended(req, result)
+            })
         }
         Request::Register { supersedes, .. } => {
             let command = ProposalCommand::Register { supersedes };
@@ -168,6 +175,17 @@ async fn propose(
         reply,
     })
     .await
+}
+
+/// Counts each client append this node answered, by outcome: `ok`, or the
+/// kind of error ([`OpError::kind`]); a stopped loop counts as `indeterminate`.
+fn count_append(result: &Option<Result<Index, OpError>>) {
+    let outcome = match result {
+        Some(Ok(_)) => "ok",
+        Some(Err(error)) => error.kind(),
+        None => OpError::Indeterminate.kind(),
+    };
+    metrics::counter!(APPEND_ANSWERS_METRIC, "outcome" => outcome).increment(1);
 }
 
 fn appended(req: u64, result: Option<Result<Index, OpError>>) -> Response {
