@@ -52,10 +52,13 @@ pub struct Client {
 /// What a request id stood for.
 #[derive(Clone, Debug)]
 pub struct RequestInfo {
+    /// The client, or for a tail the tailer (`world/tails.rs`).
     pub client: usize,
-    /// `None` for a registration.
+    /// `None` for a registration or a tail.
     pub key: Option<(u64, u64)>,
     pub payload: Bytes,
+    /// A tail (`read_index`), not a proposal.
+    pub tail: bool,
 }
 
 impl Client {

@@ -1,17 +1,18 @@
-//! The six invariants of DESIGN.md and three sharper ones that catch what
-//! the six cannot see in time (a value learned before it is chosen, a vote
-//! before its promise is durable, a chosen prefix a crash takes back), one
-//! checker module each, then the checks of the network, the quiet phase and
-//! the run as a whole. This table maps every checker (the name its
-//! violations carry) to what it checks; `Checkers` runs the `inv_*` ones.
+//! The six invariants of DESIGN.md, three sharper ones that catch what the
+//! six cannot see in time (a value learned before it is chosen, a vote
+//! before its promise is durable, a chosen prefix a crash takes back) and
+//! linearizable tails, one checker module each, then the checks of the
+//! network, the quiet phase and the run as a whole. This table maps every
+//! checker (the name its violations carry) to what it checks; `Checkers`
+//! runs the `inv_*` ones.
 
 use bytes::Bytes;
-use paxlog::core::{Ballot, Chosen, Index, NodeId, Status};
+use paxlog::core::{Ballot, Chosen, Index, NodeId, RequestId, Status};
 use paxlog_storage::{MemStore, WriteBatch};
 
 use super::{
     inv_accept, inv_acked, inv_agreement, inv_chosen, inv_leader, inv_prefix, inv_promise,
-    inv_recovery, inv_synced,
+    inv_recovery, inv_synced, inv_tail,
 };
 
 /// What a checker's violation says.
@@ -38,6 +39,7 @@ pub const TABLE: &[(&str, Kind, &str)] = &[
     ("inv_recovery", Kind::Safety, "9. After a crash, a node's durable chosen prefix holds the chosen values."),
     ("net_frame", Kind::Safety, "10. Every peer message fits the transport's frame limit, and every Promise and Catchup of entries the chunk bound (catchup_bytes_max + message overhead)."),
     ("trim", Kind::Safety, "11. A node's trim point is the upto of a Trim chosen at or below its applied index; after a last Trim in the quiet phase every node ends on it."),
+    ("inv_tail", Kind::Safety, "12. A linearizable tail answered Ok is at or above every index acknowledged to a client before it was asked, chosen (at most the highest chosen index of any node, durably chosen by a quorum), and at or above every tail answered before it was asked."),
     ("catch_up", Kind::Liveness, "Every node, not only a majority, reaches the cluster's chosen index within QUIET_MS of the quiet phase."),
     ("liveness", Kind::Liveness, "After the heal, every client gets an append chosen."),
     ("net_partition", Kind::Harness, "Nothing crosses a partitioned link while it stays blocked."),
@@ -61,6 +63,7 @@ pub struct Checkers {
     pub accept: inv_accept::AcceptAbovePromise,
     pub leader: inv_leader::OneLeaderPerBallot,
     pub chosen: inv_chosen::DurablyChosen,
+    pub tail: inv_tail::Tails,
     pub found: Found,
 }
 
@@ -74,6 +77,7 @@ impl Checkers {
             accept: inv_accept::AcceptAbovePromise,
             leader: inv_leader::OneLeaderPerBallot::default(),
             chosen: inv_chosen::DurablyChosen::new(members),
+            tail: inv_tail::Tails::default(),
             found: Vec::new(),
         }
     }
@@ -143,6 +147,35 @@ impl Checkers {
     pub fn on_ack(&mut self, client_id: u64, seq: u64, payload: &Bytes, index: Index) {
         self.acked
             .on_ack(client_id, seq, payload, index, &mut self.found);
+    }
+
+    /// An `Ok(index)` for a proposal was delivered to its client.
+    pub fn on_acknowledged(&mut self, index: Index, now_ms: u64) {
+        self.tail.on_acknowledged(index, now_ms);
+    }
+
+    /// `tailer` asked `node` for a tail under request `id`.
+    pub fn on_tail_asked(&mut self, id: RequestId, tailer: usize, node: NodeId, now_ms: u64) {
+        self.tail.on_asked(id, tailer, node, now_ms);
+    }
+
+    /// The answer to tail `id` was delivered (`Some(index)` if `Ok`);
+    /// `chosen_max` is the highest chosen index any node holds now.
+    pub fn on_tail_answer(
+        &mut self,
+        id: RequestId,
+        index: Option<Index>,
+        chosen_max: Index,
+        now_ms: u64,
+    ) {
+        self.tail.on_answer(
+            id,
+            index,
+            chosen_max,
+            &self.chosen.chosen,
+            now_ms,
+            &mut self.found,
+        );
     }
 
     pub fn on_status(&mut self, status: &Status, incarnation: u64) {

@@ -20,6 +20,8 @@ use super::client::{Client, RequestInfo, DEEP_EVERY, DEEP_WINDOW, SHALLOW_WINDOW
 mod bulk;
 #[path = "world/clients.rs"]
 mod clients;
+#[path = "world/deposed.rs"]
+mod deposed;
 #[path = "world/faults.rs"]
 mod faults;
 #[path = "world/settle.rs"]
@@ -27,6 +29,8 @@ mod settle;
 pub use settle::{CATCH_UP, QUIET_MS, TRIM};
 #[path = "world/stale.rs"]
 mod stale;
+#[path = "world/tails.rs"]
+mod tails;
 use super::inv_acked;
 use super::invariants::{Checkers, Violation};
 use super::net::{Fate, Net};
@@ -71,6 +75,9 @@ pub enum Scenario {
     /// re-elected soon after hears Accepted of its previous ballot while it
     /// leads a higher one (see `world/stale.rs`).
     StaleAccepted,
+    /// A leader's outbound links fail and everything sent to it is slow,
+    /// so it takes tails after another was elected (see `world/deposed.rs`).
+    DeposedLeader,
 }
 
 #[derive(Clone, Debug)]
@@ -149,6 +156,8 @@ pub struct Stats {
     pub bulk: u64,
     /// Accepted of an older ballot delivered to the same node leading a newer one.
     pub stale_accepted: u64,
+    /// What the tailers asked and were answered (`world/tails.rs`).
+    pub tails: tails::TailStats,
     /// Simulated ms the quiet phase took until every node caught up.
     pub settle_ms: u64,
     /// Nodes whose final trim point differs from what the chosen Trim
@@ -186,6 +195,11 @@ enum Event {
     },
     Client {
         client: usize,
+    },
+    /// A tailer's next tail, or one at `to` only (`world/tails.rs`).
+    Tail {
+        tailer: usize,
+        to: Option<NodeId>,
     },
     Fault,
     Restart {
@@ -227,6 +241,7 @@ pub struct World {
     /// Latest scheduled delivery per directed link, to count reorders.
     last_delivery: BTreeMap<(NodeId, NodeId), u64>,
     clients: Vec<Client>,
+    tailers: tails::Tailers,
     requests: BTreeMap<u64, RequestInfo>,
     next_attempt: u64,
     checkers: Checkers,
@@ -246,6 +261,8 @@ pub struct World {
     /// the leader crashing mid-broadcast.
     stale_armed: bool,
     crashing: Option<NodeId>,
+    /// `DeposedLeader`: the leader whose outbound links are blocked.
+    cut_off: Option<NodeId>,
 }
 
 fn fnv(hash: &mut u64, bytes: &[u8]) {
@@ -314,6 +331,7 @@ impl World {
             net,
             last_delivery: BTreeMap::new(),
             clients,
+            tailers: Default::default(),
             requests: BTreeMap::new(),
             next_attempt: 0,
             checkers,
@@ -328,6 +346,7 @@ impl World {
             quiet_trim: None,
             stale_armed: false,
             crashing: None,
+            cut_off: None,
         };
         for id in w.members.clone() {
             w.start_node(id);
@@ -336,6 +355,7 @@ impl World {
             let at = w.rng.gen_range(0..50);
             w.schedule(at, Event::Client { client: c });
         }
+        w.start_tailers();
         let first_fault = if w.p.scenario == Scenario::Random {
             w.rng.gen_range(100..400)
         } else {
@@ -550,6 +570,8 @@ impl World {
             }
             Event::Client { .. } if self.quiet => {}
             Event::Client { client } => self.client_step(client),
+            Event::Tail { .. } if self.quiet => {}
+            Event::Tail { tailer, to } => self.tail_step(tailer, to),
             Event::Crash { node, epoch } => {
                 if self.nodes[&node].epoch == epoch && self.healed_at_ms.is_none() {
                     self.crash_node(node);
@@ -669,6 +691,7 @@ impl World {
                 self.stats.leader_changes += 1;
                 self.trace(&format!("leader {id} ballot {}", status.ballot));
                 self.redirect_pending(id);
+                self.tail_new_leader(status.ballot);
                 // Crash fresh leaders now and then, before their writes settle.
                 if self.healed_at_ms.is_none()
                     && self.p.scenario == Scenario::Random
@@ -707,7 +730,7 @@ impl World {
         if self.crashing == Some(from) {
             return;
         }
-        let slow = self.stale_scenario_send(from, &message);
+        let slow = self.stale_scenario_send(from, &message) + self.deposed_scenario_delay(to);
         match &message {
             Message::Accept {
                 ballot,

@@ -157,6 +157,7 @@ impl World {
                 client: c,
                 key,
                 payload,
+                tail: false,
             },
         );
         let (client_id, seq) = key.unwrap_or((0, 0));
@@ -195,8 +196,16 @@ impl World {
         let Some(info) = self.requests.get(&id).cloned() else {
             return;
         };
+        if info.tail {
+            return self.on_tail_reply(node, id, result);
+        }
         self.trace(&format!("reply {id} from {node}: {result:?}"));
         let (c, now) = (info.client, self.now_ms);
+        if let Ok(index) = result {
+            // Delivered to the client, whatever it makes of it: no tail
+            // asked from now on may be below it (`inv_tail`).
+            self.checkers.on_acknowledged(index, now);
+        }
         let Some((session, seq)) = info.key else {
             return self.on_registered(c, result);
         };

@@ -87,6 +87,7 @@ impl World {
                 self.schedule(next, Event::Fault);
                 self.stale_armed = true;
             }
+            Scenario::DeposedLeader => self.deposed_fault(),
             s => self.apply_topology(s),
         }
     }
@@ -152,7 +153,10 @@ impl World {
                     }
                 }
             }
-            Scenario::Constrained | Scenario::Random | Scenario::StaleAccepted => {
+            Scenario::Constrained
+            | Scenario::Random
+            | Scenario::StaleAccepted
+            | Scenario::DeposedLeader => {
                 // The leader is cut off; one follower is cut from all but a quorum.
                 let q = nodes.len() / 2 + 1;
                 let hub = others[0];
