@@ -42,7 +42,6 @@ fn run(outdated: bool) {
         .unwrap_or_else(rand::random::<u64>);
     println!("proxy seed {seed} (PAXLOG_PROXY_SEED)");
     let (mut cluster, net) = nemesis::start_proxied(5, seed);
-    let leader = cluster.wait_for_leader();
     let writers: Vec<Writer> = ["a", "b"]
         .into_iter()
         .map(|name| {
@@ -56,6 +55,7 @@ fn run(outdated: bool) {
     let acked = || writers.iter().map(|w| w.progress.acked()).sum::<usize>();
     wait_until("appends before the cut", WAIT_MAX, || acked() >= PHASE_ACKS);
 
+    let leader = cluster.wait_for_leader();
     let hub = cluster
         .ids()
         .into_iter()
@@ -79,11 +79,19 @@ fn run(outdated: bool) {
     }
     let fault = nemesis::hub(&net, hub);
     fault.wait_withheld(&net, 10);
-    let new_leader = cluster.wait_for("a leader other than the cut-off one", |statuses| {
+    // A leader with a ballot above every ballot any node held once the cut
+    // was in force won its election through the cut.
+    let cut_ballot = cluster
+        .statuses()
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().map(|s| s.ballot))
+        .max()
+        .expect("some node answers");
+    let new_leader = cluster.wait_for("a leader elected through the cut", |statuses| {
         statuses
             .iter()
             .filter_map(|(_, s)| s.as_ref())
-            .find(|s| s.role == paxlog::core::Role::Leader && s.id != leader)
+            .find(|s| s.role == paxlog::core::Role::Leader && s.ballot > cut_ballot)
             .map(|s| s.id)
     });
     assert_eq!(new_leader, hub, "only the hub can gather a quorum");

@@ -241,14 +241,27 @@ impl TestCluster {
             .collect()
     }
 
-    /// Waits until some running node reports itself leader; returns its id.
+    /// Waits until the cluster has settled on a leader and returns its id:
+    /// a majority answers, every node that answers names it, and it says it
+    /// leads. A node that merely says it leads may be deposed already: a
+    /// fresh cluster's first leader is sometimes replaced within its first
+    /// second, and a test that then cut off or killed "the leader" hit a
+    /// follower (seen in `quorum_loss`: the real leader counted as new).
     pub fn wait_for_leader(&self) -> u64 {
-        self.wait_for("a leader", |statuses| {
-            statuses
+        let majority = self.ids().len() / 2 + 1;
+        self.wait_for("a leader every answering node follows", |statuses| {
+            let answering: Vec<&NodeStatus> =
+                statuses.iter().filter_map(|(_, s)| s.as_ref()).collect();
+            let leader = answering.first()?.leader?;
+            // The leader must answer too: the followers of a killed leader
+            // name it until their election timers fire.
+            let leads = answering
                 .iter()
-                .filter_map(|(_, s)| s.as_ref())
-                .find(|s| s.role == paxlog::core::Role::Leader)
-                .map(|s| s.id)
+                .any(|s| s.id == leader && s.role == paxlog::core::Role::Leader);
+            let settled = leads
+                && answering.len() >= majority
+                && answering.iter().all(|s| s.leader == Some(leader));
+            settled.then_some(leader)
         })
     }
 
