@@ -4,8 +4,11 @@
 //! Closed loop (the default): a client sends its next append as soon as the
 //! previous one is acknowledged. Open loop (`rate_per_sec`): each client
 //! sends on a fixed schedule and latency is measured from the *intended* send
-//! time, so a stall is charged to every request it delays (no coordinated
-//! omission).
+//! time whenever the client is behind its schedule, so a stall is charged
+//! to every request it delays (no coordinated omission); a client on time
+//! measures from its real send, so the timer's 1 ms ticks are not charged
+//! to the system. The clients' schedules are staggered evenly over one interval,
+//! so the offered load arrives at an even rate, not in bursts of C at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,13 +85,13 @@ pub async fn run(cluster: &dyn Cluster, spec: LoadSpec) -> anyhow::Result<LoadRe
     for (i, appender) in appenders.into_iter().enumerate() {
         let window = Arc::clone(&shared);
         let payload = payload_for(i, spec.payload_bytes);
+        // Client i's schedule starts i/C of an interval late.
+        let schedule = per_client_interval.map(|every| Schedule {
+            first: start + every.mul_f64(i as f64 / spec.clients as f64),
+            every,
+        });
         tasks.push(tokio::spawn(client_loop(
-            appender,
-            spec.op,
-            payload,
-            window,
-            per_client_interval,
-            start,
+            appender, spec.op, payload, window, schedule,
         )));
     }
 
@@ -150,13 +153,19 @@ struct ClientStats {
     latency_us: Histogram<u64>,
 }
 
+/// One open-loop client's send times: `first`, then every `every`.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    first: TokioInstant,
+    every: Duration,
+}
+
 async fn client_loop(
     mut appender: Box<dyn Appender>,
     op: Op,
     mut payload: Vec<u8>,
     window: Arc<Window>,
-    interval: Option<Duration>,
-    start: TokioInstant,
+    schedule: Option<Schedule>,
 ) -> ClientStats {
     let mut stats = ClientStats {
         appends: 0,
@@ -167,11 +176,19 @@ async fn client_loop(
     };
     let mut sent: u64 = 0;
     loop {
-        let intended = match interval {
-            Some(every) => {
-                let at = start + every.mul_f64(sent as f64);
-                tokio::time::sleep_until(at).await;
-                at
+        let intended = match schedule {
+            Some(Schedule { first, every }) => {
+                let at = first + every.mul_f64(sent as f64);
+                if TokioInstant::now() >= at {
+                    // Behind schedule: the system's slowness delayed this
+                    // send, so the wait counts against it.
+                    at
+                } else {
+                    // On time: any lateness is the timer's (1 ms ticks), not
+                    // the system's; measure from the real send.
+                    tokio::time::sleep_until(at).await;
+                    TokioInstant::now()
+                }
             }
             None => TokioInstant::now(),
         };

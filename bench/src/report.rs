@@ -1,12 +1,14 @@
 //! Results: `results.json` (one row per system × clients × payload),
 //! `results.md` (the table, with the command, the machine and the physical
-//! limits on top) and SVG plots (throughput against clients; latency CDFs).
+//! limits on top) and SVG plots: throughput against clients and latency CDFs
+//! of the closed-loop runs, latency against offered load of open-loop sweeps.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -85,21 +87,44 @@ pub fn write_all(
         out.join("results.md"),
         markdown(rows, command, machine, limits),
     )?;
+    let (closed, open): (Vec<&Row>, Vec<&Row>) =
+        rows.iter().partition(|r| r.rate_per_sec.is_none());
     for payload in set(rows.iter().map(|r| r.payload)) {
-        throughput_plot(
-            &out.join(format!("throughput-{payload}B.svg")),
-            rows,
-            payload,
-        )?;
+        let closed: Vec<&Row> = closed
+            .iter()
+            .copied()
+            .filter(|r| r.payload == payload)
+            .collect();
+        if !closed.is_empty() {
+            throughput_plot(
+                &out.join(format!("throughput-{payload}B.svg")),
+                &closed,
+                payload,
+            )?;
+        }
         for clients in set(rows.iter().map(|r| r.clients)) {
-            let selected: Vec<&Row> = rows
+            let selected: Vec<&Row> = closed
                 .iter()
-                .filter(|r| r.payload == payload && r.clients == clients && !r.cdf.is_empty())
+                .copied()
+                .filter(|r| r.clients == clients && !r.cdf.is_empty())
                 .collect();
             if !selected.is_empty() {
                 cdf_plot(
                     &out.join(format!("latency-cdf-{payload}B-{clients}c.svg")),
                     &selected,
+                    payload,
+                    clients,
+                )?;
+            }
+            let sweep: Vec<&Row> = open
+                .iter()
+                .copied()
+                .filter(|r| r.payload == payload && r.clients == clients)
+                .collect();
+            if sweep.len() >= 2 {
+                load_plot(
+                    &out.join(format!("latency-vs-load-{payload}B-{clients}c.svg")),
+                    &sweep,
                     payload,
                     clients,
                 )?;
@@ -138,6 +163,7 @@ pub fn table(rows: &[Row]) -> String {
         "system",
         "clients",
         "payload B",
+        "offered/s",
         "appends/s",
         "MB/s",
         "p50 µs",
@@ -155,6 +181,8 @@ pub fn table(rows: &[Row]) -> String {
             r.system.clone(),
             r.clients.to_string(),
             r.payload.to_string(),
+            r.rate_per_sec
+                .map_or_else(|| "closed".to_string(), |r| format!("{r:.0}")),
             format!("{:.0}", r.appends_per_sec),
             format!("{:.2}", r.mb_per_sec),
             r.p50_us.to_string(),
@@ -198,9 +226,8 @@ fn systems(rows: &[&Row]) -> Vec<String> {
     seen
 }
 
-fn throughput_plot(path: &Path, rows: &[Row], payload: usize) -> anyhow::Result<()> {
-    let rows: Vec<&Row> = rows.iter().filter(|r| r.payload == payload).collect();
-    let series = systems(&rows)
+fn throughput_plot(path: &Path, rows: &[&Row], payload: usize) -> anyhow::Result<()> {
+    let series = systems(rows)
         .into_iter()
         .map(|system| {
             let mut points: Vec<(f64, f64)> = rows
@@ -224,7 +251,7 @@ fn throughput_plot(path: &Path, rows: &[Row], payload: usize) -> anyhow::Result<
             caption: format!("appends/s vs clients, {payload} B payload, fsync on"),
             x_desc: "concurrent clients",
             y_desc: "appends/s",
-            x: 1.0..x_max,
+            x: (1.0..x_max).log_scale(),
             y: 0.0..y_max,
             y_label_area: 70,
             markers: true,
@@ -255,7 +282,7 @@ fn cdf_plot(path: &Path, rows: &[&Row], payload: usize, clients: usize) -> anyho
             caption: format!("commit latency CDF, {clients} clients × {payload} B, fsync on"),
             x_desc: "latency (µs, log scale)",
             y_desc: "fraction of appends",
-            x: x_min..x_max,
+            x: (x_min..x_max).log_scale(),
             y: 0.0..1.0,
             y_label_area: 60,
             markers: false,
@@ -265,24 +292,68 @@ fn cdf_plot(path: &Path, rows: &[&Row], payload: usize, clients: usize) -> anyho
     )
 }
 
-/// What differs between the two kinds of plot; the x axis is always log scale.
-struct Chart {
+/// The "hockey stick": p99 latency against the offered rate, one line per
+/// system; where a line turns up, that system saturates.
+fn load_plot(path: &Path, rows: &[&Row], payload: usize, clients: usize) -> anyhow::Result<()> {
+    let series: Vec<(String, Vec<(f64, f64)>)> = systems(rows)
+        .into_iter()
+        .map(|system| {
+            let mut points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.system == system)
+                .filter_map(|r| Some((r.rate_per_sec?, r.p99_us.max(1) as f64)))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (system, points)
+        })
+        .collect();
+    let rates = || rows.iter().filter_map(|r| r.rate_per_sec);
+    let latencies = || rows.iter().map(|r| r.p99_us.max(1) as f64);
+    let x_max = rates().fold(1.0f64, f64::max) * 1.05;
+    let y_max = latencies().fold(10.0f64, f64::max) * 1.5;
+    let y_min = latencies().fold(f64::MAX, f64::min).min(y_max) / 1.5;
+    line_chart(
+        path,
+        Chart {
+            caption: format!(
+                "p99 latency vs offered load, {clients} clients × {payload} B, fsync on"
+            ),
+            x_desc: "offered appends/s (open loop)",
+            y_desc: "p99 latency (µs, log scale)",
+            x: 0.0..x_max,
+            y: (y_min..y_max).log_scale(),
+            y_label_area: 70,
+            markers: true,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+        series,
+    )
+}
+
+/// What differs between the kinds of plot, the axes' scales among it.
+struct Chart<X, Y> {
     caption: String,
     x_desc: &'static str,
     y_desc: &'static str,
-    x: std::ops::Range<f64>,
-    y: std::ops::Range<f64>,
+    x: X,
+    y: Y,
     y_label_area: u32,
     markers: bool,
     legend: SeriesLabelPosition,
 }
 
 /// One line per system, colored in series order, with a legend.
-fn line_chart(
+fn line_chart<X, Y>(
     path: &Path,
-    chart: Chart,
+    chart: Chart<X, Y>,
     series: Vec<(String, Vec<(f64, f64)>)>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let mut plot = ChartBuilder::on(&root)
@@ -290,7 +361,7 @@ fn line_chart(
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(chart.y_label_area)
-        .build_cartesian_2d(chart.x.clone().log_scale(), chart.y.clone())
+        .build_cartesian_2d(chart.x, chart.y)
         .map_err(plot_err)?;
     plot.configure_mesh()
         .x_desc(chart.x_desc)
@@ -360,11 +431,19 @@ mod tests {
     #[test]
     fn writes_json_markdown_and_plots() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let offered = |system: &str, rate: f64, p99_us: u64| Row {
+            rate_per_sec: Some(rate),
+            p99_us,
+            ..row(system, 64, rate)
+        };
         let rows = vec![
             row("paxlog", 1, 1000.0),
             row("paxlog", 16, 9000.0),
             row("floor", 1, 1500.0),
             row("floor", 16, 7000.0),
+            offered("paxlog", 1000.0, 900),
+            offered("paxlog", 9000.0, 40_000),
+            offered("floor", 1000.0, 600),
         ];
         let limits = Limits {
             fsync_p50_us: 200,
@@ -377,7 +456,7 @@ mod tests {
             &std::fs::read_to_string(dir.path().join("results.json")).expect("json"),
         )
         .expect("parse");
-        assert_eq!(json.len(), 4);
+        assert_eq!(json.len(), 7);
         for key in [
             "system",
             "clients",
@@ -394,5 +473,13 @@ mod tests {
         let svg = std::fs::read_to_string(dir.path().join("throughput-256B.svg")).expect("svg");
         assert!(svg.contains("<svg") && svg.contains("paxlog"));
         assert!(dir.path().join("latency-cdf-256B-16c.svg").exists());
+        assert!(
+            !dir.path().join("latency-cdf-256B-64c.svg").exists(),
+            "open-loop rows are not drawn as CDFs"
+        );
+        let sweep = std::fs::read_to_string(dir.path().join("latency-vs-load-256B-64c.svg"))
+            .expect("sweep");
+        assert!(sweep.contains("paxlog") && sweep.contains("offered appends/s"));
+        assert!(md.contains("| closed") && md.contains("| 9000"));
     }
 }

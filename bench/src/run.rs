@@ -14,17 +14,18 @@ use crate::system::{Cluster, StartCtx};
 use crate::{etcd, floor, limits, paxlog_embedded, paxlog_sys, raft};
 
 pub const SYSTEMS: [&str; 4] = ["paxlog", "openraft", "etcd", "floor"];
-/// Run only when named: the embedded log is paxlog used another way, not
-/// another system to compare in every run.
-pub const OPTIONAL_SYSTEMS: [&str; 1] = ["paxlog-embedded"];
+/// Run only when named: the embedded log is paxlog used another way, and
+/// the gateway etcd used another way, not more systems to compare in every run.
+pub const OPTIONAL_SYSTEMS: [&str; 2] = ["paxlog-embedded", "etcd-gateway"];
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// A short run (clients 1,16,64; 256 B; 3 s each) that finishes in under 3 minutes.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated: paxlog, openraft, etcd, floor, and (only when named)
-    /// paxlog-embedded: node 1 inside this process behind the `Log` API.
+    /// Comma-separated: paxlog, openraft, etcd (native gRPC), floor, and
+    /// (only when named) paxlog-embedded: node 1 inside this process behind
+    /// the `Log` API; etcd-gateway: etcd through its JSON gateway.
     #[arg(long, value_delimiter = ',', default_values_t = SYSTEMS.map(String::from))]
     systems: Vec<String>,
     /// Concurrent closed-loop clients, one run per value [default: 1,16,64,256; quick: 1,16,64].
@@ -39,9 +40,11 @@ pub struct RunArgs {
     /// Unmeasured warm-up before each window [default: 2s; quick: 1s].
     #[arg(long, value_parser = humantime::parse_duration)]
     warmup: Option<Duration>,
-    /// Open loop: total appends per second across all clients (default: closed loop).
-    #[arg(long)]
-    rate: Option<f64>,
+    /// Open loop: total appends per second offered across all clients, one
+    /// run per value (a sweep draws latency against offered load); default:
+    /// closed loop.
+    #[arg(long, value_delimiter = ',')]
+    rate: Vec<f64>,
     /// What the clients do: append, or linearizable tails of an idle log
     /// (every system through its own linearizable read; the floor has none).
     #[arg(long, value_enum, default_value = "append")]
@@ -60,6 +63,8 @@ pub struct RunArgs {
 struct Plan {
     systems: Vec<String>,
     clients: Vec<usize>,
+    /// `[None]` for a closed loop, else the offered rates in ascending order.
+    rates: Vec<Option<f64>>,
     payloads: Vec<usize>,
     duration: Duration,
     warmup: Duration,
@@ -105,9 +110,18 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             .all(|&p| (1..=PAYLOAD_BYTES_MAX).contains(&p)),
         "--payload must be between 1 and {PAYLOAD_BYTES_MAX} bytes"
     );
-    if let Some(rate) = args.rate {
-        anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be positive");
-    }
+    anyhow::ensure!(
+        args.rate.iter().all(|r| r.is_finite() && *r > 0.0),
+        "--rate must be positive"
+    );
+    let mut rates: Vec<f64> = args.rate.clone();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let rates = if rates.is_empty() {
+        vec![None]
+    } else {
+        rates.into_iter().map(Some).collect()
+    };
     let duration = args.duration.unwrap_or(if args.quick {
         Duration::from_secs(3)
     } else {
@@ -122,6 +136,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     Ok(Plan {
         systems: args.systems.clone(),
         clients,
+        rates,
         payloads,
         duration,
         warmup,
@@ -168,7 +183,8 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
         limits.loopback_rtt_p99_us
     );
 
-    let total = (plan.systems.len() * plan.payloads.len() * plan.clients.len()) as u64;
+    let points = plan.clients.len() * plan.rates.len();
+    let total = (plan.systems.len() * plan.payloads.len() * points) as u64;
     let bar = progress(total);
     let mut rows: Vec<Row> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
@@ -189,26 +205,31 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
                     let msg = format!("{system} ({payload} B): failed to start: {e:#}");
                     bar.suspend(|| eprintln!("{msg}"));
                     failures.push(msg);
-                    bar.inc(plan.clients.len() as u64);
+                    bar.inc(points as u64);
                     continue;
                 }
             };
-            for &clients in &plan.clients {
-                bar.set_message(format!("{system} {clients} clients × {payload} B"));
+            let runs = plan
+                .clients
+                .iter()
+                .flat_map(|&c| plan.rates.iter().map(move |&r| (c, r)));
+            for (clients, rate) in runs {
+                let offered = rate.map_or_else(String::new, |r| format!(" at {r:.0}/s"));
+                bar.set_message(format!("{system} {clients} clients × {payload} B{offered}"));
                 let spec = LoadSpec {
                     op: args.workload,
                     clients,
                     payload_bytes: payload,
                     warmup: plan.warmup,
                     duration: plan.duration,
-                    rate_per_sec: args.rate,
+                    rate_per_sec: rate,
                 };
                 match load::run(cluster.as_ref(), spec).await {
                     Ok(result) if result.appends > 0 => {
                         let row = to_row(system, &spec, &result);
                         bar.suspend(|| {
                             println!(
-                                "{system:>8} {clients:>4} clients {payload:>5} B: {:>9.0} appends/s  p50 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  errors {}",
+                                "{system:>8} {clients:>4} clients {payload:>5} B{offered}: {:>9.0} appends/s  p50 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  errors {}",
                                 row.appends_per_sec, row.p50_us, row.p99_us, row.p999_us, row.errors
                             );
                             if let Some(e) = &result.first_error {
@@ -219,7 +240,7 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
                     }
                     Ok(result) => {
                         let msg = format!(
-                            "{system} {clients} clients × {payload} B: no append succeeded ({} errors; first: {})",
+                            "{system} {clients} clients × {payload} B{offered}: no append succeeded ({} errors; first: {})",
                             result.errors,
                             result.first_error.as_deref().unwrap_or("none")
                         );
@@ -227,7 +248,8 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
                         failures.push(msg);
                     }
                     Err(e) => {
-                        let msg = format!("{system} {clients} clients × {payload} B: {e:#}");
+                        let msg =
+                            format!("{system} {clients} clients × {payload} B{offered}: {e:#}");
                         bar.suspend(|| eprintln!("{msg}"));
                         failures.push(msg);
                     }
@@ -257,7 +279,8 @@ async fn start(system: &str, ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>>
         "paxlog" => paxlog_sys::start(ctx).await,
         "paxlog-embedded" => paxlog_embedded::start(ctx).await,
         "openraft" => raft::start(ctx).await,
-        "etcd" => etcd::start(ctx).await,
+        "etcd" => etcd::start(ctx, etcd::Transport::Grpc).await,
+        "etcd-gateway" => etcd::start(ctx, etcd::Transport::Gateway).await,
         "floor" => floor::start(ctx).await,
         other => anyhow::bail!("unknown system {other:?}"),
     }
@@ -407,11 +430,15 @@ mod tests {
     #[test]
     fn bad_flags_are_refused() {
         assert!(parse(&["--systems", "zookeeper"]).is_err());
-        assert!(parse(&["--systems", "paxlog,paxlog-embedded"]).is_ok());
+        assert!(parse(&["--systems", "paxlog,paxlog-embedded,etcd-gateway"]).is_ok());
         assert!(parse(&["--clients", "0"]).is_err());
         assert!(parse(&["--payload", "0"]).is_err());
         assert!(parse(&["--duration", "0s"]).is_err());
         assert!(parse(&["--duration", "ten"]).is_err());
         assert!(parse(&["--rate", "-5"]).is_err());
+        assert!(parse(&["--rate", "1000,0"]).is_err());
+        let sweep = parse(&["--rate", "5000,1000,5000"]).expect("a sweep");
+        assert_eq!(sweep.rates, vec![Some(1000.0), Some(5000.0)]);
+        assert_eq!(parse(&[]).expect("closed").rates, vec![None]);
     }
 }

@@ -1,11 +1,14 @@
 //! etcd as benchmarked: Debian's `etcd-server` (installed when missing),
 //! three members on loopback, each with its own data directory and its WAL
 //! fsynced before every acknowledgement (etcd's default; `--unsafe-no-fsync`
-//! is never set). Clients speak the JSON gateway over plain HTTP, each on its
-//! own kept-alive connection to the leader, as paxlog's clients talk to theirs.
-//! Plain HTTP because etcd's TLS would only slow it; paxlog pays for mTLS.
+//! is never set). Clients use etcd's native gRPC API ([`grpc`], the
+//! `etcd-client` crate: what applications use), or — as the optional system
+//! `etcd-gateway` — its JSON gateway over HTTP, each caller on its own
+//! kept-alive connection (HTTP → gRPC inside etcd, so slower). Both to the
+//! leader, without TLS: etcd's TLS would only slow it; paxlog pays for mTLS.
 
 mod api;
+mod grpc;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,14 +34,22 @@ const REQUEST_BYTES_DEFAULT: usize = 1536 * 1024;
 /// Room for the key, protobuf framing and the gateway's JSON around a value.
 const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
 
-#[derive(Debug)]
+/// How the benchmark's clients talk to etcd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Gateway,
+}
+
 struct EtcdCluster {
     procs: Procs,
     /// Client URL of the member that led when the cluster became ready.
     leader_url: String,
+    /// The one gRPC client every caller shares (`None`: the JSON gateway).
+    grpc: Option<etcd_client::Client>,
 }
 
-pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
+pub async fn start(ctx: &StartCtx, transport: Transport) -> anyhow::Result<Box<dyn Cluster>> {
     let etcd = ensure_installed(&ctx.dir).await?;
     let addrs = free_addrs(2 * NODES)?;
     let (clients, peers) = addrs.split_at(NODES);
@@ -102,7 +113,15 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
             not_yet("etcd", try_ready(&http, &client_urls).await)
         })
         .await?;
-    Ok(Box::new(EtcdCluster { procs, leader_url }))
+    let grpc = match transport {
+        Transport::Grpc => Some(grpc::connect(&leader_url).await?),
+        Transport::Gateway => None,
+    };
+    Ok(Box::new(EtcdCluster {
+        procs,
+        leader_url,
+        grpc,
+    }))
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -190,10 +209,11 @@ impl Cluster for EtcdCluster {
 
     fn connect(&self, client: usize) -> BoxFuture<'_, anyhow::Result<Box<dyn Appender>>> {
         Box::pin(async move {
-            let appender: Box<dyn Appender> = Box::new(EtcdAppender::new(
-                &self.leader_url,
-                &format!("bench/client-{client}"),
-            )?);
+            let key = format!("bench/client-{client}");
+            let appender: Box<dyn Appender> = match &self.grpc {
+                Some(grpc) => Box::new(grpc::GrpcAppender::new(grpc, &key)),
+                None => Box::new(EtcdAppender::new(&self.leader_url, &key)?),
+            };
             Ok(appender)
         })
     }
@@ -284,9 +304,16 @@ mod tests {
     use super::*;
 
     /// The real `etcd` (installed by `start` when missing, as root): three
-    /// members elect, clients on distinct keys commit, and `stop` reaps all.
+    /// members elect, clients on distinct keys commit through gRPC and
+    /// through the gateway, and `stop` reaps all.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_members_accept_puts_and_stop() {
+        for transport in [Transport::Grpc, Transport::Gateway] {
+            three_members_accept_puts_and_stop_through(transport).await;
+        }
+    }
+
+    async fn three_members_accept_puts_and_stop_through(transport: Transport) {
         let dir = tempfile::tempdir().expect("tempdir");
         let ctx = StartCtx {
             dir: dir.path().to_path_buf(),
@@ -294,7 +321,7 @@ mod tests {
             paxlog_bin: PathBuf::from("unused"),
             payload_bytes_max: 4096,
         };
-        let cluster = start(&ctx).await.expect("etcd starts");
+        let cluster = start(&ctx, transport).await.expect("etcd starts");
         let pids = cluster.pids();
         assert_eq!(pids.len(), NODES);
         for client in 0..2 {
