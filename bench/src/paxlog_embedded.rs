@@ -10,25 +10,21 @@
 //! node 1 in the CPU accounting, load generator included.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use paxlog::core::Role;
-use paxlog::launch::{LaunchConfig, LocalCluster};
+use paxlog::launch::LocalCluster;
 use paxlog::log::{Log, LogConfig, LogError};
 use paxlog::node::NodeConfig;
 
+use crate::paxlog_sys::{
+    launch_config, CLIENT_NAME, READY_RETRY, READY_TIMEOUT, REQUEST_TIMEOUT, STOP_GRACE,
+};
 use crate::system::{Appender, BoxFuture, Cluster, StartCtx};
 
-const NODES: u64 = 3;
 const EMBEDDED: u64 = 1;
-const CLIENT_NAME: &str = "bench";
-const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// The served nodes' election timeout: long, so node 1 wins the first one.
 const OTHERS_ELECTION_TIMEOUT_MS: &str = "3000..5000";
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const READY_RETRY: Duration = Duration::from_millis(50);
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 struct EmbeddedCluster {
     nodes: LocalCluster,
@@ -38,15 +34,7 @@ struct EmbeddedCluster {
 }
 
 pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
-    let mut nodes = LocalCluster::create(LaunchConfig {
-        dir: ctx.dir.clone(),
-        exe: ctx.paxlog_bin.clone(),
-        nodes: NODES,
-        cluster_id: "bench".into(),
-        client: CLIENT_NAME.into(),
-        admin: false,
-        rust_log: "warn".into(),
-    })?;
+    let mut nodes = LocalCluster::create(launch_config(ctx))?;
     let node = NodeConfig::new(
         nodes.file().cluster_id.clone(),
         EMBEDDED,
@@ -57,10 +45,10 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
     let log = Log::open(LogConfig {
         node,
         client_name: CLIENT_NAME.into(),
-        request_timeout_ms: REQUEST_TIMEOUT_MS,
+        request_timeout_ms: REQUEST_TIMEOUT.as_millis() as u64,
     })
     .await?;
-    for id in 2..=NODES {
+    for id in nodes.ids().into_iter().filter(|&id| id != EMBEDDED) {
         nodes.set_node_env(id, "PAXLOG_ELECTION_TIMEOUT_MS", OTHERS_ELECTION_TIMEOUT_MS);
         nodes.start_node(id)?;
     }

@@ -10,13 +10,13 @@ use paxlog::launch::{LaunchConfig, LaunchError, LocalCluster};
 use crate::system::{Appender, BoxFuture, Cluster, StartCtx};
 
 const NODES: u64 = 3;
-const CLIENT_NAME: &str = "bench";
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CLIENT_NAME: &str = "bench";
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A fresh cluster elects a leader within a few election timeouts.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const READY_RETRY: Duration = Duration::from_millis(50);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_RETRY: Duration = Duration::from_millis(50);
 /// How long a node gets to exit after SIGTERM before it is killed, as in `Procs`.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct PaxlogCluster {
@@ -27,8 +27,9 @@ struct PaxlogCluster {
     client: Client,
 }
 
-pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
-    let mut nodes = LocalCluster::start(LaunchConfig {
+/// The benchmark's three-node paxlog cluster in `ctx.dir`.
+pub(crate) fn launch_config(ctx: &StartCtx) -> LaunchConfig {
+    LaunchConfig {
         dir: ctx.dir.clone(),
         exe: ctx.paxlog_bin.clone(),
         nodes: NODES,
@@ -36,7 +37,11 @@ pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
         client: CLIENT_NAME.into(),
         admin: false,
         rust_log: "warn".into(),
-    })?;
+    }
+}
+
+pub async fn start(ctx: &StartCtx) -> anyhow::Result<Box<dyn Cluster>> {
+    let mut nodes = LocalCluster::start(launch_config(ctx))?;
     let client = nodes.client(REQUEST_TIMEOUT)?;
     let ready = nodes
         .wait_ready(READY_TIMEOUT, READY_RETRY, || async {

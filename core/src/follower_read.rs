@@ -18,21 +18,18 @@ use super::{Message, OpError, Reply, RequestId};
 
 impl<S: Store> Replica<S> {
     pub(crate) fn follower_read_index(&mut self, request: RequestId, now_ms: u64) {
-        let leader = match self.leader.filter(|&l| l != self.config.node_id) {
-            Some(l) if !self.failed && self.follower_reads.len() < READS_WAITING_MAX => l,
-            Some(_) if !self.failed => {
-                let result = Err(OpError::Busy);
+        let target = match self.leader_hint().filter(|_| !self.failed) {
+            None => Err(OpError::NotLeader { leader_hint: None }),
+            Some(_) if self.follower_reads.len() >= READS_WAITING_MAX => Err(OpError::Busy),
+            Some(leader) => Ok(leader),
+        };
+        let leader = match target {
+            Ok(leader) => leader,
+            Err(e) => {
                 return self.io.reply(Reply {
                     id: request,
-                    result,
-                });
-            }
-            _ => {
-                let result = Err(OpError::NotLeader { leader_hint: None });
-                return self.io.reply(Reply {
-                    id: request,
-                    result,
-                });
+                    result: Err(e),
+                })
             }
         };
         let reads = &mut self.follower_reads;
@@ -66,7 +63,7 @@ impl<S: Store> Replica<S> {
                 self.serve_follower_reads();
             }
             None => {
-                let leader_hint = self.leader.filter(|&l| l != self.config.node_id);
+                let leader_hint = self.leader_hint();
                 self.io.reply(Reply {
                     id: asked.request,
                     result: Err(OpError::NotLeader { leader_hint }),
@@ -78,19 +75,19 @@ impl<S: Store> Replica<S> {
     /// Answers every read whose index is chosen here.
     pub(crate) fn serve_follower_reads(&mut self) {
         let chosen_index = self.learner.chosen_index;
-        let reads = &mut self.follower_reads;
-        let mut i = 0;
-        while i < reads.answered.len() {
-            if reads.answered[i].1 <= chosen_index {
-                if let Some((asked, index)) = reads.answered.remove(i) {
-                    self.io.reply(Reply {
-                        id: asked.request,
-                        result: Ok(index),
-                    });
-                }
-            } else {
-                i += 1;
+        let mut ready: Vec<(RequestId, Index)> = Vec::new();
+        self.follower_reads.answered.retain(|&(asked, index)| {
+            let chosen = index <= chosen_index;
+            if chosen {
+                ready.push((asked.request, index));
             }
+            !chosen
+        });
+        for (id, index) in ready {
+            self.io.reply(Reply {
+                id,
+                result: Ok(index),
+            });
         }
     }
 
@@ -98,24 +95,18 @@ impl<S: Store> Replica<S> {
     /// learn, within the longest election timeout: the client asks again.
     pub(crate) fn expire_follower_reads(&mut self, now_ms: u64) {
         let timeout = self.config.election_timeout_max_ms;
-        let late = |a: &Asked| now_ms.saturating_sub(a.sent_ms) >= timeout;
-        let reads = &mut self.follower_reads;
         let mut expired: Vec<RequestId> = Vec::new();
-        reads.asked.retain(|_, a| {
-            let keep = !late(a);
-            if !keep {
+        let mut keep = |a: &Asked| {
+            let late = now_ms.saturating_sub(a.sent_ms) >= timeout;
+            if late {
                 expired.push(a.request);
             }
-            keep
-        });
-        reads.answered.retain(|(a, _)| {
-            let keep = !late(a);
-            if !keep {
-                expired.push(a.request);
-            }
-            keep
-        });
-        let leader_hint = self.leader.filter(|&l| l != self.config.node_id);
+            !late
+        };
+        let reads = &mut self.follower_reads;
+        reads.asked.retain(|_, a| keep(a));
+        reads.answered.retain(|(a, _)| keep(a));
+        let leader_hint = self.leader_hint();
         for id in expired {
             self.io.reply(Reply {
                 id,

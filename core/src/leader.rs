@@ -112,7 +112,7 @@ impl<S: Store> Replica<S> {
             return Err(OpError::NotLeader { leader_hint: None });
         }
         let RoleState::Leader(ls) = &self.role else {
-            let leader_hint = self.leader.filter(|&l| l != self.config.node_id);
+            let leader_hint = self.leader_hint();
             return Err(OpError::NotLeader { leader_hint });
         };
         let (client_id, seq, floor) = (proposal.client_id, proposal.seq, proposal.floor);

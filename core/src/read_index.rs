@@ -60,7 +60,7 @@ impl<S: Store> Replica<S> {
             }
             RoleState::Leader(_) => None,
             _ => Some(OpError::NotLeader {
-                leader_hint: self.leader.filter(|&l| l != self.config.node_id),
+                leader_hint: self.leader_hint(),
             }),
         };
         if let Some(e) = refusal {
@@ -145,7 +145,7 @@ impl<S: Store> Replica<S> {
 
     /// Leadership lost: no waiting read can be confirmed any more.
     pub(crate) fn fail_reads(&mut self) {
-        let leader_hint = self.leader.filter(|&l| l != self.config.node_id);
+        let leader_hint = self.leader_hint();
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };

@@ -284,6 +284,12 @@ impl<S: Store> Replica<S> {
         }
     }
 
+    /// The leader this node knows of, other than itself: where a refusal
+    /// points the client.
+    pub(crate) fn leader_hint(&self) -> Option<NodeId> {
+        self.leader.filter(|&l| l != self.config.node_id)
+    }
+
     /// The highest index this node knows chosen.
     pub fn chosen_index(&self) -> Index {
         self.learner.chosen_index

@@ -17,7 +17,7 @@
 //! stream, instead of polling — a window of polling retries kept a new
 //! leader busy refusing them for tens of seconds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -49,14 +49,13 @@ pub(super) struct Taken {
 pub(super) struct Seqs {
     id: Option<u64>,
     next: u64,
-    /// Invariant: every member is below `next`.
-    unsettled: BTreeSet<u64>,
+    /// Each unsettled seq, with the tick at which its latest attempt was
+    /// queued (`None`: none yet).
+    /// Invariant: every key is below `next`.
+    unsettled: BTreeMap<u64, Option<u64>>,
     broken: bool,
-    /// Ticks once per queued attempt; orders the stamps in `queued`.
+    /// Ticks once per queued attempt; orders the ticks in `unsettled`.
     clock: u64,
-    /// Invariant: every key is in `unsettled`. The tick at which each seq's
-    /// latest attempt was queued.
-    queued: BTreeMap<u64, u64>,
     /// Invariant: every key is in `unsettled`. Wakes seq `k`'s retry once
     /// seq `k - 1` is queued again or settles.
     turns: BTreeMap<u64, Arc<Notify>>,
@@ -79,10 +78,9 @@ impl Default for Seqs {
         Seqs {
             id: None,
             next: 1,
-            unsettled: BTreeSet::new(),
+            unsettled: BTreeMap::new(),
             broken: false,
             clock: 0,
-            queued: BTreeMap::new(),
             turns: BTreeMap::new(),
         }
     }
@@ -117,13 +115,16 @@ impl Seqs {
                 }))
             }
         };
-        let floor = self.unsettled.first().copied().unwrap_or(self.next);
+        let floor = self
+            .unsettled
+            .first_key_value()
+            .map_or(self.next, |(&seq, _)| seq);
         if self.next - floor >= window.max(1) {
             return Err(Blocked::Full(Full));
         }
         let seq = self.next;
         self.next += 1;
-        self.unsettled.insert(seq);
+        self.unsettled.insert(seq, None);
         Ok((id, seq, floor))
     }
 
@@ -137,7 +138,6 @@ impl Seqs {
             return;
         }
         self.unsettled.remove(&taken.seq);
-        self.queued.remove(&taken.seq);
         self.turns.remove(&taken.seq);
         self.wake(taken.seq + 1);
         if !ok {
@@ -147,27 +147,31 @@ impl Seqs {
 
     /// An attempt of `taken` was just put on a session's queue; its stamp.
     pub(super) fn queued(&mut self, taken: Taken) -> u64 {
-        if self.id != Some(taken.client_id) || !self.unsettled.contains(&taken.seq) {
+        if self.id != Some(taken.client_id) {
             return 0;
         }
+        let Some(at) = self.unsettled.get_mut(&taken.seq) else {
+            return 0;
+        };
         self.clock += 1;
-        self.queued.insert(taken.seq, self.clock);
+        *at = Some(self.clock);
         self.wake(taken.seq + 1);
         self.clock
     }
 
     /// `taken`'s attempt queued at `stamp` was refused as out of order.
     pub(super) fn turn(&mut self, taken: Taken, stamp: u64) -> Turn {
-        if self.id != Some(taken.client_id) || !self.unsettled.contains(&taken.seq) {
+        if self.id != Some(taken.client_id) || !self.unsettled.contains_key(&taken.seq) {
             return Turn::Pause;
         }
         let Some(before) = taken.seq.checked_sub(1) else {
             return Turn::Pause;
         };
-        match self.queued.get(&before) {
-            Some(&at) if at > stamp => Turn::Now,
-            Some(_) => Turn::Wait(self.turns.entry(taken.seq).or_default().clone()),
-            None => Turn::Pause,
+        match self.unsettled.get(&before) {
+            Some(Some(at)) if *at > stamp => Turn::Now,
+            Some(Some(_)) => Turn::Wait(self.turns.entry(taken.seq).or_default().clone()),
+            // Settled, or never queued yet.
+            Some(None) | None => Turn::Pause,
         }
     }
 

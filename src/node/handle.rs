@@ -19,7 +19,7 @@ use crate::proto::{NodeStatus, Request, Response};
 const READ_ENTRIES_MAX: usize = 4096;
 
 /// Client appends this node answered, by `outcome`.
-pub(crate) const APPEND_ANSWERS_METRIC: &str = "paxlog_append_answers_total";
+const APPEND_ANSWERS_METRIC: &str = "paxlog_append_answers_total";
 
 /// The answer to one request, once the loop has given it.
 pub(crate) type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
