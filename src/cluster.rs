@@ -5,6 +5,7 @@
 //! cluster_id = "dev"            # optional; defaults to "paxlog"
 //! certs = "certs"               # relative to this file's directory
 //! client = "cli"                # which client certificate the CLI presents
+//! admins = ["cli"]              # optional: who may change members and trim
 //!
 //! [[node]]
 //! id = 1
@@ -31,6 +32,10 @@ pub struct ClusterFile {
     pub certs: PathBuf,
     #[serde(default)]
     pub client: Option<String>,
+    /// Client certificate names allowed member changes and trims (default:
+    /// the CLI's, `cli`); every other client is refused with "not permitted".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admins: Option<Vec<String>>,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeEntry>,
 }
@@ -112,6 +117,42 @@ impl ClusterFile {
 
     pub fn node(&self, id: NodeId) -> Option<&NodeEntry> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Adds `node` (if its id is not listed) and writes the file back,
+    /// atomically (temporary file, then rename). Paths are written relative
+    /// to the file's directory, as they were read.
+    pub fn add_node_and_save(path: &Path, node: NodeEntry) -> Result<bool, ClusterFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| ClusterFileError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut file: ClusterFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if file.node(node.id).is_some() {
+            return Ok(false);
+        }
+        file.nodes.push(node);
+        file.validate().map_err(invalid)?;
+        let tmp = path.with_extension("toml.tmp");
+        let write = |p: &Path| std::fs::write(p, file.to_toml());
+        write(&tmp)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| ClusterFileError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(true)
+    }
+
+    /// Who may change members and trim.
+    pub fn admin_names(&self) -> Vec<String> {
+        self.admins
+            .clone()
+            .unwrap_or_else(|| vec![crate::node::DEFAULT_ADMIN.to_string()])
     }
 
     pub fn to_toml(&self) -> String {

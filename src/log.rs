@@ -36,10 +36,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{Stream, StreamExt};
 use paxlog_net::ClientTls;
-use paxlog_storage::{Ballot, Index};
+use paxlog_storage::{Ballot, Index, NodeId};
 
 use crate::client::{Client, ClientError, ClientOptions};
-use crate::core::OpError;
+use crate::core::{Change, Membership, OpError};
 use crate::node::{self, NodeConfig, NodeError, NodeHandle};
 use crate::proto::NodeStatus;
 
@@ -112,8 +112,13 @@ impl std::fmt::Debug for Log {
 }
 
 impl Log {
-    /// Starts the node and connects a client to every member.
-    pub async fn open(config: LogConfig) -> Result<Log, LogError> {
+    /// Starts the node and connects a client to every member. The embedding
+    /// application's client certificate is an admin of its own node (it may
+    /// trim and change members): give every node's `Log` the same client name.
+    pub async fn open(mut config: LogConfig) -> Result<Log, LogError> {
+        if !config.node.admins.contains(&config.client_name) {
+            config.node.admins.push(config.client_name.clone());
+        }
         let tls = ClientTls::load(&config.node.certs_dir, &config.client_name)
             .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))?;
         let options = ClientOptions {
@@ -187,6 +192,32 @@ impl Log {
     /// Trims the log up to and including `upto` (a replicated command).
     pub async fn trim(&self, upto: Index) -> Result<Index, LogError> {
         Ok(self.client.trim(upto).await?)
+    }
+
+    /// The cluster's configuration: epoch, voters and learners with their
+    /// incarnations (the newest any reachable node reports).
+    pub async fn members(&self) -> Result<Membership, LogError> {
+        Ok(self.client.members().await?.0)
+    }
+
+    /// One membership step (add a learner, promote, remove), returning the
+    /// configuration once the step is chosen. A step already made is success;
+    /// a refused one (`OpError::ChangeRefused`) changed nothing.
+    pub async fn change_members(&self, change: Change) -> Result<Membership, LogError> {
+        Ok(self.client.change_members(change).await?)
+    }
+
+    /// Replaces member `old` by node `new` at `addr` (the same id for a node
+    /// whose data directory was wiped): add as learner, catch up, promote,
+    /// remove — never two disjoint quorums on the way.
+    pub async fn replace_member(
+        &self,
+        old: NodeId,
+        new: NodeId,
+        addr: String,
+    ) -> Result<Membership, LogError> {
+        let timeout = crate::client::CATCH_UP_TIMEOUT;
+        Ok(self.client.replace(old, new, addr, timeout).await?)
     }
 
     /// Status of every member; unreachable ones are left out.

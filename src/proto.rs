@@ -10,7 +10,7 @@ use bytes::Bytes;
 use paxlog_storage::{Ballot, Index, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{OpError, Role};
+use crate::core::{Change, Membership, OpError, Role};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -49,6 +49,13 @@ pub enum Request {
     Status {
         req: u64,
     },
+    /// One membership step, if the configuration is still at `expect_epoch`:
+    /// answered `Appended` with the index it was chosen at. Admin only.
+    Reconfigure {
+        req: u64,
+        expect_epoch: u64,
+        change: Change,
+    },
     /// Push every chosen user entry from `from` on, in order, on this stream.
     Subscribe {
         req: u64,
@@ -65,6 +72,7 @@ impl Request {
             | Request::Read { req, .. }
             | Request::Tail { req }
             | Request::Status { req }
+            | Request::Reconfigure { req, .. }
             | Request::Subscribe { req, .. } => *req,
         }
     }
@@ -127,12 +135,23 @@ pub struct NodeStatus {
     pub last_index: Index,
     pub trim_index: Index,
     pub peers: Vec<PeerStatus>,
+    /// The configuration this node knows.
+    pub membership: Membership,
+    /// This node's data directory's incarnation.
+    pub incarnation: u64,
+    /// Why this node does not vote, if it does not.
+    pub not_voting: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PeerStatus {
     pub id: NodeId,
+    /// A voter (else a learner) in the configuration this node knows.
+    pub voter: bool,
     /// Entries the peer is behind this node's last index; only a leader knows.
     pub lag_entries: Option<u64>,
+    /// Chosen entries the peer is behind this node, by what it last reported
+    /// (its catch-up progress); only a leader knows.
+    pub chosen_lag_entries: Option<u64>,
     pub last_contact_ms: Option<u64>,
 }

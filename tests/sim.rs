@@ -31,6 +31,8 @@
 
 #[path = "sim/client.rs"]
 mod client;
+#[path = "sim/governing.rs"]
+mod governing;
 #[path = "sim/inv_accept.rs"]
 mod inv_accept;
 #[path = "sim/inv_acked.rs"]
@@ -241,6 +243,20 @@ fn report(outcomes: &[Outcome]) -> usize {
         sum(|o| o.stats.tails.exposed),
         sum(|o| o.stats.tails.asked_deposed),
         sum(|o| o.stats.tails.answered_deposed),
+    );
+    let rc = |f: fn(&world::ReconfigStats) -> u64| -> u64 {
+        outcomes.iter().map(|o| f(&o.stats.reconfig)).sum()
+    };
+    println!(
+        "membership steps: proposed {}, chosen {}, refused by the configuration {}, other \
+         answers (busy, not leader, indeterminate) {}; configurations the histories went \
+         through (binds included) {}; seeds ending with a voter outside the seed {}",
+        rc(|r| r.proposed),
+        rc(|r| r.chosen),
+        rc(|r| r.refused),
+        rc(|r| r.other),
+        rc(|r| r.epochs),
+        rc(|r| r.new_voters),
     );
     let chose = outcomes.iter().filter(|o| o.stats.chosen > 0).count();
     println!(
@@ -689,4 +705,18 @@ fn mutation_read_ignores_recovered_is_caught() {
 #[test]
 fn mutation_answer_duplicate_index_is_caught() {
     mutation_caught_with(Mutation::AnswerDuplicateIndex, |p| p.clients = 6);
+}
+
+/// A change counted against the configuration it introduces: the ghost
+/// counts it against the one before (`inv_chosen`, `inv_agreement`).
+#[test]
+fn mutation_change_counted_by_new_config_is_caught() {
+    mutation_caught(Mutation::ChangeCountedByNewConfig);
+}
+
+/// A leader counting a learner's acknowledgements chooses without a
+/// quorum of voters.
+#[test]
+fn mutation_learner_acks_counted_is_caught() {
+    mutation_caught(Mutation::LearnerAcksCounted);
 }

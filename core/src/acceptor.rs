@@ -51,7 +51,7 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
-        if self.acceptor.suspect {
+        if self.ignore_voting().is_some() {
             return; // never vote with state that may be lost
         }
         if let Some(leader) = self.ignore_prepare(ballot, now_ms) {
@@ -111,7 +111,7 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
-        if self.acceptor.suspect {
+        if self.ignore_voting().is_some() {
             return;
         }
         let below_promise = ballot < self.acceptor.promised;

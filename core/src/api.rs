@@ -34,6 +34,11 @@ pub enum ProposalCommand {
     Register {
         supersedes: Option<u64>,
     },
+    /// One membership step, if the configuration is still at `expect_epoch`.
+    Reconfigure {
+        expect_epoch: u64,
+        change: super::Change,
+    },
 }
 
 /// The one outcome type of an operation that a node answers, end to end:
@@ -73,6 +78,10 @@ pub enum OpError {
         "out of order: the session's next seq is {expected}; not appended; resubmit in seq order"
     )]
     OutOfOrder { expected: u64 },
+    #[error("membership change refused: {0}")]
+    ChangeRefused(super::ChangeError),
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
 }
 
 impl OpError {
@@ -92,6 +101,8 @@ impl OpError {
             OpError::SessionExpired { .. } => "session_expired",
             OpError::BelowFloor { .. } => "below_floor",
             OpError::OutOfOrder { .. } => "out_of_order",
+            OpError::ChangeRefused(_) => "change_refused",
+            OpError::NotPermitted(_) => "not_permitted",
         }
     }
 
@@ -142,6 +153,21 @@ pub struct Persist {
 pub struct Outbound {
     pub to: NodeId,
     pub message: Message,
+    /// Ours, for the envelope (`Envelope`): set by `poll_message`.
+    pub epoch: u64,
+    pub incarnation: u64,
+}
+
+impl Outbound {
+    /// What goes on the wire.
+    pub fn envelope(self) -> (NodeId, super::Envelope) {
+        let envelope = super::Envelope {
+            epoch: self.epoch,
+            incarnation: self.incarnation,
+            message: self.message,
+        };
+        (self.to, envelope)
+    }
 }
 
 /// A node's role; on the wire and in `status --json` as `leader`, `follower`, `candidate`.
@@ -156,6 +182,10 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
     pub id: NodeId,
+    /// Whether it votes in the configuration this node knows.
+    pub voter: bool,
+    /// Its chosen index as it last reported it to us (0: unknown).
+    pub chosen_index: Index,
     /// Highest index known accepted by it (leader only; 0 otherwise).
     pub match_index: Index,
     /// The driver's clock (`now_ms`) when we last heard from it.
@@ -175,6 +205,13 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Storage health is suspect: this node does not vote.
     pub suspect: bool,
+    /// The configuration this node knows (at its applied prefix).
+    pub membership: super::Membership,
+    /// This node's data directory's incarnation.
+    pub incarnation: u64,
+    /// Why this node does not vote, if it does not (suspect storage, not
+    /// a voter, an incarnation the configuration does not name).
+    pub not_voting: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

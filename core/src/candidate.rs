@@ -1,11 +1,12 @@
 //! Election and Phase 1: timeouts, Prepare/Promise, value adoption, and the
 //! role changes `become_follower` / `become_leader`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, ReadLimit, Store};
 
+use super::membership::Membership;
 use super::replica::{Replica, RoleState};
 use super::{Command, Message, Mutation, OpError, Reply};
 
@@ -22,16 +23,64 @@ pub(crate) struct Candidate {
     /// Values some acceptor reported as chosen.
     pub(crate) chosen: BTreeMap<Index, Bytes>,
     pub(crate) max_trim: Index,
+    /// Every configuration that governs some index this Phase 1 covers, as
+    /// far as the promises so far show: ours first, then each one a
+    /// reported change makes (`membership`). A quorum of each is needed.
+    /// Invariant: at most `CONFIGS_MAX`.
+    pub(crate) configs: Vec<Membership>,
+    /// Changes reported above our chosen index, `(expected epoch, the
+    /// configuration it makes)`.
+    /// Invariant: at most `CONFIGS_MAX`.
+    pub(crate) reported: Vec<(u64, Membership)>,
+    /// Nodes sent a Prepare of this ballot.
+    pub(crate) asked: BTreeSet<NodeId>,
 }
 
+/// Configurations (and reported changes) one candidacy tracks at most: an
+/// honest log holds a few changes in flight, never this many.
+const CONFIGS_MAX: usize = 16;
+
 impl Candidate {
-    fn complete(&self) -> usize {
-        self.promises.values().filter(|n| n.is_none()).count()
+    /// Nodes whose promise is complete.
+    fn complete(&self) -> impl Iterator<Item = &NodeId> {
+        self.promises
+            .iter()
+            .filter(|(_, n)| n.is_none())
+            .map(|(id, _)| id)
+    }
+
+    /// Adds every configuration a reported change makes from one we have,
+    /// until nothing new appears (a fixpoint; bounded by `CONFIGS_MAX`).
+    fn close_configs(&mut self) {
+        let mut grew = true;
+        while grew && self.configs.len() < CONFIGS_MAX {
+            grew = false;
+            for (expect_epoch, next) in &self.reported {
+                let follows = self.configs.iter().any(|m| m.epoch == *expect_epoch);
+                let new = !self.configs.contains(next);
+                if follows && new && next.check().is_ok() && self.configs.len() < CONFIGS_MAX {
+                    self.configs.push(next.clone());
+                    grew = true;
+                }
+            }
+        }
     }
 
     fn absorb(&mut self, entries: Vec<(Index, Accepted)>, chosen_index: Index, trim_index: Index) {
         self.max_trim = self.max_trim.max(trim_index);
         for (index, accepted) in entries {
+            if let Ok(Command::Reconfigure {
+                expect_epoch, next, ..
+            }) = Command::decode(&accepted.value)
+            {
+                let known = self
+                    .reported
+                    .iter()
+                    .any(|r| r.0 == expect_epoch && r.1 == next);
+                if !known && self.reported.len() < CONFIGS_MAX {
+                    self.reported.push((expect_epoch, next));
+                }
+            }
             if index <= chosen_index {
                 // Honest acceptors never disagree on a chosen value; when a
                 // misled one does, the first report stands (peers' are
@@ -59,7 +108,7 @@ impl Candidate {
 
 impl<S: Store> Replica<S> {
     pub(crate) fn on_election_timeout(&mut self, now_ms: u64) {
-        if self.acceptor.suspect || self.members_len() == 0 {
+        if self.not_voting().is_some() {
             self.reset_election_deadline(now_ms);
             return;
         }
@@ -80,14 +129,32 @@ impl<S: Store> Replica<S> {
             adopted: BTreeMap::new(),
             chosen: BTreeMap::new(),
             max_trim: 0,
+            configs: vec![self.learner.membership.clone()],
+            reported: Vec::new(),
+            asked: BTreeSet::new(),
         });
         self.leader = None;
         self.leader_contact_ms = None;
         self.reset_election_deadline(now_ms);
-        // Prepares wait for our own promise to be durable: a restarted node
-        // then never picks this ballot again, so a ballot has one leader.
-        let peers: Vec<NodeId> = self.config.peers().collect();
-        for to in peers {
+        self.prepare_new_voters();
+    }
+
+    /// Sends our Prepare to every voter of the configurations we need that
+    /// has not had it. They wait for our own promise to be durable: a
+    /// restarted node then never picks this ballot again, so a ballot has
+    /// one leader.
+    fn prepare_new_voters(&mut self) {
+        let me = self.config.node_id;
+        let RoleState::Candidate(cs) = &mut self.role else {
+            return;
+        };
+        let (ballot, from_index) = (cs.ballot, cs.from_index);
+        let voters: BTreeSet<NodeId> = cs.configs.iter().flat_map(|m| m.voters()).collect();
+        let new: Vec<NodeId> = voters
+            .into_iter()
+            .filter(|&id| id != me && cs.asked.insert(id))
+            .collect();
+        for to in new {
             self.io
                 .send_durable(to, Message::Prepare { ballot, from_index }, false);
         }
@@ -114,8 +181,10 @@ impl<S: Store> Replica<S> {
         let me = self.config.node_id;
         if let RoleState::Candidate(cs) = &mut self.role {
             cs.absorb(entries, chosen_index, trim_index);
+            cs.close_configs();
             cs.promises.insert(me, None);
         }
+        self.prepare_new_voters();
         self.maybe_become_leader(now_ms);
     }
 
@@ -145,6 +214,7 @@ impl<S: Store> Replica<S> {
             entries
         };
         cs.absorb(entries, chosen_index, trim_index);
+        cs.close_configs();
         cs.promises.insert(from, next_index);
         if let Some(from_index) = next_index {
             self.io.send(from, Message::Prepare { ballot, from_index });
@@ -154,6 +224,7 @@ impl<S: Store> Replica<S> {
             self.reset_election_deadline(now_ms);
         }
         self.maybe_request_catchup(from, chosen_index, now_ms);
+        self.prepare_new_voters();
         self.maybe_become_leader(now_ms);
     }
 
@@ -211,11 +282,14 @@ impl<S: Store> Replica<S> {
     }
 
     fn maybe_become_leader(&mut self, now_ms: u64) {
-        let quorum = self.config.quorum();
         let RoleState::Candidate(cs) = &self.role else {
             return;
         };
-        if cs.complete() < quorum {
+        let won = cs
+            .configs
+            .iter()
+            .all(|m| self.is_quorum_of(m, cs.complete()));
+        if !won {
             return;
         }
         let RoleState::Candidate(cs) = std::mem::replace(&mut self.role, RoleState::Follower)

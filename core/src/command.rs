@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 use paxlog_storage::Index;
+
+use super::membership::{Change, Membership};
 use serde::{Deserialize, Serialize};
 
 /// A log command. Postcard-encoded into `Accepted.value`; the encoding is
@@ -23,6 +25,16 @@ pub enum Command {
     Register { supersedes: Option<u64> },
     /// The application no longer needs indexes `<= upto`.
     Trim { upto: Index },
+    /// One membership step, effective only if the configuration is still at
+    /// `expect_epoch` where it is chosen (see `membership`). `next` is the
+    /// whole configuration it makes, as the proposing leader computed it from
+    /// the configuration at `expect_epoch`: folding takes it as is, so a node
+    /// whose seed differs (one that joined later) still ends up identical.
+    Reconfigure {
+        expect_epoch: u64,
+        change: Change,
+        next: Membership,
+    },
 }
 
 impl Command {

@@ -8,7 +8,9 @@ use super::{CoreError, Limits};
 #[derive(Clone, Debug)]
 pub struct Config {
     pub node_id: NodeId,
-    /// 3 or 5 members, including `node_id`.
+    /// The seed configuration (every one a voter, at epoch 0), as the
+    /// cluster file lists it; the log's reconfigurations take over from it.
+    /// A node not listed joins as a learner once a change adds it.
     pub members: Vec<NodeId>,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
@@ -18,6 +20,9 @@ pub struct Config {
     /// A chosen index that no write carried along is synced at most this
     /// late; a restart relearns anything newer from its peers.
     pub chosen_flush_interval_ms: u64,
+    /// The leader binds each unbound member to the incarnation it hears it
+    /// with (`membership`). Off only in unit tests that count indexes.
+    pub bind_members: bool,
     /// Test-only: break one safety rule on purpose so the simulation can
     /// prove it notices. Absent from builds without `sim-mutations`.
     #[cfg(feature = "sim-mutations")]
@@ -62,6 +67,11 @@ pub enum Mutation {
     /// A new leader answers a linearizable tail with its chosen index,
     /// ignoring the range its Phase 1 recovered.
     ReadIgnoresRecovered,
+    /// A leader counts a change's own index against the configuration the
+    /// change introduces (a configuration used before it is chosen).
+    ChangeCountedByNewConfig,
+    /// A leader counts learners' acknowledgements towards its quorums.
+    LearnerAcksCounted,
 }
 
 impl Config {
@@ -74,6 +84,7 @@ impl Config {
             election_timeout_max_ms: 600,
             limits: Limits::default(),
             chosen_flush_interval_ms: 100,
+            bind_members: true,
             #[cfg(feature = "sim-mutations")]
             mutation: Mutation::None,
         }
@@ -102,26 +113,11 @@ impl Config {
     pub(crate) fn mutated(&self, _m: Mutation) -> bool {
         false
     }
-
-    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        let me = self.node_id;
-        self.members.iter().copied().filter(move |&m| m != me)
-    }
-
-    pub(crate) fn quorum(&self) -> usize {
-        if self.mutated(Mutation::WrongQuorum) {
-            return self.members.len() / 2;
-        }
-        super::quorum::quorum_size(self.members.len())
-    }
 }
 
 pub(crate) fn validate(config: &Config) -> Result<(), CoreError> {
     let n = config.members.len();
-    if n == 0 || !config.members.contains(&config.node_id) {
-        return Err(CoreError::Config("members must include node_id".into()));
-    }
-    if config.members.contains(&0) {
+    if config.node_id == 0 || config.members.contains(&0) {
         return Err(CoreError::Config("0 is not a valid node id".into()));
     }
     let mut sorted = config.members.clone();
@@ -130,6 +126,9 @@ pub(crate) fn validate(config: &Config) -> Result<(), CoreError> {
     if sorted.len() != n {
         return Err(CoreError::Config("duplicate member ids".into()));
     }
+    super::Membership::seed(&config.members)
+        .check()
+        .map_err(|e| CoreError::Config(format!("seed members: {e}")))?;
     if config.election_timeout_min_ms == 0
         || config.election_timeout_min_ms > config.election_timeout_max_ms
         || config.heartbeat_interval_ms == 0

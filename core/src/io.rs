@@ -139,7 +139,12 @@ impl Io {
     }
 
     pub(crate) fn send(&mut self, to: NodeId, message: Message) {
-        self.ready.push_back(Outbound { to, message });
+        self.ready.push_back(Outbound {
+            to,
+            message,
+            epoch: 0,
+            incarnation: 0,
+        });
     }
 
     /// Queues `message` behind the write of everything staged so far.
@@ -148,7 +153,15 @@ impl Io {
         if ungated || gate <= self.persisted_ticket {
             self.send(to, message);
         } else {
-            self.gated.push_back((gate, Outbound { to, message }));
+            self.gated.push_back((
+                gate,
+                Outbound {
+                    to,
+                    message,
+                    epoch: 0,
+                    incarnation: 0,
+                },
+            ));
         }
     }
 

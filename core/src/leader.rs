@@ -6,7 +6,6 @@ use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
 use super::leader_state::{Leader, LeaderEntry, Progress};
-use super::quorum::chosen_prefix;
 use super::replica::{Replica, RoleState};
 use super::{Command, Lookup, Message, Mutation, OpError, Proposal, ProposalCommand, Reply};
 
@@ -21,18 +20,29 @@ impl<S: Store> Replica<S> {
         let mut ls = Leader::new(ballot, start, now_ms);
         for (index, value) in log {
             assert_eq!(index, ls.next_index);
-            if let Ok(Command::Append { client_id, seq, .. }) = Command::decode(&value) {
+            let decoded = Command::decode(&value);
+            if let Ok(Command::Append { client_id, seq, .. }) = decoded {
                 ls.inflight_keys.insert((client_id, seq), index);
             }
+            let change = matches!(decoded, Ok(Command::Reconfigure { .. }));
+            if change {
+                ls.change_index = index;
+            }
             ls.uncommitted_bytes += value.len();
-            ls.log.insert(index, LeaderEntry::default());
+            ls.log.insert(
+                index,
+                LeaderEntry {
+                    change,
+                    ..LeaderEntry::default()
+                },
+            );
             ls.next_index += 1;
             self.store_accept(index, Accepted { ballot, value });
         }
         // Everything a former leader may have acknowledged is at or below
         // this (Phase 1 found it), and it is chosen only under our ballot.
         ls.reads.recovered_index = ls.next_index - 1;
-        for peer in self.config.peers() {
+        for peer in self.member_peers() {
             ls.peers.insert(peer, Progress::new(start, now_ms));
         }
         self.role = RoleState::Leader(ls);
@@ -44,16 +54,13 @@ impl<S: Store> Replica<S> {
         if now_ms.saturating_sub(ls.started_ms) < window {
             return true;
         }
-        let heard = ls
-            .peers
-            .keys()
-            .filter(|p| {
-                self.peer_contact_ms
-                    .get(p)
-                    .is_some_and(|&t| now_ms.saturating_sub(t) < window)
-            })
-            .count();
-        heard + 1 >= self.config.quorum()
+        let me = self.config.node_id;
+        let heard = ls.peers.keys().filter(|p| {
+            self.peer_contact_ms
+                .get(p)
+                .is_some_and(|&t| now_ms.saturating_sub(t) < window)
+        });
+        self.is_quorum_of(&self.learner.membership, heard.chain([&me]))
     }
 
     pub(crate) fn send_heartbeats(&mut self, now_ms: u64) {
@@ -87,6 +94,7 @@ impl<S: Store> Replica<S> {
         if now_ms.saturating_sub(ls.last_heartbeat_ms) >= hb {
             self.send_heartbeats(now_ms);
         }
+        self.maybe_bind(now_ms);
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
@@ -126,6 +134,17 @@ impl<S: Store> Replica<S> {
             ProposalCommand::Trim(upto) => Command::Trim { upto },
             ProposalCommand::Barrier => Command::Noop,
             ProposalCommand::Register { supersedes } => Command::Register { supersedes },
+            ProposalCommand::Reconfigure {
+                expect_epoch,
+                change,
+            } => {
+                let next = self.check_change(expect_epoch, &change)?;
+                Command::Reconfigure {
+                    expect_epoch,
+                    change,
+                    next,
+                }
+            }
         };
         let value = command.encode();
         let max = self.config.limits.value_bytes_max;
@@ -163,6 +182,11 @@ impl<S: Store> Replica<S> {
         if ls.uncommitted_bytes + value.len() > self.config.limits.uncommitted_bytes_max {
             return Err(OpError::Busy);
         }
+        // α = 1: nothing new past a change until it is chosen (`membership`).
+        if ls.change_index > self.learner.chosen_index {
+            return Err(OpError::Busy);
+        }
+        let change = matches!(command, Command::Reconfigure { .. });
         let RoleState::Leader(ls) = &mut self.role else {
             return Err(OpError::NoQuorum);
         };
@@ -172,7 +196,16 @@ impl<S: Store> Replica<S> {
         if is_append {
             ls.inflight_keys.insert((client_id, seq), index);
         }
-        ls.log.insert(index, LeaderEntry::default());
+        ls.log.insert(
+            index,
+            LeaderEntry {
+                change,
+                ..LeaderEntry::default()
+            },
+        );
+        if change {
+            ls.change_index = index;
+        }
         if self.config.mutated(Mutation::OwnAcceptBeforeDurable) {
             ls.log
                 .entry(index)
@@ -294,99 +327,5 @@ impl<S: Store> Replica<S> {
                 );
             }
         }
-    }
-
-    pub(crate) fn on_accepted(
-        &mut self,
-        from: NodeId,
-        ballot: Ballot,
-        indexes: &[Index],
-        chosen_index: Index,
-        now_ms: u64,
-    ) {
-        self.see_ballot(ballot);
-        let RoleState::Leader(ls) = &mut self.role else {
-            return;
-        };
-        let stale_ok = ballot < ls.ballot && self.config.mutated(Mutation::CountStaleAccepted);
-        if ls.ballot != ballot && !stale_ok {
-            return;
-        }
-        // Only an accept at our ballot shows the peer follows this leader.
-        self.peer_contact_ms.insert(from, now_ms);
-        let RoleState::Leader(ls) = &mut self.role else {
-            return;
-        };
-        if let Some(p) = ls.peers.get_mut(&from) {
-            let before = p.match_index;
-            for &i in indexes {
-                if i == p.match_index + 1 {
-                    p.match_index = i;
-                }
-            }
-            if p.match_index > before {
-                p.on_match(now_ms);
-            }
-        }
-        for &i in indexes {
-            if let Some(e) = ls.log.get_mut(&i) {
-                e.acks.insert(from);
-            }
-        }
-        self.maybe_advance_leader_chosen();
-        self.maybe_request_catchup(from, chosen_index, now_ms);
-    }
-
-    pub(crate) fn on_heartbeat_ack(
-        &mut self,
-        from: NodeId,
-        ballot: Ballot,
-        chosen_index: Index,
-        round: u64,
-        now_ms: u64,
-    ) {
-        self.see_ballot(ballot);
-        let RoleState::Leader(ls) = &self.role else {
-            return;
-        };
-        if ls.ballot != ballot {
-            return;
-        }
-        self.peer_contact_ms.insert(from, now_ms);
-        self.on_read_round_ack(from, round, now_ms);
-        self.maybe_request_catchup(from, chosen_index, now_ms);
-    }
-
-    pub(crate) fn leader_on_own_persisted(&mut self, accepts: &[(Index, Accepted)]) {
-        let me = self.config.node_id;
-        let RoleState::Leader(ls) = &mut self.role else {
-            return;
-        };
-        for (index, accepted) in accepts {
-            if accepted.ballot != ls.ballot {
-                continue;
-            }
-            // The mirror holds the value this leader proposed at `index`.
-            let ours = self.acceptor.entries.get(index);
-            if let Some(e) = ls.log.get_mut(index) {
-                if ours.is_some_and(|a| a.value == accepted.value) {
-                    e.acks.insert(me);
-                }
-            }
-        }
-        self.maybe_advance_leader_chosen();
-    }
-
-    fn maybe_advance_leader_chosen(&mut self) {
-        let quorum = self.config.quorum();
-        let RoleState::Leader(ls) = &self.role else {
-            return;
-        };
-        let c = chosen_prefix(self.learner.chosen_index, |i| {
-            ls.log.get(&i).is_some_and(|e| e.acks.len() >= quorum)
-        });
-        self.advance_chosen(c);
-        let now = self.now_ms;
-        self.serve_reads(now);
     }
 }

@@ -12,6 +12,9 @@ pub(crate) struct LeaderEntry {
     /// Acceptors whose accept at our ballot is durable (ourselves included
     /// only after our own write persisted).
     pub(crate) acks: BTreeSet<NodeId>,
+    /// The value is a `Reconfigure`: the index after it is counted against
+    /// what it makes (`maybe_advance_leader_chosen`).
+    pub(crate) change: bool,
 }
 
 /// Replication state of one acceptor.
@@ -118,6 +121,10 @@ pub(crate) struct Leader {
     pub(crate) started_ms: u64,
     pub(crate) last_heartbeat_ms: u64,
     pub(crate) reads: ReadRounds,
+    /// Index of the latest change in `log` or before it (0: none): while it
+    /// is above the chosen index nothing new is proposed (α = 1).
+    /// Invariant: `change_index < next_index`.
+    pub(crate) change_index: Index,
 }
 
 impl Leader {
@@ -132,6 +139,7 @@ impl Leader {
             started_ms: now_ms,
             last_heartbeat_ms: now_ms,
             reads: ReadRounds::default(),
+            change_index: 0,
         }
     }
 

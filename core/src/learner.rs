@@ -5,8 +5,9 @@
 use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
+use super::fold::{client_of, fold, fold_membership};
 use super::replica::{Replica, RoleState};
-use super::sessions::{Fold, Hidden, SessionTable, TrimState};
+use super::sessions::{Fold, Hidden, TrimState};
 use super::{Chosen, Command, Message, Mutation, OpError, Reply};
 
 /// Chosen indexes folded into the trailing session table per input, so a
@@ -188,6 +189,8 @@ impl<S: Store> Replica<S> {
         self.learner.pending_trims.clear();
         self.learner.sessions = table.clone();
         self.learner.trim_sessions = table;
+        self.learner.membership = state.membership.clone();
+        self.learner.trim_membership = state.membership;
         self.learner.trim_fold_index = trim_index;
         self.acceptor.last_index = self.acceptor.last_index.max(trim_index);
         self.learner.emitted_index = self.learner.emitted_index.max(trim_index);
@@ -229,7 +232,14 @@ impl<S: Store> Replica<S> {
                         Hidden::Refused(r) => Err(r.to_error(client_of(&command))),
                     }
                 }
-                _ => Ok(index),
+                _ => match fold_membership(&mut self.learner.membership, &command) {
+                    Some(Err(e)) => Err(OpError::ChangeRefused(e)),
+                    Some(Ok(())) => {
+                        self.on_membership_changed();
+                        Ok(index)
+                    }
+                    None => Ok(index),
+                },
             };
             match command {
                 Command::Append { client_id, seq, .. } => {
@@ -242,7 +252,7 @@ impl<S: Store> Replica<S> {
                 Command::Trim { upto } => {
                     self.learner.pending_trims.insert(index, upto);
                 }
-                Command::Noop | Command::Register { .. } => {}
+                Command::Noop | Command::Register { .. } | Command::Reconfigure { .. } => {}
             }
             for id in self.waiters.remove(&index).unwrap_or_default() {
                 self.io.reply(Reply {
@@ -309,12 +319,17 @@ impl<S: Store> Replica<S> {
                 Err(e) => return self.fail(&e),
             };
             fold(&mut self.learner.trim_sessions, index, &command);
+            fold_membership(&mut self.learner.trim_membership, &command);
             self.learner.trim_fold_index = index;
         }
         if self.learner.trim_fold_index < target {
             return;
         }
-        let state = TrimState::new(target, &self.learner.trim_sessions);
+        let state = TrimState::new(
+            target,
+            &self.learner.trim_sessions,
+            &self.learner.trim_membership,
+        );
         // The trim state is at `target`: the chosen index covering it goes in
         // the same write, so a restart never finds the state ahead of it.
         self.io.stage_chosen(self.learner.chosen_index);
@@ -331,30 +346,5 @@ impl<S: Store> Replica<S> {
         self.learner.trim_state = Some(state);
         self.learner.hidden = self.learner.hidden.split_off(&(upto + 1));
         self.acceptor.forget_through(upto);
-    }
-}
-
-/// Folds one chosen command into `table`; `None` for commands that are not
-/// appends.
-pub(crate) fn fold(table: &mut SessionTable, index: Index, command: &Command) -> Option<Fold> {
-    match *command {
-        Command::Append {
-            client_id,
-            seq,
-            floor,
-            ..
-        } => Some(table.append(client_id, seq, floor, index)),
-        Command::Register { supersedes } => {
-            table.register(index, supersedes);
-            None
-        }
-        Command::Noop | Command::Trim { .. } => None,
-    }
-}
-
-fn client_of(command: &Command) -> u64 {
-    match command {
-        Command::Append { client_id, .. } => *client_id,
-        _ => 0,
     }
 }

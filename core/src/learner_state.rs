@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use paxlog_storage::Index;
 
+use super::membership::Membership;
 use super::sessions::{Hidden, SessionTable};
 
 #[derive(Debug)]
@@ -44,6 +45,9 @@ pub(crate) struct LearnerState {
     pub(crate) dedup_index: Index,
     /// The session table after folding every chosen index `<= dedup_index`.
     pub(crate) sessions: SessionTable,
+    /// The configuration after folding every chosen index `<= dedup_index`:
+    /// the one that governs `dedup_index + 1`.
+    pub(crate) membership: Membership,
     /// Every chosen append above the trim point that is not effective:
     /// readers never see them. One per index at most (about 40 bytes each);
     /// they come from retries and pipelines cut by leader changes, a
@@ -57,6 +61,8 @@ pub(crate) struct LearnerState {
     /// Invariant: `trim_index <= trim_fold_index <= dedup_index`.
     pub(crate) trim_fold_index: Index,
     pub(crate) trim_sessions: SessionTable,
+    /// The configuration at `trim_fold_index`.
+    pub(crate) trim_membership: Membership,
     /// The encoded `TrimState` at `trim_index` (`None` before any trim):
     /// what a peer behind the trim point is sent.
     pub(crate) trim_state: Option<bytes::Bytes>,
@@ -124,6 +130,13 @@ impl LearnerState {
             trim <= self.trim_target && self.trim_target <= dedup,
             "Invariant: trim_index <= trim_target <= dedup_index ({trim}, {}, {dedup})",
             self.trim_target
+        );
+        if let Err(e) = self.membership.check() {
+            panic!("Invariant: the configuration is well formed ({e})");
+        }
+        assert!(
+            self.trim_membership.epoch <= self.membership.epoch,
+            "Invariant: the trailing configuration is not ahead"
         );
         if full {
             self.sessions.assert_invariants();

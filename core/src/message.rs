@@ -5,6 +5,28 @@ use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId};
 use serde::{Deserialize, Serialize};
 
+/// What travels between nodes: a message and who, by configuration, sent
+/// it. The sender's node id is the connection's certificate's, never a field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sender's configuration epoch.
+    pub epoch: u64,
+    /// The sender's data directory's incarnation (`Store::incarnation`).
+    pub incarnation: u64,
+    pub message: Message,
+}
+
+impl From<Message> for Envelope {
+    /// As sent by an unbound seed member at epoch 0 (cluster birth).
+    fn from(message: Message) -> Self {
+        Envelope {
+            epoch: 0,
+            incarnation: 0,
+            message,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Phase 1: covers every index `>= from_index`. Re-sent with a later

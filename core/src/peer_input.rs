@@ -111,7 +111,9 @@ impl<S: Store> Replica<S> {
                 } => self.ignore_catchup(from, *chosen_index, *trim_index),
                 Message::Nack {
                     leader: Some(l), ..
-                } if !self.config.members.contains(l) => Some(format!("leader {l} not a member")),
+                } if !self.learner.membership.is_member(*l) => {
+                    Some(format!("leader {l} not a member"))
+                }
                 _ => None,
             })
     }

@@ -24,15 +24,14 @@ impl<S: Store> Replica<S> {
             return self.reset_election_deadline(now_ms);
         };
         let granted = BTreeSet::from([self.config.node_id]);
-        if granted.len() >= self.config.quorum() {
+        if self.is_quorum_of(&self.learner.membership, &granted) {
             self.pre_vote = None;
             return self.become_candidate(now_ms);
         }
         self.pre_vote = Some(PreVote { ballot, granted });
         // Retry with a fresh round if this one does not gather a quorum.
         self.reset_election_deadline(now_ms);
-        let peers: Vec<NodeId> = self.config.peers().collect();
-        for to in peers {
+        for to in self.voter_peers() {
             self.io.send(to, Message::PreVote { ballot });
         }
     }
@@ -43,7 +42,8 @@ impl<S: Store> Replica<S> {
             RoleState::Leader(ls) => self.leader_has_quorum_contact(ls, now_ms),
             _ => self.hears_live_leader(now_ms),
         };
-        let granted = !self.acceptor.suspect && ballot > self.acceptor.promised && !leader_live;
+        let granted =
+            self.ignore_voting().is_none() && ballot > self.acceptor.promised && !leader_live;
         let promised = self.acceptor.promised;
         self.io.send(
             from,
@@ -64,7 +64,6 @@ impl<S: Store> Replica<S> {
         now_ms: u64,
     ) {
         self.see_ballot(promised);
-        let quorum = self.config.quorum();
         let Some(pv) = self.pre_vote.as_mut() else {
             return;
         };
@@ -72,7 +71,11 @@ impl<S: Store> Replica<S> {
             return;
         }
         pv.granted.insert(from);
-        if pv.granted.len() >= quorum && !matches!(self.role, RoleState::Leader(_)) {
+        let won = self
+            .pre_vote
+            .as_ref()
+            .is_some_and(|pv| self.is_quorum_of(&self.learner.membership, &pv.granted));
+        if won && !matches!(self.role, RoleState::Leader(_)) {
             self.pre_vote = None;
             self.become_candidate(now_ms);
         }

@@ -66,9 +66,10 @@ impl<S: Store> Replica<S> {
         if let Some(e) = refusal {
             return self.answer_read(origin, Err(e));
         }
-        let quorum = self.config.quorum();
+        let quorum = self.quorum_of(&self.learner.membership);
         let chosen_index = self.learner.chosen_index;
         let unconfirmed = self.config.mutated(Mutation::ReadWithoutRound);
+        let m = &self.learner.membership;
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
@@ -78,9 +79,9 @@ impl<S: Store> Replica<S> {
             chosen_index.max(ls.reads.recovered_index)
         };
         let reads = &mut ls.reads;
-        let start_round = reads.confirmed(quorum) == reads.round;
+        let start_round = reads.confirmed(quorum, |id| m.is_voter(id)) == reads.round;
         let round = match () {
-            _ if unconfirmed => reads.confirmed(quorum),
+            _ if unconfirmed => reads.confirmed(quorum, |id| m.is_voter(id)),
             _ if start_round => reads.round + 1,
             _ => {
                 reads.next_wanted = true;
@@ -115,13 +116,14 @@ impl<S: Store> Replica<S> {
     /// Answers every read whose round is confirmed and whose index is
     /// chosen; starts the round the waiting reads want next.
     pub(crate) fn serve_reads(&mut self, now_ms: u64) {
-        let quorum = self.config.quorum();
+        let quorum = self.quorum_of(&self.learner.membership);
         let chosen_index = self.learner.chosen_index;
+        let m = &self.learner.membership;
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
         let reads = &mut ls.reads;
-        let confirmed = reads.confirmed(quorum);
+        let confirmed = reads.confirmed(quorum, |id| m.is_voter(id));
         let mut ready = Vec::new();
         while let Some(&read) = reads.waiting.front() {
             if read.round > confirmed || read.index > chosen_index {

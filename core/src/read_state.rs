@@ -50,9 +50,15 @@ pub(crate) struct ReadRounds {
 }
 
 impl ReadRounds {
-    /// The latest round a quorum (this leader included) has answered.
-    pub(crate) fn confirmed(&self, quorum: usize) -> u64 {
-        let mut rounds: Vec<u64> = self.acked.values().copied().collect();
+    /// The latest round a quorum (this leader included) has answered;
+    /// only voters' answers count.
+    pub(crate) fn confirmed(&self, quorum: usize, is_voter: impl Fn(NodeId) -> bool) -> u64 {
+        let mut rounds: Vec<u64> = self
+            .acked
+            .iter()
+            .filter(|(&id, _)| is_voter(id))
+            .map(|(_, &r)| r)
+            .collect();
         rounds.push(self.round);
         rounds.sort_unstable_by(|a, b| b.cmp(a));
         rounds.get(quorum.saturating_sub(1)).copied().unwrap_or(0)

@@ -8,12 +8,12 @@ use rand_chacha::ChaCha8Rng;
 
 use super::acceptor_state::AcceptorState;
 use super::config::validate;
+use super::fold::{fold, fold_membership};
 use super::io::Io;
-use super::learner::fold;
 use super::learner_state::LearnerState;
 use super::replica::{Replica, RoleState};
 use super::sessions::{Fold, SessionTable, TrimState};
-use super::{Command, Config, CoreError, Mutation};
+use super::{Command, Config, CoreError, Membership, Mutation};
 
 /// Entries read from the store per step while recovering.
 const RECOVER_CHUNK: usize = 4096;
@@ -22,6 +22,7 @@ impl<S: Store> Replica<S> {
     pub fn new(config: Config, store: S, seed: u64, now_ms: u64) -> Result<Self, CoreError> {
         validate(&config)?;
         let meta = store.metadata();
+        let incarnation = store.incarnation();
         let suspect = matches!(store.health(), Health::Suspect { .. });
         let mut promised = meta.promised;
         if config.mutated(Mutation::ForgetPromiseOnRestart) {
@@ -53,7 +54,7 @@ impl<S: Store> Replica<S> {
         // The table at the trim point, written with the trim; every chosen
         // entry above it is replayed onto it below.
         let trim_state = store.trim_state()?;
-        let trim_table = match &trim_state {
+        let (trim_table, trim_membership) = match &trim_state {
             Some(bytes) => {
                 let state = TrimState::decode(bytes).map_err(|reason| CoreError::Decode {
                     index: meta.trim_index,
@@ -68,7 +69,8 @@ impl<S: Store> Replica<S> {
                         ),
                     });
                 }
-                state.table(sessions_max, seqs_max, window)
+                let table = state.table(sessions_max, seqs_max, window);
+                (table, state.membership)
             }
             None => {
                 if meta.trim_index > 0 {
@@ -78,7 +80,8 @@ impl<S: Store> Replica<S> {
                          version): retries of appends below it are not recognised"
                     );
                 }
-                SessionTable::new(sessions_max, seqs_max, window)
+                let seed = Membership::seed(&config.members);
+                (SessionTable::new(sessions_max, seqs_max, window), seed)
             }
         };
         let max_seen = promised.max(
@@ -113,6 +116,8 @@ impl<S: Store> Replica<S> {
                 hidden: BTreeMap::new(),
                 trim_fold_index: meta.trim_index,
                 trim_sessions: trim_table,
+                membership: trim_membership.clone(),
+                trim_membership,
                 trim_state,
                 trim_target: meta.trim_index,
                 pending_trims: BTreeMap::new(),
@@ -129,6 +134,9 @@ impl<S: Store> Replica<S> {
             catchup_asked: BTreeMap::new(),
             pre_vote: None,
             follower_reads: Default::default(),
+            incarnation,
+            peer_incarnation: BTreeMap::new(),
+            peer_chosen: BTreeMap::new(),
         };
         replica.replay_chosen()?;
         replica.reset_election_deadline(now_ms);
@@ -149,6 +157,7 @@ impl<S: Store> Replica<S> {
             if let Command::Trim { upto } = command {
                 self.learner.pending_trims.insert(index, upto);
             }
+            fold_membership(&mut self.learner.membership, &command);
             self.learner.dedup_index = index;
         }
         Ok(())

@@ -15,7 +15,8 @@ use super::learner_state::LearnerState;
 use super::prevote::PreVote;
 use super::read_state::{FollowerReads, ReadOrigin};
 use super::{
-    Chosen, Config, Message, Mutation, Outbound, Persist, Proposal, Reply, RequestId, Role, Ticket,
+    Chosen, Config, Envelope, Message, Mutation, Outbound, Persist, Proposal, Reply, RequestId,
+    Ticket,
 };
 
 #[derive(Debug)]
@@ -57,16 +58,30 @@ pub struct Replica<S: Store> {
     pub(crate) pre_vote: Option<PreVote>,
     /// Tails this node, not leading, forwarded to its leader.
     pub(crate) follower_reads: FollowerReads,
+    /// This data directory's incarnation (`Store::incarnation`).
+    pub(crate) incarnation: u64,
+    /// Each peer's incarnation and chosen index, as it last told us: what
+    /// the leader binds an unbound member to, and a learner's lag.
+    /// Invariant: only members of the known configuration (bounded).
+    pub(crate) peer_incarnation: BTreeMap<NodeId, u64>,
+    pub(crate) peer_chosen: BTreeMap<NodeId, Index>,
 }
 
 impl<S: Store> Replica<S> {
     // ---- inputs
 
-    pub fn on_message(&mut self, from: NodeId, message: Message, now_ms: u64) {
+    pub fn on_message(&mut self, from: NodeId, envelope: impl Into<Envelope>, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        if self.failed || from == self.config.node_id || !self.config.members.contains(&from) {
+        let envelope = envelope.into();
+        if self.failed || from == self.config.node_id {
             return;
         }
+        if let Some(why) = self.ignore_sender(from, &envelope) {
+            tracing::debug!(node = self.config.node_id, from, %why, "ignoring peer message");
+            self.after_input();
+            return;
+        }
+        let message = envelope.message;
         if let Some(why) = self.ignore_peer_message(from, &message) {
             tracing::debug!(node = self.config.node_id, from, %why, "ignoring peer message");
             return;
@@ -242,12 +257,19 @@ impl<S: Store> Replica<S> {
             return None;
         }
         if let Some(out) = self.io.poll_message() {
-            return Some(out);
+            return Some(self.seal(out));
         }
         let now = self.now_ms;
         self.leader_send_accepts(now);
         let out = self.io.poll_message();
         self.debug_assert_invariants();
+        out.map(|o| self.seal(o))
+    }
+
+    /// Names our epoch and incarnation on an outgoing message.
+    fn seal(&self, mut out: Outbound) -> Outbound {
+        out.epoch = self.learner.membership.epoch;
+        out.incarnation = self.incarnation;
         out
     }
 
@@ -264,50 +286,22 @@ impl<S: Store> Replica<S> {
         if self.failed {
             return None;
         }
-        let out = self.io.poll_reply();
+        let mut out = self.io.poll_reply();
+        // The leader's own binding proposals have no one to answer.
+        while out
+            .as_ref()
+            .is_some_and(|r| r.id == super::reconfig::BIND_REQUEST)
+        {
+            out = self.io.poll_reply();
+        }
         self.debug_assert_invariants();
         out
     }
 
-    // ---- queries
-
-    pub fn is_failed(&self) -> bool {
-        self.failed
-    }
-
-    /// This node's role, without building a whole [`Status`].
-    pub fn role(&self) -> Role {
-        match &self.role {
-            RoleState::Follower => Role::Follower,
-            RoleState::Candidate(_) => Role::Candidate,
-            RoleState::Leader(_) => Role::Leader,
-        }
-    }
-
-    /// The leader this node knows of, other than itself: where a refusal
-    /// points the client.
-    pub(crate) fn leader_hint(&self) -> Option<NodeId> {
-        self.leader.filter(|&l| l != self.config.node_id)
-    }
-
-    /// The highest index this node knows chosen.
-    pub fn chosen_index(&self) -> Index {
-        self.learner.chosen_index
-    }
-
-    pub fn trim_index(&self) -> Index {
-        self.learner.trim_index
-    }
-
-    /// The last index handed out by `poll_chosen`: reads for clients stop
-    /// here, since above it whether an entry is a duplicate is not known yet.
-    pub fn emitted_index(&self) -> Index {
-        self.learner.emitted_index
-    }
     // ---- shared helpers
 
     /// Work every input ends with.
-    fn after_input(&mut self) {
+    pub(crate) fn after_input(&mut self) {
         self.apply_chosen();
         self.maybe_trim();
         self.prune_entries();
@@ -378,9 +372,5 @@ impl<S: Store> Replica<S> {
             .min(self.learner.dedup_index)
             .min(self.learner.durable_chosen_index);
         self.acceptor.forget_through(floor);
-    }
-
-    pub(crate) fn members_len(&self) -> usize {
-        self.config.members.len()
     }
 }

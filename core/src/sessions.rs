@@ -32,6 +32,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use paxlog_storage::Index;
+
+use super::membership::{Membership, ADDR_BYTES_MAX, MEMBERSHIP_STATE_BYTES};
 use serde::{Deserialize, Serialize};
 
 /// Why a chosen append is not effective.
@@ -265,16 +267,18 @@ impl SessionTable {
     }
 }
 
-/// The table at the trim point, written with the trim (and sent to a node
-/// that must skip to it): every chosen index `<= at` is folded in.
+/// paxlog's own state at the trim point, written with the trim (and sent to
+/// a node that must skip to it): the session table and the configuration
+/// with every chosen index `<= at` folded in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrimState {
     pub at: Index,
     sessions: Vec<(u64, Session)>,
+    pub membership: Membership,
 }
 
 impl TrimState {
-    pub fn new(at: Index, table: &SessionTable) -> TrimState {
+    pub fn new(at: Index, table: &SessionTable, membership: &Membership) -> TrimState {
         TrimState {
             at,
             sessions: table
@@ -282,12 +286,13 @@ impl TrimState {
                 .iter()
                 .map(|(&id, s)| (id, s.clone()))
                 .collect(),
+            membership: membership.clone(),
         }
     }
 
     /// The largest encoding a table within these bounds can have.
     pub fn bytes_max(sessions_max: usize, seqs_max: usize) -> usize {
-        16usize
+        (16 + MEMBERSHIP_STATE_BYTES)
             .saturating_add(sessions_max.saturating_mul(SESSION_STATE_BYTES))
             .saturating_add(seqs_max.saturating_mul(SEQ_STATE_BYTES))
     }
@@ -312,6 +317,15 @@ impl TrimState {
             if !consistent {
                 return Err(format!("session {id} is inconsistent"));
             }
+        }
+        state.membership.check()?;
+        if state
+            .membership
+            .members
+            .iter()
+            .any(|m| m.addr.len() > ADDR_BYTES_MAX)
+        {
+            return Err("a member address is too long".into());
         }
         Ok(state)
     }

@@ -1,9 +1,9 @@
 //! What a node reports of itself (`paxlog status`, the admin port).
 
-use paxlog_storage::Store;
+use paxlog_storage::{Index, NodeId, Store};
 
 use super::replica::{Replica, RoleState};
-use super::{PeerStatus, Status};
+use super::{PeerStatus, Role, Status};
 
 impl<S: Store> Replica<S> {
     pub fn status(&self) -> Status {
@@ -12,11 +12,14 @@ impl<S: Store> Replica<S> {
             RoleState::Leader(ls) => Some(ls),
             RoleState::Follower | RoleState::Candidate(_) => None,
         };
+        let m = &self.learner.membership;
         let peers = self
-            .config
-            .peers()
+            .member_peers()
+            .into_iter()
             .map(|id| PeerStatus {
                 id,
+                voter: m.is_voter(id),
+                chosen_index: self.peer_chosen.get(&id).copied().unwrap_or(0),
                 match_index: peers
                     .and_then(|ls| ls.peers.get(&id))
                     .map_or(0, |p| p.match_index),
@@ -33,6 +36,43 @@ impl<S: Store> Replica<S> {
             trim_index: self.learner.trim_index,
             peers,
             suspect: self.acceptor.suspect,
+            membership: m.clone(),
+            incarnation: self.incarnation,
+            not_voting: self.not_voting(),
         }
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// This node's role, without building a whole [`Status`].
+    pub fn role(&self) -> Role {
+        match &self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::Candidate(_) => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+
+    /// The leader this node knows of, other than itself: where a refusal
+    /// points the client.
+    pub(crate) fn leader_hint(&self) -> Option<NodeId> {
+        self.leader.filter(|&l| l != self.config.node_id)
+    }
+
+    /// The highest index this node knows chosen.
+    pub fn chosen_index(&self) -> Index {
+        self.learner.chosen_index
+    }
+
+    pub fn trim_index(&self) -> Index {
+        self.learner.trim_index
+    }
+
+    /// The last index handed out by `poll_chosen`: reads for clients stop
+    /// here, since above it whether an entry is a duplicate is not known yet.
+    pub fn emitted_index(&self) -> Index {
+        self.learner.emitted_index
     }
 }

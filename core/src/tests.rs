@@ -12,8 +12,11 @@ fn store(id: NodeId) -> MemStore {
     })
 }
 
+/// Bindings off: these tests count indexes (`tests/members.rs` binds).
 fn config(id: NodeId, n: u64) -> Config {
-    Config::new(id, (1..=n).collect())
+    let mut c = Config::new(id, (1..=n).collect());
+    c.bind_members = false;
+    c
 }
 
 /// A cluster driven by hand: messages and writes move only when told.
@@ -90,7 +93,8 @@ impl Cluster {
         for (from, m) in msgs {
             if keep(from, &m) {
                 let now = self.now_ms;
-                self.node(m.to).on_message(from, m.message, now);
+                let (to, envelope) = m.envelope();
+                self.node(to).on_message(from, envelope, now);
                 n += 1;
             }
         }
@@ -569,7 +573,7 @@ fn storage_failure_stops_all_output() {
 
 #[test]
 fn invalid_config_is_a_typed_error() {
-    let bad = Config::new(4, vec![1, 2, 3]);
+    let bad = Config::new(3, vec![1, 2, 2, 3]);
     assert!(matches!(
         Replica::new(bad, store(4), 1, 0),
         Err(CoreError::Config(_))

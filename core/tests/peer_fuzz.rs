@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use paxlog_core::{
-    Ballot, Command, Config, Index, Message, NodeId, Persist, Proposal, ProposalCommand, Replica,
-    Role, SessionTable, TrimState,
+    Ballot, Command, Config, Envelope, Index, Message, NodeId, Persist, Proposal, ProposalCommand,
+    Replica, Role, SessionTable, TrimState,
 };
 use paxlog_storage::{Accepted, Identity, MemStore, Store};
 use rand::{Rng, SeedableRng};
@@ -46,7 +46,7 @@ struct Node {
 
 struct World {
     nodes: Vec<Node>,
-    net: Vec<(NodeId, NodeId, Message)>,
+    net: Vec<(NodeId, NodeId, Envelope)>,
     rng: ChaCha8Rng,
     now_ms: u64,
     next_request: u64,
@@ -108,7 +108,12 @@ impl World {
             n.writes.push_back(w);
         }
         while let Some(m) = n.replica.poll_message() {
-            self.net.push((id, m.to, m.message));
+            // A member this test does not run (a configuration a faulty
+            // peer's chosen values named) is a node the network cannot reach.
+            let (to, envelope) = m.envelope();
+            if (1..=NODES).contains(&to) {
+                self.net.push((id, to, envelope));
+            }
             out += 1;
         }
         while n.replica.poll_chosen().is_some() {}
@@ -248,7 +253,17 @@ impl World {
         let message = self.arbitrary(from, to);
         self.generated += 1;
         let now = self.now_ms;
-        self.node(to).replica.on_message(from, message, now);
+        // Sent as `from` would seal it: what a faulty but authenticated
+        // peer's messages look like, so they reach the handlers.
+        let envelope = match self.nodes.get(from as usize - 1) {
+            Some(sender) => Envelope {
+                epoch: sender.replica.membership().epoch,
+                incarnation: sender.replica.incarnation(),
+                message,
+            },
+            None => Envelope::from(message),
+        };
+        self.node(to).replica.on_message(from, envelope, now);
         self.drain(to);
     }
 
@@ -424,7 +439,14 @@ impl World {
                 let trim_state = match self.rng.gen_range(0..4) {
                     0 => None,
                     1 => Some(Bytes::from(vec![0xff; self.rng.gen_range(0..64)])),
-                    _ => Some(TrimState::new(trim_index, &SessionTable::new(4, 64, 8)).encode()),
+                    _ => Some(
+                        TrimState::new(
+                            trim_index,
+                            &SessionTable::new(4, 64, 8),
+                            &paxlog_core::Membership::seed(&[1, 2, 3]),
+                        )
+                        .encode(),
+                    ),
                 };
                 Message::Catchup {
                     first_index: index,

@@ -2,7 +2,8 @@
 //! and the client-side endpoint.
 //!
 //! Admission, after the TLS handshake verified the certificate chain:
-//! ALPN peer needs a node certificate (not our own id); ALPN client needs a
+//! ALPN peer needs a node certificate (not our own id) of a current peer (the
+//! peer links check that, see [`PeerSender::set_peers`]); ALPN client needs a
 //! client certificate. Anything else is closed with [`close_code::REFUSED`]
 //! and a logged reason. A node certificate on ALPN client is refused too: a
 //! node talks to another node only over its peer link.
@@ -16,13 +17,12 @@ use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
 pub use crate::dial::close_code;
-use crate::dial::{connect, Dialer};
+use crate::dial::{connect, Dialer, SharedTasks, Tasks};
 use crate::identity::{node_dns_name, remote_of};
-use crate::peer::{run_inbound, start_links};
+use crate::peer::{peer_set, run_inbound, start_links};
 use crate::{
     ClientTls, NetConfig, NetError, NodeId, NodeTls, PeerReceiver, PeerSender, Remote, ALPN_CLIENT,
     ALPN_PEER,
@@ -68,7 +68,8 @@ pub struct NodeEndpoint {
     clients: tokio::sync::Mutex<mpsc::Receiver<ClientConn>>,
     /// Taken by the first `peers()` call.
     peer_conns: Mutex<Option<mpsc::Receiver<(NodeId, quinn::Connection)>>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Shared with the peer links, which add link tasks on `set_peers`.
+    tasks: SharedTasks,
 }
 
 impl NodeEndpoint {
@@ -104,7 +105,6 @@ impl NodeEndpoint {
         // Our dialed connections only send; the peer opens nothing on them.
         dial.transport_config(transport(&cfg, 0, 0)?);
         let dialer = Dialer {
-            node_id: tls.node_id,
             endpoint: endpoint.clone(),
             config: dial,
         };
@@ -115,6 +115,8 @@ impl NodeEndpoint {
         let accept = tokio::spawn(
             accept_loop(endpoint.clone(), tls.node_id, client_tx, peer_tx).instrument(span),
         );
+        let mut tasks = Tasks::new(dialer.clone());
+        tasks.push(accept);
         Ok(Self {
             node_id: tls.node_id,
             endpoint,
@@ -122,7 +124,7 @@ impl NodeEndpoint {
             dialer,
             clients: tokio::sync::Mutex::new(client_rx),
             peer_conns: Mutex::new(Some(peer_rx)),
-            tasks: Mutex::new(vec![accept]),
+            tasks: Arc::new(Mutex::new(tasks)),
         })
     }
 
@@ -148,7 +150,9 @@ impl NodeEndpoint {
 
     /// Starts the peer links (once per endpoint): one outbound link per entry
     /// of `peers` (our own id is skipped) and the inbound reader. Inbound
-    /// connections from nodes not in `peers` are refused.
+    /// connections from nodes not in the peer set are refused. The set
+    /// changes later with [`PeerSender::set_peers`]; more than
+    /// [`crate::PEERS_MAX`] peers is [`NetError::TooManyPeers`].
     pub fn peers<M>(
         &self,
         peers: BTreeMap<NodeId, SocketAddr>,
@@ -156,27 +160,25 @@ impl NodeEndpoint {
     where
         M: Serialize + DeserializeOwned + Send + 'static,
     {
+        // Checked before taking the connections, so a refused set can be retried.
+        let peers = peer_set(self.node_id, peers)?;
         let conns = self
             .peer_conns
             .lock()
             .expect("peer_conns lock poisoned")
             .take()
             .ok_or(NetError::PeersAlreadyStarted)?;
-        let mut peers = peers;
-        peers.remove(&self.node_id);
-        let (sender, mut tasks) = start_links::<M>(self.dialer.clone(), &peers, &self.cfg);
+        let (sender, members) =
+            start_links::<M>(self.node_id, peers, &self.cfg, self.tasks.clone())?;
         let (in_tx, in_rx) = mpsc::channel(self.cfg.inbound_capacity);
-        tasks.push(tokio::spawn(run_inbound::<M>(
+        let inbound = tokio::spawn(run_inbound::<M>(
             self.node_id,
             conns,
-            peers,
+            members,
             in_tx,
             self.cfg.frame_bytes_max,
-        )));
-        self.tasks
-            .lock()
-            .expect("tasks lock poisoned")
-            .extend(tasks);
+        ));
+        Tasks::lock(&self.tasks).push(inbound);
         Ok((sender, PeerReceiver { rx: in_rx }))
     }
 
@@ -193,7 +195,7 @@ impl NodeEndpoint {
     /// Closes every connection, stops all tasks and waits until the endpoint is idle.
     pub async fn shutdown(self) {
         self.stop();
-        let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks lock poisoned"));
+        let tasks = Tasks::lock(&self.tasks).take();
         for task in tasks {
             // Aborted tasks end with a cancellation error, which is the point.
             let _ = task.await;
@@ -215,9 +217,7 @@ impl NodeEndpoint {
 
     fn stop(&self) {
         self.endpoint.close(close_code::SHUTDOWN, b"shutdown");
-        for task in self.tasks.lock().expect("tasks lock poisoned").iter() {
-            task.abort();
-        }
+        Tasks::lock(&self.tasks).stop();
     }
 }
 

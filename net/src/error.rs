@@ -50,6 +50,8 @@ pub enum NetError {
     Config(String),
     #[error("peer links already started on this endpoint")]
     PeersAlreadyStarted,
+    #[error("{peers} peers, more than the {max} an endpoint links to")]
+    TooManyPeers { peers: usize, max: usize },
 }
 
 /// Why [`crate::PeerSender::try_send`] did not queue a message.
@@ -58,6 +60,7 @@ pub enum SendError {
     /// The peer's bounded queue is full; the message was dropped.
     #[error("send queue to node {0} is full")]
     Full(NodeId),
+    /// Not in the current peer set (never added, or removed by `set_peers`).
     #[error("node {0} is not a configured peer")]
     UnknownPeer(NodeId),
     /// The endpoint shut down.

@@ -29,7 +29,7 @@ pub use frame::{
     FRAME_BYTES_MAX_DEFAULT, FRAME_VERSION,
 };
 pub use identity::Remote;
-pub use peer::{PeerReceiver, PeerSender};
+pub use peer::{PeerReceiver, PeerSender, PEERS_MAX};
 pub use tls::{ClientTls, NodeTls};
 
 /// ALPN of node-to-node links; only node certificates may use it.

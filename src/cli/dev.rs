@@ -151,12 +151,28 @@ async fn leader_of(client: &Client) -> Result<Option<u64>, paxlog::client::Clien
 async fn wait_until_stopped(cluster: &mut LocalCluster) {
     let stop = super::serve::shutdown_signal();
     tokio::pin!(stop);
-    tokio::select! {
-        _ = &mut stop => println!("\nstopping the cluster"),
-        exit = cluster.any_exit() => match exit {
-            Ok((id, status)) => eprintln!("node {id} exited ({status}); stopping the cluster"),
-            Err(e) => eprintln!("cannot watch the nodes ({e}); stopping the cluster"),
-        },
+    // A node that dies is reported, and the others keep serving: replacing
+    // a dead node (README's runbook) is something to try against this.
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                println!("\nstopping the cluster");
+                return;
+            }
+            exit = cluster.any_exit() => match exit {
+                Ok((id, status)) => {
+                    eprintln!("node {id} exited ({status}); the others keep serving (Ctrl-C stops them)");
+                    if cluster.ids().iter().all(|&n| !cluster.is_running(n)) {
+                        eprintln!("no node is running; stopping");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("cannot watch the nodes ({e}); stopping the cluster");
+                    return;
+                }
+            },
+        }
     }
 }
 

@@ -4,6 +4,7 @@ mod append;
 mod args;
 mod certs;
 mod dev;
+mod members;
 mod read;
 mod serve;
 mod status;
@@ -42,6 +43,8 @@ pub enum Cmd {
     Status(status::Args),
     /// Trim the log up to and including an index (replicated to every node).
     Trim(trim::Args),
+    /// List and change the cluster's members (add, promote, remove, replace).
+    Members(members::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -54,5 +57,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Tail(args) => read::run_tail(args).await,
         Cmd::Status(args) => status::run(args).await,
         Cmd::Trim(args) => trim::run(args).await,
+        Cmd::Members(args) => members::run(args).await,
     }
 }

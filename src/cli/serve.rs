@@ -40,6 +40,14 @@ pub struct Args {
     /// a fault-injecting proxy: the peer is still known by its certificate.
     #[arg(long = "peer-via", value_name = "ID=ADDR")]
     pub peer_via: Vec<String>,
+    /// Client certificate names allowed member changes and trims, comma
+    /// separated (default: the cluster file's `admins`, else `cli`).
+    #[arg(
+        long = "admin-clients",
+        env = "PAXLOG_ADMIN_CLIENTS",
+        value_delimiter = ','
+    )]
+    pub admin_clients: Vec<String>,
     /// Election timeout range in milliseconds, as MIN..MAX.
     #[arg(long, env = "PAXLOG_ELECTION_TIMEOUT_MS", value_parser = parse_range)]
     pub election_timeout_ms: Option<(u64, u64)>,
@@ -99,7 +107,7 @@ fn peer_via(
 }
 
 pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
-    let (cluster_id, mut members, certs, admin) = match &args.cluster {
+    let (cluster_id, mut members, certs, admin, admins) = match &args.cluster {
         Some(path) => {
             if !args.peers.is_empty() || args.certs.is_some() {
                 bail!("give either --cluster or --peer/--certs, not both");
@@ -113,6 +121,7 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
                 file.addrs(),
                 file.certs.clone(),
                 entry.admin,
+                file.admin_names(),
             )
         }
         None => {
@@ -135,7 +144,8 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
                 .cluster_id
                 .clone()
                 .unwrap_or_else(|| DEFAULT_CLUSTER_ID.into());
-            (cluster_id, members, certs, None)
+            let admins = vec![node::DEFAULT_ADMIN.to_string()];
+            (cluster_id, members, certs, None, admins)
         }
     };
     if let Some(listen) = args.listen {
@@ -145,6 +155,11 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
     let mut config = NodeConfig::new(cluster_id, args.id, members, certs, args.data.clone())?;
     config.peer_via = via;
     config.admin = args.admin.or(admin);
+    config.admins = if args.admin_clients.is_empty() {
+        admins
+    } else {
+        args.admin_clients.clone()
+    };
     if let Some((min, max)) = args.election_timeout_ms {
         config.core.election_timeout_min_ms = min;
         config.core.election_timeout_max_ms = max;
@@ -211,6 +226,7 @@ mod tests {
             admin: None,
             peer_via: peer_via.iter().map(|s| s.to_string()).collect(),
             election_timeout_ms: None,
+            admin_clients: Vec::new(),
         }
     }
 

@@ -62,6 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "chosen",
             "last",
             "trim",
+            "epoch",
             "peers (lag, last contact)",
         ]);
         for row in &rows {
@@ -79,7 +80,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                                 .lag_entries
                                 .map(|l| l.to_string())
                                 .unwrap_or_else(|| "-".into());
-                            format!("{}: lag {}, {}", p.id, lag, contact)
+                            let role = if p.voter { "" } else { " (learner)" };
+                            format!("{}{role}: lag {}, {}", p.id, lag, contact)
                         })
                         .collect::<Vec<_>>()
                         .join("; ");
@@ -91,7 +93,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         s.chosen_index.to_string(),
                         s.last_index.to_string(),
                         s.trim_index.to_string(),
-                        peers,
+                        s.membership.epoch.to_string(),
+                        match &s.not_voting {
+                            Some(why) => format!("{peers}; not voting: {why}"),
+                            None => peers,
+                        },
                     ]);
                 }
                 None => {
@@ -99,6 +105,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         row.id.to_string(),
                         row.addr.clone(),
                         "unreachable".into(),
+                        "-".into(),
                         "-".into(),
                         "-".into(),
                         "-".into(),

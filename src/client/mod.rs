@@ -7,6 +7,8 @@
 //! ([`ClientError::surely_not_appended`]).
 
 mod local;
+mod members;
+pub use members::CATCH_UP_TIMEOUT;
 mod read;
 mod retry;
 mod seqs;
@@ -80,7 +82,9 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     endpoint: ClientEndpoint,
-    nodes: BTreeMap<NodeId, SocketAddr>,
+    /// Where each node listens: the ones given, and members learned from a
+    /// configuration since (`members.rs`). Only grows.
+    nodes: std::sync::RwLock<BTreeMap<NodeId, SocketAddr>>,
     timeout: Duration,
     /// Held from taking a seq until its request is on a connection's queue,
     /// so seq order is the order requests reach the stream, whichever tasks
@@ -94,9 +98,12 @@ struct Inner {
     next_req: AtomicU64,
     leader: Mutex<Option<NodeId>>,
     /// Each node's session, as the channel its requests are queued on.
-    sessions: BTreeMap<NodeId, tokio::sync::Mutex<Slot>>,
+    /// Invariant: one per entry of `nodes`.
+    sessions: Mutex<BTreeMap<NodeId, Arc<tokio::sync::Mutex<Slot>>>>,
     /// The embedding process's own node, reached in process, not over QUIC.
     local: Option<LocalPort>,
+    /// When this client last asked a node where the members are.
+    discovered: Mutex<Option<std::time::Instant>>,
 }
 
 impl Client {
@@ -139,20 +146,21 @@ impl Client {
         let sessions = options
             .nodes
             .keys()
-            .map(|&id| (id, tokio::sync::Mutex::default()))
+            .map(|&id| (id, Arc::default()))
             .collect();
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoint,
-                nodes: options.nodes,
+                nodes: std::sync::RwLock::new(options.nodes),
                 timeout: options.timeout,
                 order: tokio::sync::Mutex::new(()),
                 session: Mutex::new(seqs::Seqs::default()),
                 settled: tokio::sync::Notify::new(),
                 next_req: AtomicU64::new(1),
                 leader: Mutex::new(None),
-                sessions,
+                sessions: Mutex::new(sessions),
                 local,
+                discovered: Mutex::new(None),
             }),
         })
     }
@@ -321,7 +329,7 @@ impl Client {
 
     fn set_leader(&self, leader: Option<NodeId>) {
         if let Ok(mut l) = self.inner.leader.lock() {
-            *l = leader.filter(|id| self.inner.nodes.contains_key(id));
+            *l = leader.filter(|id| self.node_addr(*id).is_some());
         }
     }
 }

@@ -53,7 +53,7 @@ impl Client {
         let mut backoff = Backoff::new();
         while Instant::now() < deadline {
             // The leader knows the most; any node is safe for chosen entries.
-            let mut order: Vec<NodeId> = self.inner.nodes.keys().copied().collect();
+            let mut order: Vec<NodeId> = self.node_ids();
             if let Some(leader) = self.cached_leader() {
                 order.retain(|id| *id != leader);
                 order.insert(0, leader);
@@ -94,22 +94,28 @@ impl Client {
     /// Status of every node; unreachable ones carry their error.
     pub async fn status_all(&self) -> Vec<(NodeId, SocketAddr, Result<NodeStatus, ClientError>)> {
         let mut out = Vec::new();
-        for (id, addr) in &self.inner.nodes {
+        for id in self.node_ids() {
+            let Some(addr) = self.node_addr(id) else {
+                continue;
+            };
             let req = self.next_req();
             let per_node = self.inner.timeout.min(Duration::from_secs(2));
             let result =
-                match tokio::time::timeout(per_node, self.request(*id, Request::Status { req }))
+                match tokio::time::timeout(per_node, self.request(id, Request::Status { req }))
                     .await
                 {
                     Ok(Ok(Response::Status { status, .. })) => Ok(status),
                     Ok(Ok(other)) => Err(unexpected(&other)),
                     Ok(Err(e)) => {
-                        self.drop_session(*id).await;
+                        self.drop_session(id).await;
                         Err(e)
                     }
                     Err(_) => Err(ClientError::Timeout(per_node)),
                 };
-            out.push((*id, *addr, result));
+            if let Ok(status) = &result {
+                self.learn_members(&status.membership);
+            }
+            out.push((id, addr, result));
         }
         out
     }

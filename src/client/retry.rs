@@ -115,7 +115,12 @@ impl Attempts {
             }),
             error @ (OpError::TooLarge { .. }
             | OpError::Trimmed { .. }
-            | OpError::BadRequest(_)) => Step::Fail(ClientError::Op(error)),
+            | OpError::BadRequest(_)
+            | OpError::ChangeRefused(_)
+            | OpError::NotPermitted(_)) => Step::Fail(match self.maybe_applied.take() {
+                Some(why) => ClientError::Indeterminate(format!("{why}; then: {error}")),
+                None => ClientError::Op(error),
+            }),
         }
     }
 }
@@ -182,7 +187,7 @@ impl Client {
     ) -> Result<Queued, ClientError> {
         let target = self.cached_leader().unwrap_or_else(|| {
             *rotation += 1;
-            let ids: Vec<NodeId> = self.inner.nodes.keys().copied().collect();
+            let ids: Vec<NodeId> = self.node_ids();
             ids[(*rotation - 1) % ids.len()]
         });
         let tx = self.session(target).await?;
@@ -266,6 +271,11 @@ impl Client {
                 }
             };
             tracing::debug!(node = target, %error, "append attempt refused; retrying or failing");
+            if matches!(error, OpError::NotLeader { .. }) {
+                // The members may have moved to nodes added since this
+                // client was built; the node that answered can say where.
+                self.maybe_discover(target).await;
+            }
             match attempts.on_refusal(error, target) {
                 Step::Redirect(hint) => self.set_leader(Some(hint)),
                 Step::Retry { forget_leader } => {

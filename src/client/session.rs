@@ -119,10 +119,8 @@ fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
 
 impl Client {
     pub(super) async fn connect(&self, id: NodeId) -> Result<quinn::Connection, ClientError> {
-        let addr = *self
-            .inner
-            .nodes
-            .get(&id)
+        let addr = self
+            .node_addr(id)
             .ok_or_else(|| ClientError::Unreachable(format!("unknown node {id}")))?;
         self.inner
             .endpoint
@@ -141,9 +139,7 @@ impl Client {
     /// one each in turn.
     pub(super) async fn session(&self, id: NodeId) -> Result<mpsc::Sender<Pending>, ClientError> {
         let slot = self
-            .inner
-            .sessions
-            .get(&id)
+            .slot(id)
             .ok_or_else(|| ClientError::Unreachable(format!("unknown node {id}")))?;
         let mut slot = slot.lock().await;
         if let Some(tx) = slot.tx.as_ref().filter(|tx| !tx.is_closed()) {
@@ -224,7 +220,7 @@ impl Client {
     }
 
     pub(super) async fn drop_session(&self, id: NodeId) {
-        if let Some(slot) = self.inner.sessions.get(&id) {
+        if let Some(slot) = self.slot(id) {
             slot.lock().await.tx = None;
         }
     }

@@ -75,7 +75,7 @@ impl Client {
     async fn open_subscription(&self, from: Index) -> Result<Subscription, ClientError> {
         let deadline = Instant::now() + self.inner.timeout;
         let mut last = ClientError::Unreachable("no node answered".into());
-        let ids: Vec<NodeId> = self.inner.nodes.keys().copied().collect();
+        let ids: Vec<NodeId> = self.node_ids();
         let mut backoff = Backoff::new();
         while Instant::now() < deadline {
             for id in &ids {

@@ -8,6 +8,7 @@
 //! gracefully first.
 
 mod error;
+mod grow;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -102,6 +103,8 @@ impl LocalCluster {
             cluster_id: config.cluster_id.clone(),
             certs: PathBuf::from("certs"),
             client: Some(config.client.clone()),
+            // The launcher's client is the cluster's operator.
+            admins: Some(vec![config.client.clone()]),
             nodes,
         };
         let cluster = LocalCluster {

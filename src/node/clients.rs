@@ -12,7 +12,7 @@ use paxlog_net::{FrameReader, FrameWriter, NodeEndpoint};
 use paxlog_storage::Index;
 use tokio::sync::{mpsc, watch};
 
-use super::handle::{dispatch, Answer};
+use super::handle::{dispatch, Answer, Caller};
 use super::request::Command;
 use super::subscribe::subscribe;
 use crate::proto::{Request, Response};
@@ -47,6 +47,7 @@ pub(super) fn spawn_acceptor(
     chosen: watch::Receiver<Index>,
     mut shutdown: watch::Receiver<bool>,
     frame_bytes_max: usize,
+    admins: Arc<Vec<String>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Exported at 0 from the start, so a scrape tells "none" from "not counted".
@@ -61,10 +62,14 @@ pub(super) fn spawn_acceptor(
             };
             let loop_tx = loop_tx.clone();
             let chosen = chosen.clone();
+            let admins = admins.clone();
             tokio::spawn(async move {
                 let _counted = Counted::new();
                 let name = conn.name.clone();
-                tracing::debug!(client = %name, "client connected");
+                let caller = Caller {
+                    admin: admins.contains(&name),
+                };
+                tracing::debug!(client = %name, admin = caller.admin, "client connected");
                 loop {
                     let (send, recv) = match conn.conn.accept_bi().await {
                         Ok(streams) => streams,
@@ -78,7 +83,9 @@ pub(super) fn spawn_acceptor(
                     tokio::spawn(async move {
                         let reader = FrameReader::<Request>::new(recv, frame_bytes_max);
                         let writer = FrameWriter::<Response>::new(send, frame_bytes_max);
-                        if let Err(error) = serve_stream(reader, writer, loop_tx, chosen).await {
+                        if let Err(error) =
+                            serve_stream(reader, writer, caller, loop_tx, chosen).await
+                        {
                             tracing::debug!(%error, "client stream ended");
                         }
                     });
@@ -91,6 +98,7 @@ pub(super) fn spawn_acceptor(
 async fn serve_stream(
     mut reader: FrameReader<Request>,
     mut writer: FrameWriter<Response>,
+    caller: Caller,
     loop_tx: mpsc::Sender<Command>,
     chosen: watch::Receiver<Index>,
 ) -> Result<(), StreamError> {
@@ -111,7 +119,7 @@ async fn serve_stream(
                         // Handed to the loop here, before the next request is
                         // read: the in-flight set polls in no fixed order, and a
                         // request sent from there could overtake an earlier one.
-                        let answer = dispatch(request, &loop_tx).await;
+                        let answer = dispatch(request, caller, &loop_tx).await;
                         in_flight.push(answer);
                     }
                     None => reading = false,

@@ -11,6 +11,10 @@ use paxlog_storage::NodeId;
 use crate::admin::AdminError;
 use crate::core;
 
+/// The client certificate `paxlog dev` and `paxlog certs` make for the CLI:
+/// an admin unless a node's configuration names others.
+pub const DEFAULT_ADMIN: &str = "cli";
+
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -26,6 +30,9 @@ pub struct NodeConfig {
     pub certs_dir: PathBuf,
     pub data_dir: PathBuf,
     pub admin: Option<SocketAddr>,
+    /// Client certificate names allowed destructive operations (member
+    /// changes, trim); every other client gets `NotPermitted`.
+    pub admins: Vec<String>,
     pub core: core::Config,
     pub net: NetConfig,
 }
@@ -51,6 +58,7 @@ impl NodeConfig {
             certs_dir,
             data_dir,
             admin: None,
+            admins: vec![DEFAULT_ADMIN.to_string()],
             core,
             net: NetConfig::liveness(),
         })
@@ -59,7 +67,7 @@ impl NodeConfig {
     /// The fields are public, so a config built by hand is checked again at start.
     pub(super) fn validate(&self) -> Result<(), NodeError> {
         let n = self.members.len();
-        if !matches!(n, 1 | 3 | 5) {
+        if n == 0 || n > core::VOTERS_MAX {
             return Err(NodeError::BadClusterSize(n));
         }
         if !self.members.contains_key(&self.node_id) {
@@ -85,6 +93,37 @@ impl NodeConfig {
             .map(|(&id, &addr)| (id, self.peer_via.get(&id).copied().unwrap_or(addr)))
             .collect()
     }
+
+    /// The peers this node links with: every member of `membership` and
+    /// every node of the cluster file, but itself. The file's nodes stay
+    /// even when the configuration this node knows lacks them: a lagging
+    /// node must still hear the newer members it catches up from (the core
+    /// drops what a non-member sends, so the link grants nothing). Each is
+    /// dialed at `peer_via` where given, else the address the configuration
+    /// holds, else the cluster file's; a member with none is left out (and
+    /// logged): it can still dial us.
+    pub fn dial_addrs_for(&self, membership: &core::Membership) -> BTreeMap<NodeId, SocketAddr> {
+        let mut out = self.peer_dial_addrs();
+        for m in membership.members.iter().filter(|m| m.id != self.node_id) {
+            let addr = self
+                .peer_via
+                .get(&m.id)
+                .copied()
+                .or_else(|| m.addr.parse().ok())
+                .or_else(|| self.members.get(&m.id).copied());
+            match addr {
+                Some(addr) => {
+                    out.insert(m.id, addr);
+                }
+                None => tracing::warn!(
+                    node = self.node_id,
+                    member = m.id,
+                    "no address known for a member; it must dial us"
+                ),
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +134,9 @@ pub enum NodeError {
     PeerViaNotAMember(NodeId),
     #[error("a peer address override names node {0}, this node itself")]
     PeerViaSelf(NodeId),
-    #[error("a cluster has 3 or 5 members (or 1 for a toy); this one has {0}")]
+    #[error(
+        "a cluster file lists 1 to 7 seed members (3 or 5 for fault tolerance); this one has {0}"
+    )]
     BadClusterSize(usize),
     #[error(transparent)]
     Storage(#[from] paxlog_storage::StoreError),

@@ -11,12 +11,12 @@ use paxlog_net::{FrameError, NodeEndpoint, PeerReceiver, PeerSender, SendError};
 use paxlog_storage::{Index, NodeId, Store};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::config::NodeError;
+use super::config::{NodeConfig, NodeError};
 use super::read::read;
 use super::request::Command;
 use super::status::node_status;
 use super::writer::WriteDone;
-use crate::core::{self, Message, OpError, Replica, Role};
+use crate::core::{self, Envelope, Message, OpError, Replica, Role};
 
 /// How often the loop calls `Replica::tick`.
 pub const TICK_INTERVAL_MS: u64 = 10;
@@ -27,7 +27,7 @@ pub(super) struct Driver<S: Store + 'static> {
     node_id: NodeId,
     replica: Replica<Arc<S>>,
     started: Instant,
-    peer_tx: PeerSender<Message>,
+    peer_tx: PeerSender<Envelope>,
     write_tx: mpsc::Sender<core::Persist>,
     /// Joined on stop: RocksDB must be closed before the process exits, or its
     /// static teardown races the still-running writer ("pthread lock: Invalid argument").
@@ -37,11 +37,15 @@ pub(super) struct Driver<S: Store + 'static> {
     replies: BTreeMap<core::RequestId, oneshot::Sender<Result<Index, OpError>>>,
     next_request: core::RequestId,
     last_role: Option<Role>,
+    /// How members are dialed, and the epoch whose members the peer links
+    /// follow now.
+    config: NodeConfig,
+    peers_epoch: u64,
 }
 
 /// The loop's inputs, created by `start` before the driver exists.
 pub(super) struct Inputs {
-    pub peer_rx: PeerReceiver<Message>,
+    pub peer_rx: PeerReceiver<Envelope>,
     pub client_rx: mpsc::Receiver<Command>,
     pub done_rx: mpsc::UnboundedReceiver<WriteDone>,
     pub shutdown: watch::Receiver<bool>,
@@ -49,14 +53,16 @@ pub(super) struct Inputs {
 
 impl<S: Store + 'static> Driver<S> {
     pub(super) fn new(
-        node_id: NodeId,
         replica: Replica<Arc<S>>,
         started: Instant,
-        peer_tx: PeerSender<Message>,
+        peer_tx: PeerSender<Envelope>,
         write_tx: mpsc::Sender<core::Persist>,
         writer: std::thread::JoinHandle<()>,
         chosen_tx: watch::Sender<Index>,
+        config: NodeConfig,
     ) -> Self {
+        let peers_epoch = replica.membership().epoch;
+        let node_id = config.node_id;
         Driver {
             node_id,
             replica,
@@ -68,6 +74,8 @@ impl<S: Store + 'static> Driver<S> {
             replies: BTreeMap::new(),
             next_request: 1,
             last_role: None,
+            config,
+            peers_epoch,
         }
     }
 
@@ -148,6 +156,7 @@ impl<S: Store + 'static> Driver<S> {
                 _ = ticker.tick() => {
                     let now = self.now_ms();
                     self.replica.tick(now);
+                    self.export_member_lag();
                 }
             }
             if let Err(e) = self.drain().await {
@@ -250,8 +259,9 @@ impl<S: Store + 'static> Driver<S> {
         }
         while let Some(out) = self.replica.poll_message() {
             let kind = message_kind(&out.message);
-            if let Err(error) = self.peer_tx.try_send(out.to, out.message) {
-                note_dropped(self.node_id, out.to, kind, &error);
+            let (to, envelope) = out.envelope();
+            if let Err(error) = self.peer_tx.try_send(to, envelope) {
+                note_dropped(self.node_id, to, kind, &error);
             }
         }
         let mut emitted = None;
@@ -272,6 +282,7 @@ impl<S: Store + 'static> Driver<S> {
                 let _ = tx.send(reply.result);
             }
         }
+        self.maybe_follow_members();
         let role = self.replica.role();
         if self.last_role != Some(role) {
             tracing::info!(node = self.node_id, role = role.name(), "role changed");
@@ -307,6 +318,46 @@ fn note_dropped(node: NodeId, to: NodeId, kind: &'static str, error: &SendError)
         }
         SendError::UnknownPeer(_) | SendError::Frame { .. } => {
             tracing::error!(node, to, kind, %error, reason, "a peer message cannot be sent");
+        }
+    }
+}
+
+impl<S: Store + 'static> Driver<S> {
+    /// On the leader, each member's catch-up lag in chosen entries (a
+    /// learner's progress before it is promoted); elsewhere nothing.
+    fn export_member_lag(&self) {
+        if self.replica.role() != Role::Leader {
+            return;
+        }
+        let status = self.replica.status();
+        for peer in &status.peers {
+            let lag = status.chosen_index.saturating_sub(peer.chosen_index);
+            let role = if peer.voter { "voter" } else { "learner" };
+            metrics::gauge!("paxlog_member_lag_entries", "peer" => peer.id.to_string(), "role" => role)
+                .set(lag as f64);
+        }
+    }
+
+    /// After a configuration change the peer links follow its members: new
+    /// ones are dialed and accepted, departed ones dropped.
+    fn maybe_follow_members(&mut self) {
+        let membership = self.replica.membership();
+        if membership.epoch == self.peers_epoch {
+            return;
+        }
+        self.peers_epoch = membership.epoch;
+        metrics::gauge!("paxlog_configuration_epoch").set(membership.epoch as f64);
+        metrics::counter!("paxlog_configuration_changes_total").increment(1);
+        if let Some(why) = self.replica.not_voting() {
+            tracing::warn!(
+                node = self.node_id,
+                epoch = membership.epoch,
+                "this node does not vote: {why}"
+            );
+        }
+        let addrs = self.config.dial_addrs_for(membership);
+        if let Err(error) = self.peer_tx.set_peers(addrs) {
+            tracing::error!(node = self.node_id, %error, "cannot follow the new members");
         }
     }
 }

@@ -21,6 +21,31 @@ const READ_ENTRIES_MAX: usize = 4096;
 /// Client appends this node answered, by `outcome`.
 const APPEND_ANSWERS_METRIC: &str = "paxlog_append_answers_total";
 
+/// Who sent a request, as its certificate says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller {
+    /// Named as an admin by the node's configuration (or the embedding
+    /// application itself): may change members and trim.
+    pub(crate) admin: bool,
+}
+
+impl Caller {
+    /// Why this caller may not make `request`, if it may not: destructive
+    /// operations are for admins.
+    fn refuse(self, request: &Request) -> Option<OpError> {
+        let what = match request {
+            Request::Trim { .. } => "trim",
+            Request::Reconfigure { .. } => "a membership change",
+            _ => return None,
+        };
+        (!self.admin).then(|| {
+            OpError::NotPermitted(format!(
+                "{what} requires an admin client certificate (one the node's `admins` list names); nothing changed"
+            ))
+        })
+    }
+}
+
 /// The answer to one request, once the loop has given it.
 pub(crate) type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
 
@@ -28,8 +53,15 @@ pub(crate) type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// stream awaits this for each request in the order it read them, so the loop
 /// receives one stream's proposals in submission order and assigns their
 /// indexes in that order; only the waits for answers overlap.
-pub(super) async fn dispatch(request: Request, loop_tx: &mpsc::Sender<Command>) -> Answer {
+pub(super) async fn dispatch(
+    request: Request,
+    caller: Caller,
+    loop_tx: &mpsc::Sender<Command>,
+) -> Answer {
     let req = request.req();
+    if let Some(error) = caller.refuse(&request) {
+        return Box::pin(std::future::ready(Response::Error { req, error }));
+    }
     match request {
         Request::Append {
             client_id,
@@ -55,6 +87,18 @@ pub(super) async fn dispatch(request: Request, loop_tx: &mpsc::Sender<Command>) 
         }
         Request::Trim { upto, .. } => {
             let command = ProposalCommand::Trim(upto);
+            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
+            Box::pin(async move { appended(req, answer(asked).await) })
+        }
+        Request::Reconfigure {
+            expect_epoch,
+            change,
+            ..
+        } => {
+            let command = ProposalCommand::Reconfigure {
+                expect_epoch,
+                change,
+            };
             let asked = propose(loop_tx, (0, 0, 0), command, None).await;
             Box::pin(async move { appended(req, answer(asked).await) })
         }

@@ -36,6 +36,8 @@ impl LocalPort {
     /// Requests handed one after another reach the loop in that order;
     /// only the waits for their answers overlap.
     pub(crate) async fn dispatch(&self, request: Request) -> Answer {
-        handle::dispatch(request, &self.loop_tx).await
+        // The embedding application owns this node: it is its admin.
+        let caller = handle::Caller { admin: true };
+        handle::dispatch(request, caller, &self.loop_tx).await
     }
 }

@@ -72,7 +72,7 @@ mod status;
 mod subscribe;
 pub mod writer;
 
-pub use config::{NodeConfig, NodeError};
+pub use config::{NodeConfig, NodeError, DEFAULT_ADMIN};
 pub use driver::TICK_INTERVAL_MS;
 pub use local::LocalPort;
 pub use start::{start, NodeHandle, Stopper, UNSYNCED_STORE_ENV};

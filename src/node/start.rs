@@ -16,7 +16,7 @@ use super::driver::{Driver, Inputs};
 use super::local::LocalPort;
 use super::writer;
 use crate::admin;
-use crate::core::{Message, Replica};
+use crate::core::{Envelope, Replica};
 
 /// Commands from client streams and the admin port waiting for the driver.
 const CLIENT_QUEUE_CAPACITY: usize = 4096;
@@ -109,12 +109,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     };
     let endpoint = NodeEndpoint::bind(config.listen, tls, net)?;
     let local_addr = endpoint.local_addr();
-    let (peer_tx, peer_rx) = endpoint.peers::<Message>(config.peer_dial_addrs())?;
-
     let seed = seed_from_clock(config.node_id);
     let started = Instant::now();
     let replica = Replica::new(config.core.clone(), store.clone(), seed, 0)
         .map_err(|e| NodeError::Core(e.to_string()))?;
+    // The log's configuration, not the cluster file's, once it has one.
+    let dial = config.dial_addrs_for(replica.membership());
+    let (peer_tx, peer_rx) = endpoint.peers::<Envelope>(dial)?;
+    if let Some(why) = replica.not_voting() {
+        tracing::warn!(node = config.node_id, "this node does not vote: {why}");
+    }
 
     let (client_tx, client_rx) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
     let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE_CAPACITY);
@@ -137,16 +141,17 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         chosen_rx.clone(),
         shutdown_rx.clone(),
         frame_bytes_max,
+        Arc::new(config.admins.clone()),
     );
 
     let driver = Driver::new(
-        config.node_id,
         replica,
         started,
         peer_tx,
         write_tx,
         writer,
         chosen_tx,
+        config.clone(),
     );
     let inputs = Inputs {
         peer_rx,

@@ -19,11 +19,17 @@ pub(super) fn node_status(s: Status, now_ms: u64) -> NodeStatus {
             .iter()
             .map(|p| PeerStatus {
                 id: p.id,
+                voter: p.voter,
                 // Only a leader tracks how far each peer got.
                 lag_entries: (s.role == Role::Leader)
                     .then(|| last_index.saturating_sub(p.match_index)),
+                chosen_lag_entries: (s.role == Role::Leader)
+                    .then(|| s.chosen_index.saturating_sub(p.chosen_index)),
                 last_contact_ms: p.last_contact_ms.map(|t| now_ms.saturating_sub(t)),
             })
             .collect(),
+        membership: s.membership,
+        incarnation: s.incarnation,
+        not_voting: s.not_voting,
     }
 }

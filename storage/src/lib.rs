@@ -1,9 +1,10 @@
 //! Durable acceptor state for paxlog.
 //!
 //! This crate knows the acceptor's durable records — the promised ballot, the
-//! accepted `(ballot, value)` per index, the chosen index, the trim point and
-//! the node's identity — but none of the protocol's rules. Values are opaque
-//! bytes: the core encodes its commands before they reach a store.
+//! accepted `(ballot, value)` per index, the chosen index, the trim point, the
+//! node's identity and the directory's incarnation — but none of the
+//! protocol's rules. Values are opaque bytes: the core encodes its commands
+//! before they reach a store.
 //!
 //! Two implementations keep one contract ([`Store`]):
 //! - `RocksStore`: the real one, RocksDB on disk, every write synced
@@ -191,6 +192,19 @@ pub struct ReadLimit {
 pub trait Store: Send + Sync + std::fmt::Debug {
     fn identity(&self) -> &Identity;
 
+    /// The data directory's incarnation id: never 0, created with the
+    /// directory and the same across every reopen and restart after it.
+    /// A new directory gets a new one, and so does a wiped one: a member of
+    /// the cluster is `(node id, incarnation)`, so the core can tell a node
+    /// that lost its promises from the one that gave them.
+    ///
+    /// It is not part of [`Identity`]: a directory opens as its node whatever
+    /// its incarnation. A directory restored from a backup keeps the backup's
+    /// incarnation but not the promises given since it was taken, and nothing
+    /// here can tell; so a restore must be handled as a replacement (a wiped
+    /// directory, a new member), never as the node restarting.
+    fn incarnation(&self) -> u64;
+
     /// Whether the voting state can be trusted (see [`Health`]).
     fn health(&self) -> Health;
 
@@ -232,6 +246,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     fn identity(&self) -> &Identity {
         (**self).identity()
+    }
+    fn incarnation(&self) -> u64 {
+        (**self).incarnation()
     }
     fn health(&self) -> Health {
         (**self).health()

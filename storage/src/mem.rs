@@ -22,6 +22,8 @@ pub const STAGED_BATCHES_MAX: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct MemStore {
     identity: Identity,
+    /// Invariant: nonzero.
+    incarnation: u64,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -88,10 +90,28 @@ struct Inner {
 }
 
 impl MemStore {
-    /// A fresh, empty store owned by `identity`.
+    /// A fresh, empty store owned by `identity`, with an incarnation derived
+    /// from the identity alone (no OS randomness, so simulations replay).
+    ///
+    /// Two stores made by `new` for one identity therefore share their
+    /// incarnation: to simulate a wiped directory, make the new store with
+    /// [`MemStore::with_incarnation`] and a different value.
     pub fn new(identity: Identity) -> MemStore {
+        let incarnation = derived_incarnation(&identity);
+        MemStore::with_incarnation(identity, incarnation)
+    }
+
+    /// A fresh, empty store owned by `identity` with the given incarnation.
+    ///
+    /// # Panics
+    ///
+    /// If `incarnation` is 0, which no directory ever has (a test bug, not
+    /// something to paper over by picking another value).
+    pub fn with_incarnation(identity: Identity, incarnation: u64) -> MemStore {
+        assert_ne!(incarnation, 0, "an incarnation id is never 0");
         MemStore {
             identity,
+            incarnation,
             inner: Arc::new(Mutex::new(Inner::default())),
         }
     }
@@ -142,7 +162,8 @@ impl MemStore {
     }
 
     /// Crashes, then reopens as `identity` would: a different owner is
-    /// [`StoreError::WrongIdentity`], and the store is left untouched.
+    /// [`StoreError::WrongIdentity`], and the store is left untouched. The
+    /// incarnation is kept: it is the same directory.
     pub fn reopen(&self, identity: &Identity) -> Result<MemStore> {
         if *identity != self.identity {
             return Err(StoreError::WrongIdentity {
@@ -226,9 +247,32 @@ impl MemStore {
     }
 }
 
+/// FNV-1a over the identity, stable across Rust releases (unlike std's
+/// `DefaultHasher`), so a seed replays the same run on any toolchain.
+fn derived_incarnation(identity: &Identity) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let len = identity.cluster_id.len() as u64;
+    // The length first, so no (cluster, node) pair hashes the bytes of another.
+    for bytes in [
+        &len.to_le_bytes()[..],
+        identity.cluster_id.as_bytes(),
+        &identity.node_id.to_le_bytes()[..],
+    ] {
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash | 1
+}
+
 impl Store for MemStore {
     fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     fn health(&self) -> Health {
@@ -285,5 +329,40 @@ impl Store for MemStore {
 
     fn trim_state(&self) -> Result<Option<bytes::Bytes>> {
         Ok(self.lock().visible.trim_state.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(cluster: &str, node_id: u64) -> Identity {
+        Identity {
+            cluster_id: cluster.to_string(),
+            node_id,
+        }
+    }
+
+    #[test]
+    fn derived_incarnation_is_deterministic_nonzero_and_per_identity() {
+        let a = MemStore::new(id("c", 1)).incarnation();
+        assert_ne!(a, 0);
+        assert_eq!(MemStore::new(id("c", 1)).incarnation(), a);
+        assert_ne!(MemStore::new(id("c", 2)).incarnation(), a);
+        assert_ne!(MemStore::new(id("d", 1)).incarnation(), a);
+    }
+
+    #[test]
+    fn with_incarnation_is_kept_across_reopen() {
+        let store = MemStore::with_incarnation(id("c", 1), 42);
+        assert_eq!(store.incarnation(), 42);
+        let store = store.reopen(&id("c", 1)).expect("reopen as owner");
+        assert_eq!(store.incarnation(), 42);
+    }
+
+    #[test]
+    #[should_panic(expected = "never 0")]
+    fn with_incarnation_refuses_zero() {
+        MemStore::with_incarnation(id("c", 1), 0);
     }
 }

@@ -40,10 +40,13 @@ pub enum Meta {
     Suspect,
     /// The core's state derived from the log, kept across trims (payload: bytes).
     TrimState,
+    /// The directory's incarnation id (payload: nonzero `u64`), created with
+    /// it. A build that predates it ignores it, so the format version stays.
+    Incarnation,
 }
 
 impl Meta {
-    pub const ALL: [Meta; 7] = [
+    pub const ALL: [Meta; 8] = [
         Meta::Format,
         Meta::Identity,
         Meta::Promised,
@@ -51,6 +54,7 @@ impl Meta {
         Meta::TrimIndex,
         Meta::Suspect,
         Meta::TrimState,
+        Meta::Incarnation,
     ];
 
     fn tag(self) -> u8 {
@@ -62,6 +66,7 @@ impl Meta {
             Meta::TrimIndex => 5,
             Meta::Suspect => 6,
             Meta::TrimState => 7,
+            Meta::Incarnation => 8,
         }
     }
 
@@ -74,6 +79,7 @@ impl Meta {
             Meta::TrimIndex => "meta/trim_index",
             Meta::Suspect => "meta/suspect",
             Meta::TrimState => "meta/trim_state",
+            Meta::Incarnation => "meta/incarnation",
         }
     }
 
@@ -206,6 +212,17 @@ mod tests {
         assert!(Meta::Suspect.key().as_slice() < accepted_key(0).as_slice());
         assert_eq!(accepted_index(&accepted_key(42)), Some(42));
         assert_eq!(accepted_index(&Meta::Promised.key()), None);
+    }
+
+    #[test]
+    fn every_meta_key_is_distinct_and_named_in_errors() {
+        for (i, a) in Meta::ALL.iter().enumerate() {
+            assert_eq!(key_name(&a.key()), a.name());
+            for b in &Meta::ALL[i + 1..] {
+                assert_ne!(a.key(), b.key(), "{a:?} and {b:?}");
+            }
+        }
+        assert_eq!(key_name(&Meta::Incarnation.key()), "meta/incarnation");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct RocksStore {
     db: DB,
     dir: PathBuf,
     identity: Identity,
+    /// Invariant: nonzero, and what `meta/incarnation` holds.
+    incarnation: u64,
     /// Serializes writers, so the cache follows the order batches hit disk.
     write_lock: Mutex<()>,
     cache: Mutex<Cache>,
@@ -51,6 +53,7 @@ impl std::fmt::Debug for RocksStore {
         f.debug_struct("RocksStore")
             .field("dir", &self.dir)
             .field("identity", &self.identity)
+            .field("incarnation", &self.incarnation)
             .field("failed", &self.failed.load(Ordering::SeqCst))
             .finish_non_exhaustive()
     }
@@ -80,16 +83,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl RocksStore {
     /// Opens (creating if missing) the data directory `dir` for `identity`.
     ///
-    /// On first open it records the identity and format version. A directory
-    /// of another node or cluster is [`StoreError::WrongIdentity`], one of
-    /// another format is [`StoreError::UnknownFormat`], and in both cases
-    /// nothing in the directory changes (it is examined read-only first).
+    /// On first open it records the identity, the format version and a new
+    /// random incarnation id (see [`Store::incarnation`]) in one synced write.
+    /// A directory of another node or cluster is [`StoreError::WrongIdentity`],
+    /// one of another format is [`StoreError::UnknownFormat`], one whose
+    /// identity or incarnation record is damaged is [`StoreError::Corrupt`]
+    /// naming the key, and in all these cases nothing in the directory changes
+    /// (it is examined read-only first).
+    ///
+    /// A directory initialized by a build that predates incarnation ids gets
+    /// one created and persisted here: its promises are its own, so this is
+    /// the same member it always was.
     ///
     /// Damage to voting state does not fail the open: the store opens with
     /// [`Health::Suspect`], recorded durably (`meta/suspect`) so a restart
     /// cannot forget it, until [`Store::repair`] clears it.
     pub fn open(dir: &Path, identity: Identity) -> Result<RocksStore> {
-        let fresh = if open::exists(dir) {
+        let (fresh, stored_incarnation) = if open::exists(dir) {
             let probe = open::probe(dir)?;
             if let Some(found) = &probe.identity {
                 if *found != identity {
@@ -101,25 +111,41 @@ impl RocksStore {
                     });
                 }
             }
-            probe.identity.is_none()
+            (probe.identity.is_none(), probe.incarnation)
         } else {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
-            true
+            (true, None)
         };
         let (db, recovery) = open::open_rw(dir)?;
-        if fresh {
-            let mut batch = rocksdb::WriteBatch::default();
-            batch.put(
-                Meta::Format.key(),
-                record::encode(&Meta::Format.key(), &FORMAT_VERSION),
-            );
-            batch.put(
-                Meta::Identity.key(),
-                record::encode(&Meta::Identity.key(), &identity),
-            );
-            db.write_opt(batch, &synced()).map_err(io)?;
-        }
+        let incarnation = match stored_incarnation {
+            Some(incarnation) => incarnation,
+            None => {
+                let incarnation = open::new_incarnation()?;
+                let mut batch = rocksdb::WriteBatch::default();
+                if fresh {
+                    batch.put(
+                        Meta::Format.key(),
+                        record::encode(&Meta::Format.key(), &FORMAT_VERSION),
+                    );
+                    batch.put(
+                        Meta::Identity.key(),
+                        record::encode(&Meta::Identity.key(), &identity),
+                    );
+                } else {
+                    tracing::info!(dir = %dir.display(), incarnation,
+                        "directory predates incarnation ids; recording a new one");
+                }
+                // In the same sync as the identity when fresh, so this build
+                // never leaves a directory that looks like an older build's.
+                batch.put(
+                    Meta::Incarnation.key(),
+                    record::encode(&Meta::Incarnation.key(), &incarnation),
+                );
+                db.write_opt(batch, &synced()).map_err(io)?;
+                incarnation
+            }
+        };
         let loaded = open::load(&db, recovery)?;
         if let Health::Suspect { reason } = &loaded.health {
             tracing::error!(dir = %dir.display(), %reason, "voting state is suspect");
@@ -133,6 +159,7 @@ impl RocksStore {
             db,
             dir: dir.to_path_buf(),
             identity,
+            incarnation,
             write_lock: Mutex::new(()),
             trim_floor: AtomicU64::new(loaded.meta.trim_index),
             cache: Mutex::new(Cache {
@@ -293,6 +320,10 @@ fn synced() -> WriteOptions {
 impl Store for RocksStore {
     fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     fn health(&self) -> Health {

@@ -305,6 +305,34 @@ fn identity_mismatch_is_refused<H: Harness>() {
     assert_eq!(store.last_index(), 2);
 }
 
+fn incarnation_is_nonzero_and_survives_reopen<H: Harness>() {
+    let id = identity(1);
+    let mut h = H::new();
+    let store = h.open(&id).expect("open");
+    let incarnation = store.incarnation();
+    assert_ne!(incarnation, 0);
+    let b = Ballot::new(1, 1);
+    let mut batch = accepts(b, 1..=2);
+    batch.promise = Some(b);
+    store.write(&batch).expect("write");
+    let store = h.reopen(store, &id).expect("reopen");
+    assert_eq!(store.incarnation(), incarnation);
+    assert_eq!(store.last_index(), 2);
+
+    // The node and its writer share the store through an `Arc`.
+    let shared = std::sync::Arc::new(store);
+    assert_eq!(Store::incarnation(&shared), incarnation);
+    drop(shared);
+
+    // Neither a refused open nor suspect voting state changes it.
+    assert!(h.open(&identity(2)).is_err());
+    let store = h.open(&id).expect("owner still opens");
+    assert_eq!(store.incarnation(), incarnation);
+    let store = h.make_suspect(store, &id);
+    assert!(matches!(store.health(), Health::Suspect { .. }));
+    assert_eq!(store.incarnation(), incarnation);
+}
+
 fn suspect_survives_reopen_until_repaired<H: Harness>() {
     let id = identity(1);
     let mut h = H::new();
@@ -622,6 +650,11 @@ macro_rules! conformance {
             #[test]
             fn identity_mismatch_is_refused() {
                 super::identity_mismatch_is_refused::<$harness>();
+            }
+
+            #[test]
+            fn incarnation_is_nonzero_and_survives_reopen() {
+                super::incarnation_is_nonzero_and_survives_reopen::<$harness>();
             }
 
             #[test]

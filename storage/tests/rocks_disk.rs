@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{accepts, flip_value_byte, identity, put_raw, snapshot, value_of};
+use common::{accepts, delete_raw, flip_value_byte, identity, put_raw, snapshot, value_of};
 use paxlog_storage::record::{self, Meta, FORMAT_VERSION};
 use paxlog_storage::{Ballot, Health, ReadLimit, RocksStore, Store, StoreError, WriteBatch};
 
@@ -214,6 +214,118 @@ fn corrupt_identity_refuses_to_open() {
     match RocksStore::open(&dir, identity(1)) {
         Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, "meta/identity"),
         other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// The incarnation record as stored, read without the store (which must be
+/// closed).
+fn stored_incarnation(dir: &Path) -> Option<u64> {
+    let db = rocksdb::DB::open_for_read_only(&rocksdb::Options::default(), dir, false)
+        .expect("raw read-only open");
+    let key = Meta::Incarnation.key();
+    db.get(key)
+        .expect("raw get")
+        .map(|raw| record::decode::<u64>(&key, &raw).expect("incarnation record decodes"))
+}
+
+#[test]
+fn new_directories_get_distinct_incarnations_that_reopen_keeps() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dirs = [tmp.path().join("one"), tmp.path().join("two")];
+    let mut first = Vec::new();
+    for dir in &dirs {
+        let store = RocksStore::open(dir, identity(1)).expect("open");
+        assert_ne!(store.incarnation(), 0);
+        first.push(store.incarnation());
+    }
+    assert_ne!(
+        first[0], first[1],
+        "two new directories share an incarnation"
+    );
+    for (dir, &incarnation) in dirs.iter().zip(&first) {
+        assert_eq!(stored_incarnation(dir), Some(incarnation));
+        let store = RocksStore::open(dir, identity(1)).expect("reopen");
+        assert_eq!(store.incarnation(), incarnation);
+        drop(store);
+        let store = RocksStore::open_existing(dir).expect("open existing");
+        assert_eq!(store.incarnation(), incarnation);
+    }
+
+    // A wiped directory is a new one, whatever node it belongs to.
+    std::fs::remove_dir_all(&dirs[0]).expect("wipe");
+    let store = RocksStore::open(&dirs[0], identity(1)).expect("open wiped");
+    assert_ne!(store.incarnation(), 0);
+    assert_ne!(
+        store.incarnation(),
+        first[0],
+        "a wiped directory kept its incarnation"
+    );
+    assert_eq!(store.metadata(), Default::default());
+}
+
+#[test]
+fn directory_from_before_incarnations_gets_one_that_then_stays() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = data_dir(&tmp);
+    populated(&dir);
+    let old = stored_incarnation(&dir).expect("a new directory records one");
+    {
+        let db = rocksdb::DB::open_default(&dir).expect("raw open");
+        delete_raw(&db, &Meta::Incarnation.key());
+    }
+    assert_eq!(stored_incarnation(&dir), None);
+
+    let store = RocksStore::open(&dir, identity(1)).expect("open older directory");
+    let incarnation = store.incarnation();
+    assert_ne!(incarnation, 0);
+    assert_ne!(incarnation, old, "expected a freshly drawn incarnation");
+    // Only the incarnation was added: the voting state is the old one.
+    assert_eq!(store.health(), Health::Ok);
+    assert_eq!(store.metadata().promised, Ballot::new(2, 1));
+    assert_eq!(store.metadata().chosen_index, 5);
+    assert_eq!(store.last_index(), 10);
+    drop(store);
+
+    assert_eq!(stored_incarnation(&dir), Some(incarnation), "not persisted");
+    for _ in 0..2 {
+        let store = RocksStore::open(&dir, identity(1)).expect("reopen");
+        assert_eq!(store.incarnation(), incarnation);
+    }
+}
+
+#[test]
+fn damaged_incarnation_refuses_to_open_and_changes_nothing() {
+    let key = Meta::Incarnation.key();
+    // A flipped bit in the stored record (checksum); intact records holding
+    // something that is not a u64 (decode) and a 0, which is never written.
+    let damage: [(&str, Option<Vec<u8>>); 3] = [
+        ("checksum", None),
+        (
+            "trailing bytes",
+            Some(record::encode(&key, &"x".to_string())),
+        ),
+        ("incarnation 0", Some(record::encode(&key, &0u64))),
+    ];
+    for (want, replacement) in damage {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = data_dir(&tmp);
+        populated(&dir);
+        match replacement {
+            None => flip_value_byte(&dir, &key),
+            Some(raw) => {
+                let db = rocksdb::DB::open_default(&dir).expect("raw open");
+                put_raw(&db, &key, &raw);
+            }
+        }
+        let before = snapshot(&dir);
+        match RocksStore::open(&dir, identity(1)) {
+            Err(StoreError::Corrupt { key, reason }) => {
+                assert_eq!(key, "meta/incarnation");
+                assert!(reason.contains(want), "{want}: {reason}");
+            }
+            other => panic!("{want}: expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(snapshot(&dir), before, "{want}: a refused open wrote");
     }
 }
 

@@ -113,6 +113,14 @@ impl TestCluster {
         self.local.ids()
     }
 
+    /// A new node for a membership change (certificate, ports, cluster file
+    /// entry); not started, not a member.
+    pub fn add_node(&mut self, id: u64) -> paxlog::cluster::NodeEntry {
+        let entry = self.local.add_node(id).expect("add a node");
+        self.file = self.local.file().clone();
+        entry
+    }
+
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.local.data_dir(id)
     }

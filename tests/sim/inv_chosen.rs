@@ -11,25 +11,28 @@ use bytes::Bytes;
 use paxlog::core::{Index, NodeId};
 use paxlog_storage::{Ballot, WriteBatch};
 
+use super::governing::Governing;
 use super::invariants::{Found, Violation};
 
 const NAME: &str = "inv_chosen";
 
 #[derive(Debug)]
 pub struct DurablyChosen {
-    quorum: usize,
     /// `(index, ballot, value)` → acceptors that durably wrote it.
     votes: BTreeMap<(Index, Ballot, Bytes), BTreeSet<NodeId>>,
     /// index → the value a durable quorum holds (once true, true forever).
     pub chosen: BTreeMap<Index, Bytes>,
+    /// The configuration of each index, folded from `chosen` (see
+    /// `inv_agreement`): a quorum is one of the configuration governing it.
+    governing: Governing,
 }
 
 impl DurablyChosen {
-    pub fn new(members: usize) -> Self {
+    pub fn new(seed: &[NodeId]) -> Self {
         DurablyChosen {
-            quorum: members / 2 + 1,
             votes: BTreeMap::new(),
             chosen: BTreeMap::new(),
+            governing: Governing::new(seed),
         }
     }
 
@@ -40,30 +43,40 @@ impl DurablyChosen {
         batch: &WriteBatch,
         found: &mut Found,
     ) -> Vec<(Index, Bytes)> {
-        let mut newly = Vec::new();
         for (index, a) in &batch.accepts {
-            let voters = self
-                .votes
+            self.votes
                 .entry((*index, a.ballot, a.value.clone()))
-                .or_default();
-            voters.insert(node);
-            if voters.len() != self.quorum {
-                continue;
-            }
-            match self.chosen.get(index) {
-                Some(v) if *v != a.value => found.push(Violation {
+                .or_default()
+                .insert(node);
+        }
+        let mut newly = Vec::new();
+        loop {
+            let index = self.governing.folded() + 1;
+            let Some(m) = self.governing.at(index) else {
+                break;
+            };
+            let lo = (index, Ballot::ZERO, Bytes::new());
+            let won: Vec<Bytes> = self
+                .votes
+                .range(lo..)
+                .take_while(|((i, _, _), _)| *i == index)
+                .filter(|(_, voters)| Governing::is_quorum(m, voters.iter()))
+                .map(|((_, _, v), _)| v.clone())
+                .collect();
+            let Some(first) = won.first().cloned() else {
+                break;
+            };
+            if let Some(other) = won.iter().find(|v| **v != first) {
+                found.push(Violation {
                     invariant: NAME,
                     detail: format!(
-                        "two values durably chosen at index {index}: {v:?} and {:?} (ballot {})",
-                        a.value, a.ballot
+                        "two values durably chosen at index {index}: {first:?} and {other:?}"
                     ),
-                }),
-                Some(_) => {}
-                None => {
-                    self.chosen.insert(*index, a.value.clone());
-                    newly.push((*index, a.value.clone()));
-                }
+                });
             }
+            self.chosen.insert(index, first.clone());
+            self.governing.fold(index, &first);
+            newly.push((index, first));
         }
         newly
     }

@@ -68,15 +68,15 @@ pub struct Checkers {
 }
 
 impl Checkers {
-    pub fn new(members: usize) -> Self {
+    pub fn new(seed: &[NodeId]) -> Self {
         Checkers {
-            agreement: inv_agreement::Agreement::new(members),
+            agreement: inv_agreement::Agreement::new(seed),
             prefix: inv_prefix::Prefix::default(),
             acked: inv_acked::Acked::default(),
             promise: inv_promise::PromiseMonotonic::default(),
             accept: inv_accept::AcceptAbovePromise,
             leader: inv_leader::OneLeaderPerBallot::default(),
-            chosen: inv_chosen::DurablyChosen::new(members),
+            chosen: inv_chosen::DurablyChosen::new(seed),
             tail: inv_tail::Tails::default(),
             found: Vec::new(),
         }
@@ -135,8 +135,13 @@ impl Checkers {
         let value = chosen.command.encode();
         self.prefix
             .on_output(node, applied, chosen.index, &value, &mut self.found);
-        self.agreement
-            .on_learned(chosen.index, &value, &mut self.found);
+        for (index, value) in self
+            .agreement
+            .on_learned(chosen.index, &value, &mut self.found)
+        {
+            self.prefix.on_history(index, &value, &mut self.found);
+            self.acked.on_history(index, &value, &mut self.found);
+        }
         self.chosen
             .on_learned(node, chosen.index, &value, &mut self.found);
         self.acked.on_history(chosen.index, &value, &mut self.found);

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use paxlog::core::{
-    Command, Config, Index, Message, Mutation, NodeId, Persist, Replica, Role, TrimState,
-    MESSAGE_OVERHEAD_BYTES,
+    Command, Config, Envelope, Index, Message, Mutation, NodeId, Outbound, Persist, Replica, Role,
+    TrimState, MESSAGE_OVERHEAD_BYTES,
 };
 use paxlog_storage::{Identity, MemStore, Store};
 use rand::{Rng, SeedableRng};
@@ -24,8 +24,11 @@ mod clients;
 mod deposed;
 #[path = "world/faults.rs"]
 mod faults;
+#[path = "world/reconfig.rs"]
+mod reconfig;
 #[path = "world/settle.rs"]
 mod settle;
+pub use reconfig::ReconfigStats;
 pub use settle::{CATCH_UP, QUIET_MS, TRIM};
 #[path = "world/stale.rs"]
 mod stale;
@@ -90,6 +93,9 @@ pub struct Params {
     pub scenario: Scenario,
     pub mutation: Mutation,
     pub trace: bool,
+    /// Nodes outside the seed configuration that reconfigurations add,
+    /// promote and remove (`world/reconfig.rs`); 0: no reconfigurations.
+    pub spares: usize,
 }
 
 impl Params {
@@ -103,6 +109,7 @@ impl Params {
             scenario: Scenario::Random,
             mutation: Mutation::None,
             trace: false,
+            spares: (seed % 3) as usize,
         }
     }
 }
@@ -167,6 +174,8 @@ pub struct Stats {
     pub trim_final: u64,
     /// What `trim_diverged` counted, node by node.
     pub trim_notes: Vec<String>,
+    /// The operator's membership steps (`world/reconfig.rs`).
+    pub reconfig: reconfig::ReconfigStats,
 }
 
 #[derive(Debug)]
@@ -184,6 +193,9 @@ enum Event {
         from: NodeId,
         to: NodeId,
         message: Message,
+        /// The sender's configuration epoch and incarnation (`Envelope`).
+        config_epoch: u64,
+        incarnation: u64,
     },
     Persist {
         node: NodeId,
@@ -211,6 +223,8 @@ enum Event {
         epoch: u64,
     },
     Heal,
+    /// The operator's next membership step (`world/reconfig.rs`).
+    Reconfig,
 }
 
 #[derive(Debug)]
@@ -222,6 +236,8 @@ struct Node {
     persist_scheduled: bool,
     epoch: u64,
     applied: Index,
+    /// The configuration epoch last traced.
+    config_epoch: u64,
 }
 
 pub struct World {
@@ -236,7 +252,12 @@ pub struct World {
     events: BTreeMap<(u64, u64), Event>,
     next_event: u64,
     nodes: BTreeMap<NodeId, Node>,
+    /// Every node: the seed's and the spares.
     members: Vec<NodeId>,
+    /// The seed configuration (`Config::members`).
+    seed: Vec<NodeId>,
+    /// Reconfiguration requests in flight at some node, and what they got.
+    reconfig: reconfig::Reconfigs,
     net: Net,
     /// Latest scheduled delivery per directed link, to count reorders.
     last_delivery: BTreeMap<(NodeId, NodeId), u64>,
@@ -274,7 +295,13 @@ fn fnv(hash: &mut u64, bytes: &[u8]) {
 
 impl World {
     pub fn new(p: Params) -> Self {
-        let members: Vec<NodeId> = (1..=p.nodes as NodeId).collect();
+        let seed: Vec<NodeId> = (1..=p.nodes as NodeId).collect();
+        let spares = if p.scenario == Scenario::Random {
+            p.spares
+        } else {
+            0
+        };
+        let members: Vec<NodeId> = (1..=(p.nodes + spares) as NodeId).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
         let mut nodes = BTreeMap::new();
         for &id in &members {
@@ -291,6 +318,7 @@ impl World {
                     persist_scheduled: false,
                     epoch: 0,
                     applied: 0,
+                    config_epoch: 0,
                 },
             );
         }
@@ -317,7 +345,7 @@ impl World {
         let mut bulk = Client::new(SHALLOW_WINDOW, members[p.clients % members.len()]);
         bulk.bulk = true;
         clients.push(bulk);
-        let checkers = Checkers::new(members.len());
+        let checkers = Checkers::new(&seed);
         let mut w = World {
             p,
             persist_max_ms,
@@ -328,6 +356,11 @@ impl World {
             next_event: 0,
             nodes,
             members,
+            seed,
+            reconfig: reconfig::Reconfigs {
+                suspects_allowed: true,
+                ..Default::default()
+            },
             net,
             last_delivery: BTreeMap::new(),
             clients,
@@ -362,13 +395,28 @@ impl World {
             1_000
         };
         w.schedule(first_fault, Event::Fault);
+        if spares > 0 {
+            let first_change = w.rng.gen_range(200..600);
+            w.schedule(first_change, Event::Reconfig);
+            // Two voters with one of them suspect for good can never change
+            // again (no quorum to remove it): a run that goes down to two
+            // voters has no suspect restart.
+            w.reconfig.voters_min = if w.p.seed % 4 == 1 { 2 } else { 3 };
+            w.reconfig.suspects_allowed = w.reconfig.voters_min > 2;
+        }
         let fault_ms = w.p.fault_ms;
         w.schedule(fault_ms, Event::Heal);
         w
     }
 
     fn config(&self, id: NodeId) -> Config {
-        let mut c = Config::new(id, self.members.clone());
+        // A spare's cluster file lists it too, as a real joiner's does: its
+        // seed differs from the others', which the log must overrule.
+        let mut seed = self.seed.clone();
+        if !seed.contains(&id) {
+            seed.push(id);
+        }
+        let mut c = Config::new(id, seed);
         c.limits.batch_entries_max = 8;
         c.limits.batch_bytes_max = 512;
         c.limits.window_entries_max = 32;
@@ -472,6 +520,7 @@ impl World {
             self.settle();
         }
         self.finish();
+        self.reconfig_totals();
         self.stats.sessions_evicted = self.checkers.acked.evicted;
         Outcome {
             seed: self.p.seed,
@@ -501,7 +550,13 @@ impl World {
 
     fn step(&mut self, event: Event) {
         match event {
-            Event::Deliver { from, to, message } => {
+            Event::Deliver {
+                from,
+                to,
+                message,
+                config_epoch,
+                incarnation,
+            } => {
                 // A partition that started while this was in flight withholds it.
                 if !self.net.deliverable(from, to) {
                     self.stats.withheld += 1;
@@ -521,7 +576,12 @@ impl World {
                 let Some(r) = self.nodes.get_mut(&to).and_then(|n| n.replica.as_mut()) else {
                     return;
                 };
-                r.on_message(from, message, now);
+                let envelope = Envelope {
+                    epoch: config_epoch,
+                    incarnation,
+                    message,
+                };
+                r.on_message(from, envelope, now);
                 self.drain(to);
             }
             Event::Persist { node: id, epoch } => {
@@ -580,6 +640,7 @@ impl World {
                 }
             }
             Event::Fault => self.fault(),
+            Event::Reconfig => self.reconfig_step(),
             Event::Restart { node } => {
                 let failed = self.nodes[&node]
                     .replica
@@ -590,7 +651,11 @@ impl World {
                 }
                 // At most one node per run comes back with damaged voting state.
                 let down = self.nodes[&node].replica.is_none();
-                if down && self.stats.suspects == 0 && self.rng.gen_range(0..8) == 0 {
+                if down
+                    && self.stats.suspects == 0
+                    && self.reconfig.suspects_allowed
+                    && self.rng.gen_range(0..8) == 0
+                {
                     self.nodes[&node].store.mark_suspect("simulated corruption");
                     self.stats.suspects += 1;
                     self.trace(&format!("node {node} restarts suspect"));
@@ -643,6 +708,11 @@ impl World {
                 replies.push(rep);
             }
             let status = r.status();
+            if self.p.trace && status.membership.epoch != node.config_epoch {
+                node.config_epoch = status.membership.epoch;
+                let line = format!("node {id} configuration {}", status.membership);
+                eprintln!("{:>6} {line}", self.now_ms);
+            }
             if let Some(last) = chosen.last() {
                 r.set_applied(last.index);
             }
@@ -676,11 +746,14 @@ impl World {
                 }
             }
             for m in out {
-                self.send(id, m.to, m.message);
+                self.send(id, m);
             }
             for rep in replies {
                 if self.quiet_trim == Some(rep.id) {
                     self.quiet_trim = None;
+                }
+                if self.on_reconfig_reply(rep.id, &rep.result) {
+                    continue;
                 }
                 self.on_reply(id, rep.id, rep.result);
             }
@@ -707,7 +780,9 @@ impl World {
         }
     }
 
-    fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
+    fn send(&mut self, from: NodeId, out: Outbound) {
+        let (to, config_epoch, incarnation) = (out.to, out.epoch, out.incarnation);
+        let message = out.message;
         match self.net.check_frame(from, to, &message) {
             Ok(framed) => {
                 let len = framed.len as u64;
@@ -781,6 +856,8 @@ impl World {
                             from,
                             to,
                             message: message.clone(),
+                            config_epoch,
+                            incarnation,
                         },
                     );
                 }

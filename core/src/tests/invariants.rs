@@ -278,6 +278,9 @@ fn candidate_ballot_not_promised() {
         adopted: Default::default(),
         chosen: Default::default(),
         max_trim: 0,
+        configs: Vec::new(),
+        reported: Vec::new(),
+        asked: Default::default(),
     });
     r.assert_invariants();
 }

@@ -169,7 +169,12 @@ fn an_unsolicited_catchup_cannot_skip_the_log() {
             trim_index: 1_000_000,
             // A well-formed table: only the request check stands in the way.
             trim_state: Some(
-                crate::TrimState::new(1_000_000, &crate::SessionTable::new(4, 64, 8)).encode(),
+                crate::TrimState::new(
+                    1_000_000,
+                    &crate::SessionTable::new(4, 64, 8),
+                    &crate::Membership::seed(&[1, 2, 3]),
+                )
+                .encode(),
             ),
         },
         now,

@@ -72,7 +72,7 @@ fn trim_state_round_trips_and_refuses_garbage() {
     let mut t = SessionTable::new(4, 64, 8);
     t.register(1, None);
     t.append(1, 1, 1, 2);
-    let state = TrimState::new(3, &t);
+    let state = TrimState::new(3, &t, &crate::Membership::seed(&[1]));
     let back = TrimState::decode(&state.encode()).expect("decodes");
     assert_eq!(back, state);
     assert_eq!(back.table(4, 64, 8), t);

@@ -16,6 +16,9 @@ pub(super) struct Probe {
     /// `None`: the directory holds no records at all (never initialized, or
     /// the first open died before its first sync).
     pub identity: Option<Identity>,
+    /// `None`: no `meta/incarnation` record, as in a directory never
+    /// initialized or one initialized by a build that predates incarnations.
+    pub incarnation: Option<u64>,
 }
 
 /// The state loaded and verified by a read-write open.
@@ -84,7 +87,10 @@ pub(super) fn probe(dir: &Path) -> Result<Probe> {
     let Some(raw) = db.get_pinned(format_key).map_err(io)? else {
         let empty = db.iterator(IteratorMode::Start).next().is_none();
         if empty {
-            return Ok(Probe { identity: None });
+            return Ok(Probe {
+                identity: None,
+                incarnation: None,
+            });
         }
         return Err(StoreError::Corrupt {
             key: Meta::Format.name().to_string(),
@@ -116,9 +122,30 @@ pub(super) fn probe(dir: &Path) -> Result<Probe> {
             })
         }
     };
+    // Read here, before the read-write open, so a damaged record refuses the
+    // open without changing a byte, like a damaged identity does.
+    let incarnation = match read_meta::<u64>(&db, Meta::Incarnation)? {
+        Some(0) => {
+            return Err(StoreError::Corrupt {
+                key: Meta::Incarnation.name().to_string(),
+                reason: "incarnation 0, which is never written".to_string(),
+            })
+        }
+        found => found,
+    };
     Ok(Probe {
         identity: Some(identity),
+        incarnation,
     })
+}
+
+/// A new incarnation id from the OS's random source.
+pub(super) fn new_incarnation() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| StoreError::Io(format!("no OS randomness for an incarnation id: {e}")))?;
+    // 0 is never an incarnation; mapping it to 1 costs nothing measurable.
+    Ok(u64::from_le_bytes(bytes).max(1))
 }
 
 /// Opens read-write. A corrupt WAL (not just a torn tail) still opens, at the

@@ -160,6 +160,14 @@ pub fn put_raw(db: &rocksdb::DB, key: &[u8], raw: &[u8]) {
     db.put_opt(key, raw, &opts).expect("raw put");
 }
 
+/// Deletes `key`, synced, as if the record had never been written.
+#[cfg(feature = "rocksdb")]
+pub fn delete_raw(db: &rocksdb::DB, key: &[u8]) {
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    db.delete_opt(key, &opts).expect("raw delete");
+}
+
 /// Every file under `dir` with its contents, to prove an open changed nothing.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();

@@ -74,10 +74,14 @@ impl World {
         at - start
     }
 
-    /// Every node's status, `None` for a node down or failed.
+    /// Every member's status (of the configuration the history ends in: a
+    /// node removed, or a spare never added, learns nothing more), `None`
+    /// for a node down or failed.
     fn statuses(&self) -> Vec<(NodeId, Option<Status>)> {
+        let members = self.checkers.agreement.governing().latest().clone();
         self.nodes
             .iter()
+            .filter(|(&id, _)| members.is_member(id))
             .map(|(&id, n)| {
                 let status = n
                     .replica
@@ -100,7 +104,9 @@ impl World {
         first.is_some()
             && chosen.all(|c| c == first)
             && self.quiet_trim.is_none()
-            && self.nodes.values().all(|n| Some(n.applied) == first)
+            && statuses
+                .iter()
+                .all(|(id, _)| Some(self.nodes[id].applied) == first)
     }
 
     fn check_caught_up(&mut self) {

@@ -1,0 +1,139 @@
+//! README's runbook "replace a dead node", run line by line against a real
+//! `paxlog dev`, exactly as a reader would type it (with the built `paxlog`
+//! first on `PATH`); then the cluster must serve with node 4 in node 3's place.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use common::{exe, WAIT_MAX};
+
+/// The runbook's lines, from the README block after its marker.
+fn runbook() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let marker = "<!-- runbook: replace a dead node -->";
+    let after = readme.split_once(marker).expect("the runbook marker").1;
+    let block = after
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("the runbook's sh block")
+        .0;
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Kills every process whose command line names `dir` (the dev cluster's
+/// nodes and the runbook's node 4), even when the test fails.
+struct Cleanup {
+    dev: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = self.dev.kill();
+        let _ = self.dev.wait();
+        let needle = self.dir.to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_replace_a_dead_node_runbook_works_verbatim() {
+    let lines = runbook();
+    assert!(lines.len() >= 5, "runbook: {lines:?}");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = exe().parent().expect("exe dir").to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut dev = Command::new(exe())
+        .args(["dev", "--dir", "paxlog-dev"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("paxlog dev");
+    let stdout = dev.stdout.take().expect("stdout");
+    let cleanup = Cleanup {
+        dev,
+        dir: tmp.path().join("paxlog-dev"),
+    };
+    // `paxlog dev` says so once it has appended and read back.
+    let mut ready = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("dev output");
+        if line.contains("The cluster is running") {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "paxlog dev did not come up");
+
+    let started = Instant::now();
+    for line in &lines {
+        let out = Command::new("bash")
+            .args(["-c", line])
+            .current_dir(tmp.path())
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash");
+        println!("$ {line}\n{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "runbook line failed: {line}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            started.elapsed() < WAIT_MAX * 4,
+            "the runbook took too long"
+        );
+    }
+
+    let cluster = tmp.path().join("paxlog-dev/cluster.toml");
+    let cluster = cluster.to_str().expect("utf-8 path");
+    let list = Command::new(exe())
+        .args(["members", "list", "--json", "--cluster", cluster])
+        .output()
+        .expect("members list");
+    let json: serde_json::Value = serde_json::from_slice(&list.stdout).expect("members list JSON");
+    let voters: Vec<u64> = json["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["role"] == "voter")
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(voters, vec![1, 2, 4], "{json}");
+    let append = Command::new(exe())
+        .args(["append", "--cluster", cluster, "after-the-replace"])
+        .output()
+        .expect("append");
+    assert!(
+        append.status.success(),
+        "append after the replace: {}",
+        String::from_utf8_lossy(&append.stderr)
+    );
+    drop(cleanup);
+}
