@@ -66,22 +66,35 @@ pub enum ClusterFileError {
     },
     #[error("cluster file {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("cannot write cluster file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(path: &Path, message: String) -> ClusterFileError {
+    ClusterFileError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    }
 }
 
 impl ClusterFile {
-    /// Reads and validates a cluster file; relative paths inside it are
-    /// resolved against the file's directory.
-    pub fn load(path: &Path) -> Result<ClusterFile, ClusterFileError> {
+    /// The file as written: not validated, paths not resolved.
+    fn parse(path: &Path) -> Result<ClusterFile, ClusterFileError> {
         let text = std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let invalid = |message: String| ClusterFileError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
-        let mut file: ClusterFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        file.validate().map_err(invalid)?;
+        toml::from_str(&text).map_err(|e| invalid(path, e.to_string()))
+    }
+
+    /// Reads and validates a cluster file; relative paths inside it are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<ClusterFile, ClusterFileError> {
+        let mut file = ClusterFile::parse(path)?;
+        file.validate().map_err(|m| invalid(path, m))?;
         let base = path.parent().unwrap_or(Path::new("."));
         file.certs = base.join(&file.certs);
         for node in &mut file.nodes {
@@ -123,25 +136,17 @@ impl ClusterFile {
     /// atomically (temporary file, then rename). Paths are written relative
     /// to the file's directory, as they were read.
     pub fn add_node_and_save(path: &Path, node: NodeEntry) -> Result<bool, ClusterFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let invalid = |message: String| ClusterFileError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
-        let mut file: ClusterFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let mut file = ClusterFile::parse(path)?;
         if file.node(node.id).is_some() {
             return Ok(false);
         }
         file.nodes.push(node);
-        file.validate().map_err(invalid)?;
+        file.validate().map_err(|m| invalid(path, m))?;
         let tmp = path.with_extension("toml.tmp");
         let write = |p: &Path| std::fs::write(p, file.to_toml());
         write(&tmp)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| ClusterFileError::Read {
+            .map_err(|source| ClusterFileError::Write {
                 path: path.to_path_buf(),
                 source,
             })?;

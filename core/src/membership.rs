@@ -183,14 +183,6 @@ impl Membership {
             .is_some_and(|m| m.incarnation == 0 || m.incarnation == incarnation)
     }
 
-    /// Whether the voters among `votes` are a quorum. Votes are counted by
-    /// node id: a vote from an incarnation the configuration does not name
-    /// never gets this far (`Replica::ignore_sender`).
-    pub fn is_quorum<'a>(&self, votes: impl IntoIterator<Item = &'a NodeId>) -> bool {
-        let n = votes.into_iter().filter(|&&id| self.is_voter(id)).count();
-        n >= self.quorum()
-    }
-
     /// Checks the structural invariant (of a seed, or one sent by a peer).
     pub fn check(&self) -> Result<(), String> {
         if self.members.len() > MEMBERS_MAX || self.voters_len() > VOTERS_MAX {

@@ -78,7 +78,7 @@ impl<S: Store> Replica<S> {
         }
         let m = &self.learner.membership;
         match m.member(self.config.node_id) {
-            Some(me) if me.incarnation != 0 && me.incarnation != self.incarnation => Some(format!(
+            Some(me) if !m.matches(me.id, self.incarnation) => Some(format!(
                 "configuration epoch {} names incarnation {:x} for node {}, and this data \
                  directory is incarnation {:x}: it was wiped or replaced; replace the node \
                  (`paxlog members replace {}`)",
@@ -126,22 +126,15 @@ impl<S: Store> Replica<S> {
         if let RoleState::Candidate(cs) = &self.role {
             configs.extend(cs.configs.iter());
         }
-        let named: Vec<u64> = configs
-            .iter()
-            .filter_map(|m| m.member(from))
-            .map(|m| m.incarnation)
-            .collect();
-        if named.is_empty() {
+        if !configs.iter().any(|m| m.is_member(from)) {
             let asked = self.catchup_asked.contains_key(&from);
             if asked && matches!(envelope.message, Message::Catchup { .. }) {
                 return None; // chosen values are chosen, whoever sends them
             }
             return Some(format!("node {from} is not a member at epoch {epoch}"));
         }
-        if named
-            .iter()
-            .any(|&inc| inc != 0 && inc != envelope.incarnation)
-        {
+        let other = |m: &&Membership| m.is_member(from) && !m.matches(from, envelope.incarnation);
+        if configs.iter().any(other) {
             return Some(format!(
                 "node {from} is incarnation {:x}, not the member's (epoch {epoch})",
                 envelope.incarnation
