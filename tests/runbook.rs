@@ -30,10 +30,13 @@ fn runbook() -> Vec<String> {
 }
 
 /// Kills every process whose command line names `dir` (the dev cluster's
-/// nodes and the runbook's node 4), even when the test fails.
+/// nodes) or that runs in `root` (the runbook's node 4), even when the test
+/// fails.
 struct Cleanup {
     dev: Child,
     dir: std::path::PathBuf,
+    /// The test's directory, every runbook line's working directory.
+    root: std::path::PathBuf,
 }
 
 impl Drop for Cleanup {
@@ -45,8 +48,12 @@ impl Drop for Cleanup {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
             };
+            // The runbook's node 4 names its paths relative to the test's
+            // directory, its working directory: match that too.
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
+            let ours = cwd.starts_with(&self.root) && pid != std::process::id() as i32;
+            if ours || String::from_utf8_lossy(&cmdline).contains(&needle) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
@@ -78,6 +85,7 @@ fn the_replace_a_dead_node_runbook_works_verbatim() {
     let cleanup = Cleanup {
         dev,
         dir: tmp.path().join("paxlog-dev"),
+        root: tmp.path().to_path_buf(),
     };
     // `paxlog dev` says so once it has appended and read back.
     let mut ready = false;
