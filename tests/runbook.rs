@@ -1,6 +1,7 @@
 //! README's runbook "replace a dead node", run line by line against a real
 //! `paxlog dev`, exactly as a reader would type it (with the built `paxlog`
 //! first on `PATH`); then the cluster must serve with node 4 in node 3's place.
+//! And `paxlog dev` itself outlives whoever reads its output.
 
 mod common;
 
@@ -88,15 +89,15 @@ fn the_replace_a_dead_node_runbook_works_verbatim() {
         root: tmp.path().to_path_buf(),
     };
     // `paxlog dev` says so once it has appended and read back.
-    let mut ready = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("dev output");
-        if line.contains("The cluster is running") {
-            ready = true;
-            break;
-        }
-    }
+    let mut lines_out = BufReader::new(stdout).lines();
+    let ready = lines_out
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("The cluster is running"));
     assert!(ready, "paxlog dev did not come up");
+    // Keep reading: `paxlog dev` goes on printing, and closing its stdout
+    // under it would make it fail and take the whole cluster down with it.
+    std::thread::spawn(move || lines_out.for_each(drop));
 
     let started = Instant::now();
     for line in &lines {
@@ -144,4 +145,61 @@ fn the_replace_a_dead_node_runbook_works_verbatim() {
         String::from_utf8_lossy(&append.stderr)
     );
     drop(cleanup);
+}
+
+/// `paxlog dev` is the cluster's owner: a reader of its output that goes
+/// away (`paxlog dev | head`, this test's harness) must not make it panic and
+/// take its nodes down. Both its streams are closed, then a node dies (a line
+/// on stderr) and Ctrl-C comes (a line on stdout): it must still stop its
+/// nodes and exit cleanly. Before the fix it died "failed printing to
+/// stdout: Broken pipe" (exit 101), which is what made the runbook flaky.
+#[test]
+fn dev_outlives_a_closed_stdout_and_stderr() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut dev = Command::new(exe())
+        .args(["dev", "--dir", "paxlog-dev"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("paxlog dev");
+    let stdout = dev.stdout.take().expect("stdout");
+    let stderr = dev.stderr.take().expect("stderr");
+    let dev_pid = dev.id();
+    let cleanup = Cleanup {
+        dev,
+        dir: tmp.path().join("paxlog-dev"),
+        root: tmp.path().to_path_buf(),
+    };
+    // Its last line before it serves; everything it prints later goes
+    // into closed pipes.
+    let last_seen = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("Press Ctrl-C to stop"));
+    assert!(last_seen, "paxlog dev did not come up");
+    drop(stderr);
+
+    let file = paxlog::cluster::ClusterFile::load(&tmp.path().join("paxlog-dev/cluster.toml"))
+        .expect("cluster file");
+    let pids: Vec<i32> = file
+        .nodes
+        .iter()
+        .map(|n| n.pid.expect("dev records each node's pid") as i32)
+        .collect();
+    let victim = nix::unistd::Pid::from_raw(pids[0]);
+    nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).expect("kill node 1");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dev_pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("Ctrl-C to paxlog dev");
+    let mut cleanup = cleanup;
+    let status = cleanup.dev.wait().expect("wait for paxlog dev");
+    assert!(status.success(), "paxlog dev exited {status}");
+    // It stopped the nodes it owns: their pids are gone (reaped by it).
+    for pid in &pids[1..] {
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        assert!(!alive, "node process {pid} outlived paxlog dev");
+    }
 }

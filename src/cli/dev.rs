@@ -13,6 +13,20 @@ use paxlog::client::Client;
 use paxlog::core::Role;
 use paxlog::launch::{LaunchConfig, LaunchError, LocalCluster};
 
+/// Writes a line, ignoring a closed stream: the report is for whoever
+/// watches, and a reader that went away (`paxlog dev | head`) must not take
+/// the cluster down with a panic.
+macro_rules! say {
+    ($stream:ident) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::$stream());
+    }};
+    ($stream:ident, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::$stream(), $($arg)*);
+    }};
+}
+
 const CLIENT_NAME: &str = "cli";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_RETRY: Duration = Duration::from_millis(100);
@@ -61,33 +75,41 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let outcome = show_it_works(&mut cluster).await;
     if let Err(error) = &outcome {
-        eprintln!("error: {error:#}");
-        eprintln!("node logs are in {}", dir.join("logs").display());
+        say!(stderr, "error: {error:#}");
+        say!(stderr, "node logs are in {}", dir.join("logs").display());
     } else if !args.once {
         let rel = relative(cluster.cluster_path());
-        println!();
-        println!("The cluster is running. In another terminal, try:");
-        println!("  paxlog append --cluster {rel} hello world");
-        println!("  seq 1 1000 | paxlog append --cluster {rel}");
-        println!("  paxlog read --cluster {rel} --from 1");
-        println!("  paxlog tail --cluster {rel} --follow");
-        println!("  paxlog status --cluster {rel}");
-        println!(
+        say!(stdout);
+        say!(stdout, "The cluster is running. In another terminal, try:");
+        say!(stdout, "  paxlog append --cluster {rel} hello world");
+        say!(stdout, "  seq 1 1000 | paxlog append --cluster {rel}");
+        say!(stdout, "  paxlog read --cluster {rel} --from 1");
+        say!(stdout, "  paxlog tail --cluster {rel} --follow");
+        say!(stdout, "  paxlog status --cluster {rel}");
+        say!(
+            stdout,
             "  curl http://{}/metrics",
             cluster.file().nodes[0]
                 .admin
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
-        println!("(from a source checkout, `paxlog` is `cargo run --profile ci --`)");
-        println!(
+        say!(
+            stdout,
+            "(from a source checkout, `paxlog` is `cargo run --profile ci --`)"
+        );
+        say!(
+            stdout,
             "Node logs: {}. Press Ctrl-C to stop.",
             relative(&dir.join("logs"))
         );
         wait_until_stopped(&mut cluster).await;
     }
     for id in cluster.stop(STOP_GRACE).await {
-        eprintln!("node {id} did not stop within {STOP_GRACE:?}; killing it");
+        say!(
+            stderr,
+            "node {id} did not stop within {STOP_GRACE:?}; killing it"
+        );
     }
     outcome.map(|_| ExitCode::SUCCESS)
 }
@@ -104,7 +126,8 @@ async fn show_it_works(cluster: &mut LocalCluster) -> anyhow::Result<()> {
             }
             other => other.into(),
         })?;
-    println!(
+    say!(
+        stdout,
         "paxlog dev: {} nodes up, node {leader} leads (elected in {} ms)",
         cluster.ids().len(),
         started.elapsed().as_millis()
@@ -123,17 +146,24 @@ async fn show_it_works(cluster: &mut LocalCluster) -> anyhow::Result<()> {
         .context("reading it back")?;
     match back.first() {
         Some(entry) if entry.payload == value.as_bytes() => {
-            println!("appended {value:?} at index {index} and read it back");
+            say!(
+                stdout,
+                "appended {value:?} at index {index} and read it back"
+            );
         }
         other => bail!("read back {other:?} at index {index}, expected {value:?}"),
     }
     for (id, addr, status) in client.status_all().await {
         match status {
-            Ok(s) => println!(
+            Ok(s) => say!(
+                stdout,
                 "  node {id} {addr}: {:<9} ballot {} chosen {} last {}",
-                s.role, s.ballot, s.chosen_index, s.last_index
+                s.role,
+                s.ballot,
+                s.chosen_index,
+                s.last_index
             ),
-            Err(e) => println!("  node {id} {addr}: unreachable ({e})"),
+            Err(e) => say!(stdout, "  node {id} {addr}: unreachable ({e})"),
         }
     }
     Ok(())
@@ -156,19 +186,19 @@ async fn wait_until_stopped(cluster: &mut LocalCluster) {
     loop {
         tokio::select! {
             _ = &mut stop => {
-                println!("\nstopping the cluster");
+                say!(stdout, "\nstopping the cluster");
                 return;
             }
             exit = cluster.any_exit() => match exit {
                 Ok((id, status)) => {
-                    eprintln!("node {id} exited ({status}); the others keep serving (Ctrl-C stops them)");
+                    say!(stderr, "node {id} exited ({status}); the others keep serving (Ctrl-C stops them)");
                     if cluster.ids().iter().all(|&n| !cluster.is_running(n)) {
-                        eprintln!("no node is running; stopping");
+                        say!(stderr, "no node is running; stopping");
                         return;
                     }
                 }
                 Err(e) => {
-                    eprintln!("cannot watch the nodes ({e}); stopping the cluster");
+                    say!(stderr, "cannot watch the nodes ({e}); stopping the cluster");
                     return;
                 }
             },
