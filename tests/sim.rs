@@ -344,8 +344,11 @@ fn fault_counts(outcomes: &[Outcome]) {
     // through their leader, 20,376), asked of a leader and lifted by its
     // Phase 1 range 2,190, asked of a leader whose chosen index was below an
     // index already acknowledged 298 (each an answer `ReadIgnoresRecovered`
-    // would get wrong).
-    let expected: [(&str, u64, u64); 22] = [
+    // would get wrong); membership steps chosen 1,271, refused by the
+    // configuration (a stale epoch, a step too far) 323, configurations the
+    // histories went through 6,175, seeds ending with a voter outside the
+    // seed 84.
+    let expected: [(&str, u64, u64); 26] = [
         ("crashes", sum(|o| o.stats.crashes), 1_400),
         ("restarts", sum(|o| o.stats.restarts), 2_700),
         ("leader changes", sum(|o| o.stats.leader_changes), 950),
@@ -391,6 +394,26 @@ fn fault_counts(outcomes: &[Outcome]) {
             "tails asked of a leader behind an acknowledgement",
             sum(|o| o.stats.tails.exposed),
             95,
+        ),
+        (
+            "membership steps chosen",
+            sum(|o| o.stats.reconfig.chosen),
+            420,
+        ),
+        (
+            "membership steps refused",
+            sum(|o| o.stats.reconfig.refused),
+            105,
+        ),
+        (
+            "configurations gone through",
+            sum(|o| o.stats.reconfig.epochs),
+            2_050,
+        ),
+        (
+            "seeds ending with a new voter",
+            seeds(|o| o.stats.reconfig.new_voters > 0),
+            27,
         ),
     ];
     for (what, total, per_1000) in expected {
