@@ -189,7 +189,9 @@ impl Log {
         Ok(self.client.tail().await?.1)
     }
 
-    /// Trims the log up to and including `upto` (a replicated command).
+    /// Trims the log up to and including `upto` (a replicated command;
+    /// every node trims at exactly `upto`). A trim above the last chosen
+    /// index is refused with `OpError::TrimAboveChosen` and trims nothing.
     pub async fn trim(&self, upto: Index) -> Result<Index, LogError> {
         Ok(self.client.trim(upto).await?)
     }

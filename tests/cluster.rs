@@ -439,6 +439,19 @@ fn the_cli_appends_reads_tails_and_reports_status() {
     assert!(metrics.contains("paxlog_appends_total"), "{metrics}");
     assert!(metrics.contains("paxlog_fsync_seconds"), "{metrics}");
 
+    // A typo above everything chosen is refused, and nothing is trimmed.
+    let last = indexes.iter().max().expect("indexes");
+    let typo = (last + 999_999).to_string();
+    let (ok, stdout, stderr) = cluster.cli(&["trim", "--upto", &typo], None);
+    assert!(!ok, "a trim above the chosen index succeeded: {stdout}");
+    assert!(
+        stderr.contains("refused") && stderr.contains(&typo),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = cluster.cli(&["read", "--from", "1"], None);
+    assert!(ok, "a read from 1 after the refused trim: {stderr}");
+    assert!(stdout.lines().count() >= indexes.len(), "{stdout}");
+
     // Trim the first value away: reads below say where the log starts now,
     // reads above still work, on every node once it applied the trim.
     let lowest = *indexes.iter().min().expect("indexes");

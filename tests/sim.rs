@@ -1,5 +1,5 @@
 //! Deterministic simulation of paxlog's Multi-Paxos core (DESIGN.md, testing
-//! layer 2). `cargo test --profile ci -p paxlog --test sim`:
+//! layer 2). `cargo test --profile ci --workspace --test sim`:
 //! - default: `PAXLOG_SIM_SEEDS` seeds (default 10,000), alternating 3 and 5 nodes;
 //! - `PAXLOG_SIM_SEED=S`: replays seed S exactly, printing its event trace.
 //!
@@ -151,7 +151,7 @@ fn report(outcomes: &[Outcome]) -> usize {
             println!("seed {}: {}: {}", o.seed, v.invariant, v.detail);
         }
         println!(
-            "replay: PAXLOG_SIM_SEED={} cargo test --profile ci -p paxlog --test sim",
+            "replay: PAXLOG_SIM_SEED={} cargo test --profile ci --workspace --test sim",
             o.seed
         );
     }
@@ -167,9 +167,11 @@ fn report(outcomes: &[Outcome]) -> usize {
     );
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     println!(
-        "totals: trims proposed {} (seeds with a trim point {}), lagging prefixes skipped {}, disk failures {}, \
-         promises sent in chunks {}, catch-up messages {}, suspect restarts {}",
+        "totals: trims proposed {} (above the leader's chosen index and refused {}; seeds with \
+         a trim point {}), lagging prefixes skipped {}, disk failures {}, promises sent in \
+         chunks {}, catch-up messages {}, suspect restarts {}",
         sum(|o| o.stats.trims),
+        sum(|o| o.stats.trims_refused),
         outcomes.iter().filter(|o| o.stats.trim_max > 0).count(),
         sum(|o| o.stats.trim_skips),
         sum(|o| o.stats.disk_failures),
@@ -347,8 +349,8 @@ fn fault_counts(outcomes: &[Outcome]) {
     // would get wrong); membership steps chosen 1,271, refused by the
     // configuration (a stale epoch, a step too far) 323, configurations the
     // histories went through 6,175, seeds ending with a voter outside the
-    // seed 84.
-    let expected: [(&str, u64, u64); 26] = [
+    // seed 84; trims above the leader's chosen index refused 40.
+    let expected: [(&str, u64, u64); 27] = [
         ("crashes", sum(|o| o.stats.crashes), 1_400),
         ("restarts", sum(|o| o.stats.restarts), 2_700),
         ("leader changes", sum(|o| o.stats.leader_changes), 950),
@@ -394,6 +396,11 @@ fn fault_counts(outcomes: &[Outcome]) {
             "tails asked of a leader behind an acknowledgement",
             sum(|o| o.stats.tails.exposed),
             95,
+        ),
+        (
+            "trims above the chosen index refused",
+            sum(|o| o.stats.trims_refused),
+            13,
         ),
         (
             "membership steps chosen",
@@ -742,4 +749,11 @@ fn mutation_change_counted_by_new_config_is_caught() {
 #[test]
 fn mutation_learner_acks_counted_is_caught() {
     mutation_caught(Mutation::LearnerAcksCounted);
+}
+
+/// A trim above the chosen index, accepted: each node cuts it to just
+/// below the Trim, a trim point no chosen Trim names (`trim`).
+#[test]
+fn mutation_trim_above_chosen_is_caught() {
+    mutation_caught(Mutation::TrimAboveChosen);
 }

@@ -82,6 +82,13 @@ pub enum OpError {
     ChangeRefused(super::ChangeError),
     #[error("not permitted: {0}")]
     NotPermitted(String),
+    /// A trim past what is chosen would cut entries nobody has applied (a
+    /// typo away from trimming the whole log): refused, nothing trimmed.
+    #[error(
+        "trim up to {upto} refused: the last chosen index the leader knows is {chosen}; \
+         nothing was trimmed"
+    )]
+    TrimAboveChosen { upto: Index, chosen: Index },
 }
 
 impl OpError {
@@ -103,6 +110,7 @@ impl OpError {
             OpError::OutOfOrder { .. } => "out_of_order",
             OpError::ChangeRefused(_) => "change_refused",
             OpError::NotPermitted(_) => "not_permitted",
+            OpError::TrimAboveChosen { .. } => "trim_above_chosen",
         }
     }
 

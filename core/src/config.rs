@@ -72,6 +72,8 @@ pub enum Mutation {
     ChangeCountedByNewConfig,
     /// A leader counts learners' acknowledgements towards its quorums.
     LearnerAcksCounted,
+    /// A leader proposes a trim above its chosen index.
+    TrimAboveChosen,
 }
 
 impl Config {

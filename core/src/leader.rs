@@ -131,7 +131,13 @@ impl<S: Store> Replica<S> {
                 floor,
                 payload,
             },
-            ProposalCommand::Trim(upto) => Command::Trim { upto },
+            ProposalCommand::Trim(upto) => {
+                let chosen = self.learner.chosen_index;
+                if upto > chosen && !self.config.mutated(Mutation::TrimAboveChosen) {
+                    return Err(OpError::TrimAboveChosen { upto, chosen });
+                }
+                Command::Trim { upto }
+            }
             ProposalCommand::Barrier => Command::Noop,
             ProposalCommand::Register { supersedes } => Command::Register { supersedes },
             ProposalCommand::Reconfigure {

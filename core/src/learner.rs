@@ -301,10 +301,11 @@ impl<S: Store> Replica<S> {
                 break;
             }
             self.learner.pending_trims.pop_first();
-            upto = upto.max(
-                to.min(self.learner.applied_index)
-                    .min(self.learner.dedup_index),
-            );
+            // A Trim's own index bounds it, the same on every node: leaders
+            // refuse a trim above their chosen index, and one from an older
+            // leader that did not is cut to just below the Trim itself.
+            assert!(at <= self.learner.dedup_index);
+            upto = upto.max(to.min(at - 1));
         }
         self.learner.trim_target = self.learner.trim_target.max(upto);
         let target = self.learner.trim_target;

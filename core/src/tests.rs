@@ -589,8 +589,9 @@ fn single_node_cluster_leads_and_chooses_alone() {
     assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(2)));
 }
 
-#[test]
-fn reads_below_the_trim_point_name_the_first_index_held() {
+/// Three nodes, node 1 leading, five appends chosen; then node 1 is asked
+/// (request 99) to trim up to `upto`.
+fn five_appends_then_trim(upto: Index) -> Cluster {
     let mut c = Cluster::new(3);
     c.elect(1);
     for seq in 1..=5 {
@@ -603,11 +604,17 @@ fn reads_below_the_trim_point_name_the_first_index_held() {
         client_id: 0,
         seq: 0,
         floor: 0,
-        command: ProposalCommand::Trim(3),
+        command: ProposalCommand::Trim(upto),
         expected_ballot: None,
     };
     c.node(1).propose(trim, now);
     c.settle();
+    c
+}
+
+#[test]
+fn reads_below_the_trim_point_name_the_first_index_held() {
+    let mut c = five_appends_then_trim(3);
     c.node(1).set_applied(7);
     c.settle();
     assert_eq!(c.node(1).status().trim_index, 3);
@@ -627,6 +634,35 @@ fn reads_below_the_trim_point_name_the_first_index_held() {
             .map(|e| e.0),
         Some(4)
     );
+}
+
+/// `paxlog trim --upto 999999` on a short log once trimmed everything on
+/// every node, each at its own applied index: now refused, nothing trimmed.
+#[test]
+fn a_trim_above_the_chosen_index_is_refused_and_trims_nothing() {
+    let mut c = five_appends_then_trim(999_999);
+    let chosen = c.node(1).status().chosen_index;
+    assert!(chosen >= 5, "the five appends are chosen: {chosen}");
+    assert_eq!(
+        c.reply(99).map(|r| r.result.clone()),
+        Some(Err(OpError::TrimAboveChosen {
+            upto: 999_999,
+            chosen
+        }))
+    );
+    assert_eq!(
+        c.node(1).status().last_index,
+        chosen,
+        "nothing was proposed"
+    );
+    for id in 1..=3 {
+        let applied = c.node(id).status().chosen_index;
+        c.node(id).set_applied(applied);
+    }
+    c.settle();
+    for id in 1..=3 {
+        assert_eq!(c.node(id).status().trim_index, 0, "node {id}");
+    }
 }
 
 #[test]

@@ -117,7 +117,8 @@ impl Attempts {
             | OpError::Trimmed { .. }
             | OpError::BadRequest(_)
             | OpError::ChangeRefused(_)
-            | OpError::NotPermitted(_)) => Step::Fail(match self.maybe_applied.take() {
+            | OpError::NotPermitted(_)
+            | OpError::TrimAboveChosen { .. }) => Step::Fail(match self.maybe_applied.take() {
                 Some(why) => ClientError::Indeterminate(format!("{why}; then: {error}")),
                 None => ClientError::Op(error),
             }),

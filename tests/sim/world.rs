@@ -3,12 +3,12 @@
 //! run after every step. Everything is ordered (`BTreeMap`) and driven by one
 //! seeded RNG, so a seed replays exactly.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use paxlog::core::{
-    Command, Config, Envelope, Index, Message, Mutation, NodeId, Outbound, Persist, Replica, Role,
-    TrimState, MESSAGE_OVERHEAD_BYTES,
+    Command, Config, Envelope, Index, Message, Mutation, NodeId, OpError, Outbound, Persist,
+    Replica, Role, TrimState, MESSAGE_OVERHEAD_BYTES,
 };
 use paxlog_storage::{Identity, MemStore, Store};
 use rand::{Rng, SeedableRng};
@@ -125,6 +125,8 @@ pub struct Stats {
     pub chosen: u64,
     pub acked: u64,
     pub trims: u64,
+    /// Trims proposed above the leader's chosen index and refused.
+    pub trims_refused: u64,
     /// Highest trim point any node reached, and prefixes skipped by lagging nodes.
     pub trim_max: u64,
     pub trim_skips: u64,
@@ -278,6 +280,8 @@ pub struct World {
     trims_chosen: BTreeMap<Index, Index>,
     /// The trim proposed at the start of the quiet phase (request id), until it is answered.
     quiet_trim: Option<u64>,
+    /// Trims proposed above the proposer's chosen index, awaiting their answer.
+    typo_trims: BTreeSet<u64>,
     /// `StaleAccepted`: the next leader's Accept broadcast is cut by a crash;
     /// the leader crashing mid-broadcast.
     stale_armed: bool,
@@ -377,6 +381,7 @@ impl World {
             quiet: false,
             trims_chosen: BTreeMap::new(),
             quiet_trim: None,
+            typo_trims: BTreeSet::new(),
             stale_armed: false,
             crashing: None,
             cut_off: None,
@@ -751,6 +756,12 @@ impl World {
             for rep in replies {
                 if self.quiet_trim == Some(rep.id) {
                     self.quiet_trim = None;
+                }
+                if self.typo_trims.remove(&rep.id) {
+                    if let Err(OpError::TrimAboveChosen { .. }) = rep.result {
+                        self.stats.trims_refused += 1;
+                    }
+                    continue;
                 }
                 if self.on_reconfig_reply(rep.id, &rep.result) {
                     continue;

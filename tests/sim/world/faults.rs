@@ -98,7 +98,15 @@ impl World {
         let Some(r) = self.nodes.get_mut(&node).and_then(|n| n.replica.as_mut()) else {
             return;
         };
-        let upto = r.status().chosen_index.saturating_sub(20);
+        let chosen = r.status().chosen_index;
+        // Now and then a typo: a trim above everything chosen, which the
+        // leader must refuse (it would cut what nobody has applied).
+        let typo = !self.quiet && self.rng.gen_range(0..8) == 0;
+        let upto = if typo {
+            chosen + self.rng.gen_range(1..=1_000)
+        } else {
+            chosen.saturating_sub(20)
+        };
         if upto == 0 {
             return;
         }
@@ -108,6 +116,9 @@ impl World {
         if self.quiet {
             // The quiet phase waits for its answer (`world/settle.rs`).
             self.quiet_trim = Some(id);
+        }
+        if typo {
+            self.typo_trims.insert(id);
         }
         let proposal = Proposal {
             id,
