@@ -5,10 +5,12 @@
 //! scalar state is cached and changes only after a write returned `Ok`.
 
 mod open;
+mod reclaim;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rocksdb::{Direction, ErrorKind, IteratorMode, ReadOptions, WriteOptions, DB};
 
@@ -19,7 +21,9 @@ use crate::{
 
 /// A node's durable acceptor state in a RocksDB directory.
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
+    /// Compacts trimmed ranges off the write path.
+    reclaimer: reclaim::Reclaimer,
     dir: PathBuf,
     identity: Identity,
     /// Invariant: nonzero, and what `meta/incarnation` holds.
@@ -155,8 +159,12 @@ impl RocksStore {
             db.put_opt(key, record::encode(&key, reason), &synced())
                 .map_err(io)?;
         }
+        let db = Arc::new(db);
+        let reclaimer = reclaim::Reclaimer::start(db.clone(), loaded.meta.trim_index)
+            .map_err(|e| StoreError::Io(format!("start the reclaim thread: {e}")))?;
         Ok(RocksStore {
             db,
+            reclaimer,
             dir: dir.to_path_buf(),
             identity,
             incarnation,
@@ -203,6 +211,13 @@ impl RocksStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Waits until the space of the entries up to `trim_index` has been
+    /// given back (a compaction covered the trimmed range), at most
+    /// `timeout`; whether it has.
+    pub fn wait_reclaimed(&self, trim_index: Index, timeout: Duration) -> bool {
+        self.reclaimer.wait(trim_index, timeout)
     }
 
     /// Testing: the next write fails before reaching RocksDB, and the store is
@@ -281,6 +296,7 @@ impl RocksStore {
         if let Some(trim) = trim {
             cache.meta.trim_index = trim;
             cache.last_index = cache.last_index.max(trim);
+            self.reclaimer.trimmed(trim);
         }
         if repair {
             cache.health = Health::Ok;
