@@ -7,13 +7,12 @@
 //! compaction runs at a time: trims that arrive meanwhile are merged into
 //! the next one.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rocksdb::DB;
 
-use super::lock;
 use crate::{record, Index};
 
 #[derive(Debug, Default)]
@@ -27,6 +26,12 @@ struct State {
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
+
+/// Every critical section assigns whole values, so a poisoned lock still
+/// guards consistent state.
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The reclaim thread of one store; dropping it waits for the compaction
 /// in progress, so the database can be closed and reopened at once.
