@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use common::{exe, WAIT_MAX};
@@ -64,6 +64,25 @@ impl Drop for Cleanup {
     }
 }
 
+/// Starts `paxlog dev --dir paxlog-dev` in `root`, its stdout piped to the
+/// caller and its stderr to `stderr`; the cleanup owns it.
+fn start_dev(root: &std::path::Path, stderr: Stdio) -> (Cleanup, ChildStdout) {
+    let mut dev = Command::new(exe())
+        .args(["dev", "--dir", "paxlog-dev"])
+        .current_dir(root)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("paxlog dev");
+    let stdout = dev.stdout.take().expect("stdout");
+    let cleanup = Cleanup {
+        dev,
+        dir: root.join("paxlog-dev"),
+        root: root.to_path_buf(),
+    };
+    (cleanup, stdout)
+}
+
 #[test]
 fn the_replace_a_dead_node_runbook_works_verbatim() {
     let lines = runbook();
@@ -75,19 +94,7 @@ fn the_replace_a_dead_node_runbook_works_verbatim() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut dev = Command::new(exe())
-        .args(["dev", "--dir", "paxlog-dev"])
-        .current_dir(tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("paxlog dev");
-    let stdout = dev.stdout.take().expect("stdout");
-    let cleanup = Cleanup {
-        dev,
-        dir: tmp.path().join("paxlog-dev"),
-        root: tmp.path().to_path_buf(),
-    };
+    let (cleanup, stdout) = start_dev(tmp.path(), Stdio::null());
     // `paxlog dev` says so once it has appended and read back.
     let mut lines_out = BufReader::new(stdout).lines();
     let ready = lines_out
@@ -156,21 +163,9 @@ fn the_replace_a_dead_node_runbook_works_verbatim() {
 #[test]
 fn dev_outlives_a_closed_stdout_and_stderr() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut dev = Command::new(exe())
-        .args(["dev", "--dir", "paxlog-dev"])
-        .current_dir(tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("paxlog dev");
-    let stdout = dev.stdout.take().expect("stdout");
-    let stderr = dev.stderr.take().expect("stderr");
-    let dev_pid = dev.id();
-    let cleanup = Cleanup {
-        dev,
-        dir: tmp.path().join("paxlog-dev"),
-        root: tmp.path().to_path_buf(),
-    };
+    let (mut cleanup, stdout) = start_dev(tmp.path(), Stdio::piped());
+    let stderr = cleanup.dev.stderr.take().expect("stderr");
+    let dev_pid = cleanup.dev.id();
     // Its last line before it serves; everything it prints later goes
     // into closed pipes.
     let last_seen = BufReader::new(stdout)
@@ -194,7 +189,6 @@ fn dev_outlives_a_closed_stdout_and_stderr() {
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("Ctrl-C to paxlog dev");
-    let mut cleanup = cleanup;
     let status = cleanup.dev.wait().expect("wait for paxlog dev");
     assert!(status.success(), "paxlog dev exited {status}");
     // It stopped the nodes it owns: their pids are gone (reaped by it).
