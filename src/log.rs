@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,8 +39,8 @@ use futures::stream::{Stream, StreamExt};
 use paxlog_net::ClientTls;
 use paxlog_storage::{Ballot, Index, NodeId};
 
-use crate::client::{Client, ClientError, ClientOptions};
-use crate::core::{Change, Membership, OpError};
+use crate::client::{Client, ClientError, ClientOptions, Delivery};
+use crate::core::{Change, Membership, OpError, SnapshotMeta};
 use crate::node::{self, NodeConfig, NodeError, NodeHandle};
 use crate::proto::NodeStatus;
 
@@ -62,7 +63,15 @@ pub enum LogEvent {
         index: Index,
         bytes: Bytes,
     },
-    /// Entries before `first` were trimmed and cannot be delivered.
+    /// Every index up to `index` is trimmed: load the application's state
+    /// from this snapshot ([`Log::fetch_snapshot`]) instead; the next
+    /// event is `index + 1`.
+    Snapshot {
+        index: Index,
+        meta: SnapshotMeta,
+    },
+    /// Entries before `first` were trimmed with no snapshot covering them
+    /// (a trim from before snapshots existed): they cannot be delivered.
     Trimmed {
         first: Index,
     },
@@ -164,17 +173,51 @@ impl Log {
         Ok(entries.into_iter().map(|e| (e.index, e.payload)).collect())
     }
 
-    /// Every chosen entry from `from` on, in order; a trimmed start yields
-    /// `Trimmed { first }` and continues from `first`.
+    /// Every chosen entry from `from` on, in order. Where `from` is below the
+    /// trim point, `Snapshot { index, .. }` comes first (the newest
+    /// published snapshot, which covers every trimmed index), then every
+    /// entry from `index + 1`, each once.
     pub fn subscribe(&self, from: Index) -> impl Stream<Item = Result<LogEvent, LogError>> + '_ {
         self.client.subscribe(from).map(|item| match item {
-            Ok(e) => Ok(LogEvent::Entry {
+            Ok(Delivery::Entry(e)) => Ok(LogEvent::Entry {
                 index: e.index,
                 bytes: e.payload,
+            }),
+            Ok(Delivery::Snapshot(meta)) => Ok(LogEvent::Snapshot {
+                index: meta.index,
+                meta,
             }),
             Err(ClientError::Op(OpError::Trimmed { first, .. })) => Ok(LogEvent::Trimmed { first }),
             Err(e) => Err(e.into()),
         })
+    }
+
+    /// Publishes `source` as the application's state after applying every
+    /// index `<= index` (streamed in chunks, any size). This node keeps the
+    /// file; once this returns every node knows the snapshot (index, size,
+    /// CRC-32C, holders) and the trim point may move up to it, never past.
+    /// Give every replica's snapshot the same bytes for the same index and
+    /// each one holds it.
+    pub async fn publish_snapshot(
+        &self,
+        index: Index,
+        source: impl tokio::io::AsyncRead + Unpin,
+    ) -> Result<SnapshotMeta, LogError> {
+        let holder = self.node.local_port().node_id();
+        Ok(self.client.publish_snapshot(holder, index, source).await?.0)
+    }
+
+    /// The newest published snapshot, as the reachable nodes know it.
+    pub async fn snapshot(&self) -> Result<Option<SnapshotMeta>, LogError> {
+        Ok(self.client.newest_snapshot().await?)
+    }
+
+    /// Fetches the snapshot `meta` into `dest` from any node holding it, in
+    /// checksummed chunks: resumed after a crash or a lost connection, and
+    /// `dest` appears only whole and verified. Returns the bytes that were
+    /// already there from an interrupted fetch.
+    pub async fn fetch_snapshot(&self, meta: &SnapshotMeta, dest: &Path) -> Result<u64, LogError> {
+        Ok(self.client.fetch_snapshot(meta, dest).await?)
     }
 
     /// The linearizable tail: a chosen index at or above every append

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use paxlog_storage::{Ballot, Index, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{Change, Membership, OpError, Role};
+use crate::core::{Change, Membership, OpError, Role, SnapshotMeta};
+pub use crate::node::HeldSnapshot;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -61,6 +62,41 @@ pub enum Request {
         req: u64,
         from: Index,
     },
+    /// Appends `data` (at most `SNAPSHOT_CHUNK_BYTES`) to this node's upload
+    /// of a snapshot at `index` if `offset` is where the upload ends (0
+    /// starts over): answered `SnapshotWritten` with where it ends now.
+    /// Admin only.
+    SnapshotWrite {
+        req: u64,
+        index: Index,
+        offset: u64,
+        data: Bytes,
+    },
+    /// Checks the upload of `index` and makes it a snapshot this node holds:
+    /// answered `Appended { index }`. Admin only.
+    SnapshotSeal {
+        req: u64,
+        index: Index,
+        size_bytes: u64,
+        crc32c: u32,
+    },
+    /// Publishes a snapshot `holder` holds (a replicated command): answered
+    /// `Appended` with the index it was chosen at. Admin only.
+    PublishSnapshot {
+        req: u64,
+        index: Index,
+        size_bytes: u64,
+        crc32c: u32,
+        holder: NodeId,
+    },
+    /// Up to `len` bytes of a snapshot this node holds, from `offset`.
+    SnapshotRead {
+        req: u64,
+        index: Index,
+        crc32c: u32,
+        offset: u64,
+        len: u32,
+    },
 }
 
 impl Request {
@@ -73,11 +109,17 @@ impl Request {
             | Request::Tail { req }
             | Request::Status { req }
             | Request::Reconfigure { req, .. }
-            | Request::Subscribe { req, .. } => *req,
+            | Request::Subscribe { req, .. }
+            | Request::SnapshotWrite { req, .. }
+            | Request::SnapshotSeal { req, .. }
+            | Request::PublishSnapshot { req, .. }
+            | Request::SnapshotRead { req, .. } => *req,
         }
     }
 }
 
+// A status answer is rare and short-lived; boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Response {
     Appended {
@@ -104,6 +146,15 @@ pub enum Response {
         req: u64,
         error: OpError,
     },
+    SnapshotWritten {
+        req: u64,
+        next_offset: u64,
+    },
+    SnapshotData {
+        req: u64,
+        size_bytes: u64,
+        data: Bytes,
+    },
 }
 
 impl Response {
@@ -113,7 +164,9 @@ impl Response {
             | Response::Entries { req, .. }
             | Response::Tail { req, .. }
             | Response::Status { req, .. }
-            | Response::Error { req, .. } => *req,
+            | Response::Error { req, .. }
+            | Response::SnapshotWritten { req, .. }
+            | Response::SnapshotData { req, .. } => *req,
         }
     }
 }
@@ -141,6 +194,10 @@ pub struct NodeStatus {
     pub incarnation: u64,
     /// Why this node does not vote, if it does not.
     pub not_voting: Option<String>,
+    /// The newest published snapshot this node knows.
+    pub snapshot: Option<SnapshotMeta>,
+    /// The snapshot files this node holds.
+    pub snapshots_held: Vec<HeldSnapshot>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

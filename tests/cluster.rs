@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{block_on, http_get, runtime, TestCluster};
-use paxlog::client::{Client, ClientError, ClientOptions};
+use paxlog::client::{Client, ClientError, ClientOptions, Delivery};
 use paxlog::proto::Entry;
 
 /// Reads `1..=to` from node `id` alone (any node may serve chosen entries).
@@ -167,7 +167,7 @@ fn leader_sigkill_under_load_loses_nothing_and_the_old_leader_catches_up() {
             let mut events = Box::pin(client.subscribe(1));
             while let Some(event) = events.next().await {
                 // An error reports the break while it resumes on another node.
-                if let Ok(entry) = event {
+                if let Ok(Delivery::Entry(entry)) = event {
                     delivered.lock().expect("lock").push(entry);
                 }
             }
@@ -452,9 +452,84 @@ fn the_cli_appends_reads_tails_and_reports_status() {
     assert!(ok, "a read from 1 after the refused trim: {stderr}");
     assert!(stdout.lines().count() >= indexes.len(), "{stdout}");
 
+    // No snapshot yet: a trim is refused, since a node behind it could not
+    // rebuild the application's state.
+    let lowest = *indexes.iter().min().expect("indexes");
+    let (ok, stdout, stderr) = cluster.cli(&["trim", "--upto", &lowest.to_string()], None);
+    assert!(!ok, "a trim with no snapshot published succeeded: {stdout}");
+    assert!(
+        stderr.contains("newest published snapshot is at index 0"),
+        "{stderr}"
+    );
+
+    // Publish a snapshot at the first value (held by node 2), see it listed
+    // and fetch it back whole.
+    let state = cluster.dir.path().join("state.snap");
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&state, &bytes).expect("write the snapshot");
+    let state_arg = state.to_str().expect("utf-8");
+    let (ok, stdout, stderr) = cluster.cli(
+        &[
+            "snapshot",
+            "publish",
+            "--index",
+            &lowest.to_string(),
+            "--file",
+            state_arg,
+            "--node",
+            "2",
+        ],
+        None,
+    );
+    assert!(ok, "snapshot publish failed: {stderr}");
+    assert!(stdout.contains("held by node 2"), "{stdout}");
+    cluster.wait_for("every node to know the snapshot", |s| {
+        s.iter()
+            .all(|(_, st)| {
+                st.as_ref()
+                    .and_then(|st| st.snapshot.as_ref())
+                    .is_some_and(|m| m.index == lowest)
+            })
+            .then_some(())
+    });
+    let (ok, stdout, stderr) = cluster.cli(&["snapshot", "list", "--json"], None);
+    assert!(ok, "snapshot list failed: {stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for row in rows {
+        assert_eq!(
+            row["newest"]["index"], lowest,
+            "every node knows it: {stdout}"
+        );
+        let held = row["held"].as_array().expect("held").len();
+        assert_eq!(
+            held,
+            usize::from(row["node"] == 2),
+            "only node 2 holds it: {stdout}"
+        );
+    }
+    let fetched = cluster.dir.path().join("fetched.snap");
+    let fetched_arg = fetched.to_str().expect("utf-8");
+    let (ok, stdout, stderr) = cluster.cli(&["snapshot", "get", "--out", fetched_arg], None);
+    assert!(ok, "snapshot get failed: {stderr}");
+    assert!(stdout.contains("3000000 bytes"), "{stdout}");
+    assert!(
+        std::fs::read(&fetched).expect("fetched") == bytes,
+        "the fetched snapshot differs"
+    );
+
+    // Past the snapshot: refused by name.
+    let above = (lowest + 1).to_string();
+    let (ok, stdout, stderr) = cluster.cli(&["trim", "--upto", &above], None);
+    assert!(!ok, "a trim past the newest snapshot succeeded: {stdout}");
+    assert!(
+        stderr.contains(&format!("snapshot is at index {lowest}")),
+        "{stderr}"
+    );
+
     // Trim the first value away: reads below say where the log starts now,
     // reads above still work, on every node once it applied the trim.
-    let lowest = *indexes.iter().min().expect("indexes");
     let (ok, stdout, stderr) = cluster.cli(&["trim", "--upto", &lowest.to_string()], None);
     assert!(ok, "trim failed: {stderr}");
     assert!(stdout.contains("trim up to"), "{stdout}");

@@ -5,10 +5,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use paxlog::client::{Client, ClientError, ClientOptions};
 use paxlog::core::OpError;
-use paxlog::log::{Log, LogConfig, LogError};
+use paxlog::log::{Log, LogConfig, LogError, LogEvent};
 use paxlog::node::NodeConfig;
+use paxlog_storage::Index;
 
 const CLIENT: &str = "embedder";
 /// Bound on every wait; a test that needs longer is broken.
@@ -96,6 +98,20 @@ async fn single_node_append_read_tail_trim() {
     let payloads: Vec<u8> = read.iter().map(|(_, b)| b[0]).collect();
     assert_eq!(payloads, vec![0, 1, 2, 3, 4]);
 
+    match bounded(log.trim(indexes[2])).await {
+        Err(LogError::Client(ClientError::Op(OpError::TrimAboveSnapshot {
+            snapshot: 0, ..
+        }))) => {}
+        other => panic!("a trim with no snapshot gave {other:?}"),
+    }
+    let state = b"the state after the first three values".to_vec();
+    let meta = bounded(log.publish_snapshot(indexes[2], &state[..]))
+        .await
+        .expect("publish");
+    assert_eq!(
+        (meta.index, meta.size_bytes),
+        (indexes[2], state.len() as u64)
+    );
     bounded(log.trim(indexes[2])).await.expect("trim");
     match bounded(log.read(indexes[0]..indexes[4] + 1)).await {
         Err(LogError::Client(ClientError::Op(OpError::Trimmed { first, .. }))) => {
@@ -103,6 +119,30 @@ async fn single_node_append_read_tail_trim() {
         }
         other => panic!("read below the trim point gave {other:?}"),
     }
+    // A subscriber from 1: the snapshot, then every entry after it, once.
+    let mut events = Box::pin(log.subscribe(1));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.push(bounded(events.next()).await.expect("event").expect("ok"));
+    }
+    let LogEvent::Snapshot { index, meta } = &got[0] else {
+        panic!("the first event is not the snapshot: {got:?}");
+    };
+    assert_eq!(*index, indexes[2]);
+    let entries: Vec<(Index, u8)> = got[1..]
+        .iter()
+        .map(|e| match e {
+            LogEvent::Entry { index, bytes } => (*index, bytes[0]),
+            other => panic!("{other:?} after the snapshot"),
+        })
+        .collect();
+    assert_eq!(entries, vec![(indexes[3], 3), (indexes[4], 4)]);
+    let dest = cluster.dir.path().join("fetched");
+    bounded(log.fetch_snapshot(meta, &dest))
+        .await
+        .expect("fetch");
+    assert_eq!(std::fs::read(&dest).expect("fetched"), state);
+    drop(events);
     log.close().await.expect("close");
 }
 
@@ -150,9 +190,6 @@ async fn tail_after_ack_from_every_node_and_retry_returns_one_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_across_leader_stop_is_exactly_once_and_old_ballot_is_fenced() {
-    use futures::StreamExt;
-    use paxlog::log::LogEvent;
-
     let cluster = Embedded::new(3);
     let mut logs = BTreeMap::new();
     for id in 1..=3 {

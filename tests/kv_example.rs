@@ -1,5 +1,6 @@
-//! Runs `examples/kv.rs` (three in-process nodes, snapshot, trim, restart
-//! from snapshot + log) as a test, so CI fails when the example would.
+//! Runs `examples/kv.rs` (three in-process nodes, published snapshots, a
+//! trim, and a replica with an empty state directory rebuilt from a peer's
+//! snapshot plus the log) as a test, so CI fails when the example would.
 
 #[allow(dead_code)]
 #[path = "../examples/kv.rs"]
@@ -12,4 +13,8 @@ async fn the_kv_example_checks_out() {
         .expect("the kv example finished in time")
         .unwrap_or_else(|e| panic!("kv example failed: {e}"));
     assert!(summary.contains("3 replicas equal"), "{summary}");
+    assert!(
+        summary.contains("rebuilt from a peer's snapshot"),
+        "{summary}"
+    );
 }

@@ -343,9 +343,15 @@ fn only_admin_certificates_change_members_or_trim() {
     let before = members(&admin);
     let trim_before = c.statuses()[0].1.as_ref().expect("status").trim_index;
 
+    let snapshot = c.dir.path().join("state.snap");
+    std::fs::write(&snapshot, b"the application's state").expect("snapshot file");
+    let snapshot = snapshot.to_str().expect("utf-8 path").to_string();
+    let upto = index.to_string();
+    let publish = ["snapshot", "publish", "--index", &upto, "--file", &snapshot];
     for args in [
         vec!["members", "remove", "3", "--client", "app"],
         vec!["trim", "--upto", "1", "--client", "app"],
+        [&publish[..], &["--client", "app"]].concat(),
     ] {
         let (ok, out, err) = c.cli(&args, None);
         assert!(!ok, "{args:?} succeeded: {out}");
@@ -355,7 +361,13 @@ fn only_admin_certificates_change_members_or_trim() {
     let trim_after = c.statuses()[0].1.as_ref().expect("status").trim_index;
     assert_eq!(trim_after, trim_before, "the log was trimmed");
 
-    let upto = index.to_string();
+    assert!(
+        c.statuses()
+            .iter()
+            .all(|(_, s)| s.as_ref().is_some_and(|s| s.snapshot.is_none())),
+        "a snapshot was published"
+    );
+    cli_ok(&c, &publish);
     cli_ok(&c, &["trim", "--upto", &upto]);
     cli_ok(&c, &["members", "remove", "3"]);
     assert!(!members(&admin).is_member(3));

@@ -49,6 +49,8 @@ mod inv_prefix;
 mod inv_promise;
 #[path = "sim/inv_recovery.rs"]
 mod inv_recovery;
+#[path = "sim/inv_snapshot.rs"]
+mod inv_snapshot;
 #[path = "sim/inv_synced.rs"]
 mod inv_synced;
 #[path = "sim/inv_tail.rs"]
@@ -167,13 +169,16 @@ fn report(outcomes: &[Outcome]) -> usize {
     );
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     println!(
-        "totals: trims proposed {} (above the leader's chosen index and refused {}; seeds with \
-         a trim point {}), lagging prefixes skipped {}, disk failures {}, promises sent in \
-         chunks {}, catch-up messages {}, suspect restarts {}",
+        "totals: trims proposed {} (refused: above the leader's chosen index {}, above the \
+         newest snapshot {}; seeds with a trim point {}), snapshots published {}, installed by \
+         a node behind the trim point {}, disk failures {}, promises sent in chunks {}, \
+         catch-up messages {}, suspect restarts {}",
         sum(|o| o.stats.trims),
         sum(|o| o.stats.trims_refused),
+        sum(|o| o.stats.trims_refused_snapshot),
         outcomes.iter().filter(|o| o.stats.trim_max > 0).count(),
-        sum(|o| o.stats.trim_skips),
+        sum(|o| o.stats.snapshots),
+        sum(|o| o.stats.snapshot_installs),
         sum(|o| o.stats.disk_failures),
         sum(|o| o.stats.promise_chunks),
         sum(|o| o.stats.catchups),
@@ -350,7 +355,7 @@ fn fault_counts(outcomes: &[Outcome]) {
     // configuration (a stale epoch, a step too far) 323, configurations the
     // histories went through 6,175, seeds ending with a voter outside the
     // seed 84; trims above the leader's chosen index refused 40.
-    let expected: [(&str, u64, u64); 27] = [
+    let expected: [(&str, u64, u64); 29] = [
         ("crashes", sum(|o| o.stats.crashes), 1_400),
         ("restarts", sum(|o| o.stats.restarts), 2_700),
         ("leader changes", sum(|o| o.stats.leader_changes), 950),
@@ -365,7 +370,12 @@ fn fault_counts(outcomes: &[Outcome]) {
             seeds(|o| o.stats.trim_final > 0),
             900,
         ),
-        ("lagging prefixes skipped", sum(|o| o.stats.trim_skips), 23),
+        ("snapshots published", sum(|o| o.stats.snapshots), 500),
+        (
+            "snapshots installed below the trim point",
+            sum(|o| o.stats.snapshot_installs),
+            11,
+        ),
         ("catch-up messages", sum(|o| o.stats.catchups), 26_000),
         (
             "Catchups carrying a session table",
@@ -401,6 +411,11 @@ fn fault_counts(outcomes: &[Outcome]) {
             "trims above the chosen index refused",
             sum(|o| o.stats.trims_refused),
             13,
+        ),
+        (
+            "trims above the newest snapshot refused",
+            sum(|o| o.stats.trims_refused_snapshot),
+            12,
         ),
         (
             "membership steps chosen",
@@ -756,4 +771,18 @@ fn mutation_learner_acks_counted_is_caught() {
 #[test]
 fn mutation_trim_above_chosen_is_caught() {
     mutation_caught(Mutation::TrimAboveChosen);
+}
+
+/// Trims past the newest snapshot, neither refused nor cut: a trim point
+/// no snapshot covers (`inv_snapshot`), or a typo answered Ok (`trim`).
+#[test]
+fn mutation_trim_past_snapshot_is_caught() {
+    mutation_caught(Mutation::TrimPastSnapshot);
+}
+
+/// A node behind the trim point emits after it without a snapshot: its
+/// application silently misses the prefix (`inv_prefix`).
+#[test]
+fn mutation_skip_without_snapshot_is_caught() {
+    mutation_caught(Mutation::SkipWithoutSnapshot);
 }

@@ -39,6 +39,14 @@ pub enum ProposalCommand {
         expect_epoch: u64,
         change: super::Change,
     },
+    /// Publishes a snapshot of the application's state at `index` (a chosen
+    /// index) that `holder` stores.
+    Snapshot {
+        index: Index,
+        size_bytes: u64,
+        crc32c: u32,
+        holder: NodeId,
+    },
 }
 
 /// The one outcome type of an operation that a node answers, end to end:
@@ -89,6 +97,23 @@ pub enum OpError {
          nothing was trimmed"
     )]
     TrimAboveChosen { upto: Index, chosen: Index },
+    /// The trim point never passes the newest published snapshot: a node
+    /// behind it could not rebuild the application's state.
+    #[error(
+        "trim up to {upto} refused: the newest published snapshot is at index {snapshot} \
+         (0: none); the trim point never passes it, so publish a snapshot at or above \
+         {upto} first; nothing was trimmed"
+    )]
+    TrimAboveSnapshot { upto: Index, snapshot: Index },
+    /// A snapshot can only be of chosen indexes.
+    #[error(
+        "snapshot at index {index} refused: the last chosen index the leader knows is {chosen}"
+    )]
+    SnapshotAboveChosen { index: Index, chosen: Index },
+    /// A snapshot file this node cannot serve or store (not held, or an
+    /// I/O error); another holder may.
+    #[error("snapshot unavailable: {0}")]
+    SnapshotUnavailable(String),
 }
 
 impl OpError {
@@ -111,6 +136,9 @@ impl OpError {
             OpError::ChangeRefused(_) => "change_refused",
             OpError::NotPermitted(_) => "not_permitted",
             OpError::TrimAboveChosen { .. } => "trim_above_chosen",
+            OpError::TrimAboveSnapshot { .. } => "trim_above_snapshot",
+            OpError::SnapshotAboveChosen { .. } => "snapshot_above_chosen",
+            OpError::SnapshotUnavailable(_) => "snapshot_unavailable",
         }
     }
 
@@ -220,6 +248,8 @@ pub struct Status {
     /// Why this node does not vote, if it does not (suspect storage, not
     /// a voter, an incarnation the configuration does not name).
     pub not_voting: Option<String>,
+    /// The newest published snapshot this node knows.
+    pub snapshot: Option<super::SnapshotMeta>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! The replicated command: what one chosen index holds.
 
 use bytes::Bytes;
-use paxlog_storage::Index;
+use paxlog_storage::{Index, NodeId};
 
 use super::membership::{Change, Membership};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,14 @@ pub enum Command {
         expect_epoch: u64,
         change: Change,
         next: Membership,
+    },
+    /// The application published a snapshot of its state at `index`, held
+    /// by `holder` (see `snapshot`); bounds every later trim.
+    Snapshot {
+        index: Index,
+        size_bytes: u64,
+        crc32c: u32,
+        holder: NodeId,
     },
 }
 

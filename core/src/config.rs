@@ -74,6 +74,12 @@ pub enum Mutation {
     LearnerAcksCounted,
     /// A leader proposes a trim above its chosen index.
     TrimAboveChosen,
+    /// Trims pass the newest published snapshot (the leader does not refuse
+    /// them and nodes do not cut them to it).
+    TrimPastSnapshot,
+    /// A node that caught up below the trim point goes on emitting after it
+    /// without the application installing a snapshot (a silent jump).
+    SkipWithoutSnapshot,
 }
 
 impl Config {

@@ -21,7 +21,10 @@ pub(crate) fn fold(table: &mut SessionTable, index: Index, command: &Command) ->
             table.register(index, supersedes);
             None
         }
-        Command::Noop | Command::Trim { .. } | Command::Reconfigure { .. } => None,
+        Command::Noop
+        | Command::Trim { .. }
+        | Command::Reconfigure { .. }
+        | Command::Snapshot { .. } => None,
     }
 }
 

@@ -7,6 +7,7 @@ use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
 use super::leader_state::{Leader, LeaderEntry, Progress};
 use super::replica::{Replica, RoleState};
+use super::snapshot_meta::trim_bound;
 use super::{Command, Lookup, Message, Mutation, OpError, Proposal, ProposalCommand, Reply};
 
 impl<S: Store> Replica<S> {
@@ -136,7 +137,28 @@ impl<S: Store> Replica<S> {
                 if upto > chosen && !self.config.mutated(Mutation::TrimAboveChosen) {
                     return Err(OpError::TrimAboveChosen { upto, chosen });
                 }
+                let snapshot = trim_bound(&self.learner.snapshot);
+                if upto > snapshot && !self.config.mutated(Mutation::TrimPastSnapshot) {
+                    return Err(OpError::TrimAboveSnapshot { upto, snapshot });
+                }
                 Command::Trim { upto }
+            }
+            ProposalCommand::Snapshot {
+                index,
+                size_bytes,
+                crc32c,
+                holder,
+            } => {
+                let chosen = self.learner.chosen_index;
+                if index > chosen || index == 0 {
+                    return Err(OpError::SnapshotAboveChosen { index, chosen });
+                }
+                Command::Snapshot {
+                    index,
+                    size_bytes,
+                    crc32c,
+                    holder,
+                }
             }
             ProposalCommand::Barrier => Command::Noop,
             ProposalCommand::Register { supersedes } => Command::Register { supersedes },

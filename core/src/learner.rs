@@ -8,6 +8,7 @@ use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 use super::fold::{client_of, fold, fold_membership};
 use super::replica::{Replica, RoleState};
 use super::sessions::{Fold, Hidden, TrimState};
+use super::snapshot_meta::fold_snapshot;
 use super::{Chosen, Command, Message, Mutation, OpError, Reply};
 
 /// Chosen indexes folded into the trailing session table per input, so a
@@ -85,6 +86,8 @@ impl<S: Store> Replica<S> {
         trim_state: Option<Bytes>,
         now_ms: u64,
     ) {
+        // Progress, after a skip too, asks for more at once.
+        let mut got_any = false;
         if trim_index > self.learner.chosen_index {
             // Without the session table at the trim point we would answer
             // retries differently from the others: never skip without it.
@@ -92,7 +95,10 @@ impl<S: Store> Replica<S> {
                 return;
             };
             match TrimState::decode(&state) {
-                Ok(state) if state.at == trim_index => self.skip_to_trim(state),
+                Ok(state) if state.at == trim_index => {
+                    self.skip_to_trim(state);
+                    got_any = true;
+                }
                 Ok(state) => {
                     tracing::warn!(
                         node = self.config.node_id,
@@ -110,7 +116,6 @@ impl<S: Store> Replica<S> {
                 }
             }
         }
-        let mut got_any = false;
         for (offset, value) in values.into_iter().enumerate() {
             let index = first_index + offset as Index;
             if index > chosen_index || index <= self.learner.chosen_index {
@@ -169,7 +174,8 @@ impl<S: Store> Replica<S> {
     }
 
     /// Peers trimmed past everything we know: the prefix is gone for good,
-    /// and `state` is the session table at their trim point.
+    /// and `state` is the session table at their trim point. The
+    /// application gets the newest snapshot instead (`poll_snapshot`).
     pub(crate) fn skip_to_trim(&mut self, state: TrimState) {
         let trim_index = state.at;
         if trim_index <= self.learner.chosen_index {
@@ -193,6 +199,11 @@ impl<S: Store> Replica<S> {
         self.learner.trim_membership = state.membership;
         self.learner.trim_fold_index = trim_index;
         self.acceptor.last_index = self.acceptor.last_index.max(trim_index);
+        // The application never saw the prefix: it waits for the snapshot
+        // (its command is above the trim point, see `snapshot`).
+        if self.learner.applied_index < trim_index {
+            self.learner.behind_trim = true;
+        }
         self.learner.emitted_index = self.learner.emitted_index.max(trim_index);
         self.learner.applied_index = self.learner.applied_index.max(trim_index);
         self.learner.dedup_index = trim_index;
@@ -250,7 +261,11 @@ impl<S: Store> Replica<S> {
                     }
                 }
                 Command::Trim { upto } => {
+                    let upto = self.trim_cut(upto);
                     self.learner.pending_trims.insert(index, upto);
+                }
+                Command::Snapshot { .. } => {
+                    fold_snapshot(&mut self.learner.snapshot, index, &command);
                 }
                 Command::Noop | Command::Register { .. } | Command::Reconfigure { .. } => {}
             }
@@ -265,6 +280,9 @@ impl<S: Store> Replica<S> {
     }
 
     pub(crate) fn learner_poll_chosen(&mut self) -> Option<Chosen> {
+        if self.learner.behind_trim && !self.config.mutated(Mutation::SkipWithoutSnapshot) {
+            return None;
+        }
         // Indexes the application already applied (before a restart) are not re-emitted.
         self.learner.emitted_index = self
             .learner

@@ -20,6 +20,7 @@ use paxlog_storage::Index;
 
 use super::membership::Membership;
 use super::sessions::{Hidden, SessionTable};
+use super::snapshot_meta::SnapshotMeta;
 
 #[derive(Debug)]
 pub(crate) struct LearnerState {
@@ -73,6 +74,18 @@ pub(crate) struct LearnerState {
     /// Invariant: every key is in `(applied_index, dedup_index]` (applied
     /// ones are taken at once).
     pub(crate) pending_trims: BTreeMap<Index, Index>,
+    /// The newest published snapshot after folding every chosen index
+    /// `<= dedup_index` (see `snapshot`).
+    /// Invariant: once `dedup_index` passes every Trim that moved the trim
+    /// point, `trim_index <= snapshot.index` (a Trim is cut to it).
+    pub(crate) snapshot: Option<SnapshotMeta>,
+    /// The application skipped a prefix it never applied (this node caught
+    /// up below a peer's trim point): nothing is emitted until it installs
+    /// the newest snapshot. `emitted_index` and `applied_index` stand at the
+    /// trim point meanwhile, though the application has not seen it.
+    pub(crate) behind_trim: bool,
+    /// The snapshot index `poll_snapshot` last offered (0: none).
+    pub(crate) snapshot_offered: Index,
 }
 
 impl LearnerState {

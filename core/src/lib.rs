@@ -12,7 +12,11 @@
 //! - [`Replica::propose`]: a client append or trim.
 //! - [`Replica::read_index`]: a linearizable tail; no log write (`read_index`).
 //! - [`Replica::on_persisted`]: the write with this ticket is durable.
-//! - [`Replica::set_applied`]: the application has applied through an index.
+//! - [`Replica::set_applied`]: the application has applied through an index
+//!   (after a restart: what it had applied; below the trim point, it must
+//!   install a snapshot first).
+//! - [`Replica::on_snapshot_installed`]: the application loaded the snapshot
+//!   [`Replica::poll_snapshot`] offered.
 //! - [`Replica::on_storage_failed`]: a write failed; the replica fail-stops.
 //!
 //! After any input, poll every output until it returns `None`, in this order:
@@ -25,6 +29,10 @@
 //!    effective, see `sessions`, is emitted with `hidden = Some(..)`: apply it
 //!    as a no-op).
 //! 4. [`Replica::poll_reply`]: answers to proposals and tails.
+//! 5. [`Replica::poll_snapshot`]: the application is behind the trim point
+//!    (this node caught up past a prefix it never applied): load this
+//!    snapshot and call `on_snapshot_installed`; `poll_chosen` emits nothing
+//!    until then, and then goes on from the snapshot's index + 1.
 //!
 //! Persistence before reply is enforced by data, not by this comment: a
 //! Promise or Accepted message is queued behind the ticket of the write that
@@ -64,6 +72,8 @@ mod reconfig;
 mod recover;
 mod replica;
 mod sessions;
+mod snapshot;
+mod snapshot_meta;
 mod status;
 
 pub use api::{
@@ -80,6 +90,7 @@ pub use read::UserEntries;
 pub use reconfig::PROMOTE_LAG_ENTRIES_MAX;
 pub use replica::Replica;
 pub use sessions::{Fold, Hidden, Lookup, Refusal, SessionTable, TrimState};
+pub use snapshot_meta::{SnapshotMeta, SNAPSHOT_HOLDERS_MAX};
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ use super::io::Io;
 use super::learner_state::LearnerState;
 use super::replica::{Replica, RoleState};
 use super::sessions::{Fold, SessionTable, TrimState};
+use super::snapshot_meta::fold_snapshot;
 use super::{Command, Config, CoreError, Membership, Mutation};
 
 /// Entries read from the store per step while recovering.
@@ -121,6 +122,9 @@ impl<S: Store> Replica<S> {
                 trim_state,
                 trim_target: meta.trim_index,
                 pending_trims: BTreeMap::new(),
+                snapshot: None,
+                behind_trim: false,
+                snapshot_offered: 0,
             },
             waiters: BTreeMap::new(),
             io: Io::new(),
@@ -155,9 +159,11 @@ impl<S: Store> Replica<S> {
                 self.learner.hidden.insert(index, hidden);
             }
             if let Command::Trim { upto } = command {
+                let upto = self.trim_cut(upto);
                 self.learner.pending_trims.insert(index, upto);
             }
             fold_membership(&mut self.learner.membership, &command);
+            fold_snapshot(&mut self.learner.snapshot, index, &command);
             self.learner.dedup_index = index;
         }
         Ok(())

@@ -226,6 +226,10 @@ impl<S: Store> Replica<S> {
     }
 
     pub fn set_applied(&mut self, index: Index) {
+        // An application restarted behind the trim point needs a snapshot.
+        if index < self.learner.trim_index {
+            self.learner.behind_trim = true;
+        }
         self.learner.applied_index = self.learner.applied_index.max(index);
         self.learner.emitted_index = self
             .learner

@@ -39,6 +39,7 @@ impl<S: Store> Replica<S> {
             membership: m.clone(),
             incarnation: self.incarnation,
             not_voting: self.not_voting(),
+            snapshot: self.learner.snapshot.clone(),
         }
     }
 

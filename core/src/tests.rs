@@ -20,12 +20,16 @@ fn config(id: NodeId, n: u64) -> Config {
 }
 
 /// A cluster driven by hand: messages and writes move only when told.
-struct Cluster {
+pub(super) struct Cluster {
     nodes: Vec<Replica<MemStore>>,
     stores: Vec<MemStore>,
     inflight: Vec<(NodeId, Outbound)>,
     pending_writes: Vec<Vec<Persist>>,
     replies: Vec<Reply>,
+    /// Per node: every index `poll_chosen` emitted, in order.
+    emitted: Vec<Vec<Index>>,
+    /// Per node: every snapshot `poll_snapshot` offered.
+    offered: Vec<Vec<SnapshotMeta>>,
     now_ms: u64,
     /// The session the first election opened (index 1): appends start at 2.
     session: u64,
@@ -50,6 +54,8 @@ impl Cluster {
             inflight: Vec::new(),
             pending_writes: vec![Vec::new(); n as usize],
             replies: Vec::new(),
+            emitted: vec![Vec::new(); n as usize],
+            offered: vec![Vec::new(); n as usize],
             now_ms: 0,
             session: 0,
         }
@@ -68,9 +74,14 @@ impl Cluster {
             while let Some(m) = r.poll_message() {
                 self.inflight.push((k as NodeId + 1, m));
             }
-            while r.poll_chosen().is_some() {}
+            while let Some(c) = r.poll_chosen() {
+                self.emitted[k].push(c.index);
+            }
             while let Some(rep) = r.poll_reply() {
                 self.replies.push(rep);
+            }
+            while let Some(s) = r.poll_snapshot() {
+                self.offered[k].push(s);
             }
         }
     }
@@ -589,33 +600,62 @@ fn single_node_cluster_leads_and_chooses_alone() {
     assert_eq!(c.reply(10).map(|r| r.result.clone()), Some(Ok(2)));
 }
 
-/// Three nodes, node 1 leading, five appends chosen; then node 1 is asked
-/// (request 99) to trim up to `upto`.
-fn five_appends_then_trim(upto: Index) -> Cluster {
+/// `command` as request `req`, outside any session.
+pub(super) fn untracked(req: RequestId, command: ProposalCommand) -> Proposal {
+    Proposal {
+        id: req,
+        client_id: 0,
+        seq: 0,
+        floor: 0,
+        command,
+        expected_ballot: None,
+    }
+}
+
+/// Node `id` proposes `command` as request `req` (no session), and the
+/// cluster settles.
+pub(super) fn propose_command(
+    c: &mut Cluster,
+    id: NodeId,
+    req: RequestId,
+    command: ProposalCommand,
+) {
+    let now = c.now_ms;
+    c.node(id).propose(untracked(req, command), now);
+    c.settle();
+}
+
+/// A snapshot at `index` held by node 1, as node 1's application publishes it.
+pub(super) fn snapshot_of(index: Index) -> ProposalCommand {
+    ProposalCommand::Snapshot {
+        index,
+        size_bytes: 100,
+        crc32c: 0xC0FFEE,
+        holder: 1,
+    }
+}
+
+/// Three nodes, node 1 leading, five appends chosen (indexes 2 to 6); then
+/// node 1 publishes a snapshot at `snapshot` (request 98, none if 0) and is
+/// asked (request 99) to trim up to `upto`.
+pub(super) fn five_appends_then_trim(snapshot: Index, upto: Index) -> Cluster {
     let mut c = Cluster::new(3);
     c.elect(1);
     for seq in 1..=5 {
         c.propose(1, seq, seq, "x");
     }
     c.settle();
-    let now = c.now_ms;
-    let trim = Proposal {
-        id: 99,
-        client_id: 0,
-        seq: 0,
-        floor: 0,
-        command: ProposalCommand::Trim(upto),
-        expected_ballot: None,
-    };
-    c.node(1).propose(trim, now);
-    c.settle();
+    if snapshot > 0 {
+        propose_command(&mut c, 1, 98, snapshot_of(snapshot));
+    }
+    propose_command(&mut c, 1, 99, ProposalCommand::Trim(upto));
     c
 }
 
 #[test]
 fn reads_below_the_trim_point_name_the_first_index_held() {
-    let mut c = five_appends_then_trim(3);
-    c.node(1).set_applied(7);
+    let mut c = five_appends_then_trim(3, 3);
+    c.node(1).set_applied(8);
     c.settle();
     assert_eq!(c.node(1).status().trim_index, 3);
     let limit = paxlog_storage::ReadLimit {
@@ -640,7 +680,7 @@ fn reads_below_the_trim_point_name_the_first_index_held() {
 /// every node, each at its own applied index: now refused, nothing trimmed.
 #[test]
 fn a_trim_above_the_chosen_index_is_refused_and_trims_nothing() {
-    let mut c = five_appends_then_trim(999_999);
+    let mut c = five_appends_then_trim(6, 999_999);
     let chosen = c.node(1).status().chosen_index;
     assert!(chosen >= 5, "the five appends are chosen: {chosen}");
     assert_eq!(
@@ -801,3 +841,4 @@ mod peer_input;
 mod read_index;
 mod reads;
 mod sessions;
+mod snapshots;

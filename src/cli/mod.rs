@@ -7,6 +7,7 @@ mod dev;
 mod members;
 mod read;
 mod serve;
+mod snapshot;
 mod status;
 mod trim;
 
@@ -45,6 +46,8 @@ pub enum Cmd {
     Trim(trim::Args),
     /// List and change the cluster's members (add, promote, remove, replace).
     Members(members::Args),
+    /// The application's snapshots: list, get (fetch the newest), publish.
+    Snapshot(snapshot::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -58,5 +61,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Status(args) => status::run(args).await,
         Cmd::Trim(args) => trim::run(args).await,
         Cmd::Members(args) => members::run(args).await,
+        Cmd::Snapshot(args) => snapshot::run(args).await,
     }
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use futures::StreamExt;
 use paxlog_storage::Index;
 
+use paxlog::client::Delivery;
 use paxlog::proto::Entry;
 
 use super::args::{render_value, ClientArgs};
@@ -72,7 +73,13 @@ pub async fn run_tail(args: TailArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = &mut stop => return Ok(ExitCode::SUCCESS),
             item = stream.next() => match item {
-                Some(Ok(entry)) => print_entries(&[entry], args.hex)?,
+                Some(Ok(Delivery::Entry(entry))) => print_entries(&[entry], args.hex)?,
+                // The trimmed prefix is in a snapshot: say where it is, go on after it.
+                Some(Ok(Delivery::Snapshot(meta))) => eprintln!(
+                    "entries up to {} are trimmed; they are in the snapshot at index {} \
+                     ({} bytes; `paxlog snapshot get`)",
+                    meta.index, meta.index, meta.size_bytes
+                ),
                 Some(Err(error)) => return Err(error.into()),
                 None => return Ok(ExitCode::SUCCESS),
             }

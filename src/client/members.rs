@@ -32,7 +32,7 @@ impl Client {
     }
 
     /// Every node this client knows, in id order.
-    pub(super) fn node_ids(&self) -> Vec<NodeId> {
+    pub fn node_ids(&self) -> Vec<NodeId> {
         let nodes = self.inner.nodes.read().unwrap_or_else(|p| p.into_inner());
         nodes.keys().copied().collect()
     }

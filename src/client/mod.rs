@@ -13,7 +13,10 @@ mod read;
 mod retry;
 mod seqs;
 mod session;
+mod snapshot;
+pub use snapshot::partial_path;
 mod subscribe;
+pub use subscribe::Delivery;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,6 +54,9 @@ pub enum ClientError {
     Protocol(String),
     #[error("tls/certificates: {0}")]
     Tls(String),
+    /// A snapshot file could not be read, written or verified here.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 impl ClientError {
@@ -61,7 +67,10 @@ impl ClientError {
         match self {
             ClientError::Op(e) => e.surely_not_appended(),
             ClientError::Indeterminate(_) | ClientError::Timeout(_) => false,
-            ClientError::Unreachable(_) | ClientError::Protocol(_) | ClientError::Tls(_) => true,
+            ClientError::Unreachable(_)
+            | ClientError::Protocol(_)
+            | ClientError::Tls(_)
+            | ClientError::Snapshot(_) => true,
         }
     }
 }

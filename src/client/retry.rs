@@ -118,6 +118,9 @@ impl Attempts {
             | OpError::BadRequest(_)
             | OpError::ChangeRefused(_)
             | OpError::NotPermitted(_)
+            | OpError::TrimAboveSnapshot { .. }
+            | OpError::SnapshotAboveChosen { .. }
+            | OpError::SnapshotUnavailable(_)
             | OpError::TrimAboveChosen { .. }) => Step::Fail(match self.maybe_applied.take() {
                 Some(why) => ClientError::Indeterminate(format!("{why}; then: {error}")),
                 None => ClientError::Op(error),

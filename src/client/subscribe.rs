@@ -1,6 +1,7 @@
 //! The subscription stream: every chosen user entry from an index on, in
 //! order, resumed from the next index on a fresh stream (possibly another
-//! node) whenever one ends.
+//! node) whenever one ends. Below the trim point it delivers the newest
+//! published snapshot instead of the trimmed prefix, then goes on after it.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -11,8 +12,17 @@ use paxlog_storage::{Index, NodeId};
 
 use super::retry::Backoff;
 use super::{frame_max, Client, ClientError};
-use crate::core::OpError;
+use crate::core::{OpError, SnapshotMeta};
 use crate::proto::{Entry, Request, Response};
+
+/// One item of [`Client::subscribe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Entry(Entry),
+    /// The entries up to `meta.index` are trimmed: load this snapshot
+    /// ([`Client::fetch_snapshot`]); the next delivery is after it.
+    Snapshot(SnapshotMeta),
+}
 
 struct Subscription {
     /// Kept open: dropping it would end the stream.
@@ -24,9 +34,13 @@ impl Client {
     /// Every chosen user entry from `from` on, in order, without gaps or
     /// repeats, following new entries as they are chosen. Survives node
     /// failures by resuming elsewhere from the next index.
-    pub fn subscribe(&self, from: Index) -> impl Stream<Item = Result<Entry, ClientError>> + '_ {
+    pub fn subscribe(&self, from: Index) -> impl Stream<Item = Result<Delivery, ClientError>> + '_ {
         stream::unfold(
-            (from.max(1), VecDeque::<Entry>::new(), None::<Subscription>),
+            (
+                from.max(1),
+                VecDeque::<Delivery>::new(),
+                None::<Subscription>,
+            ),
             move |(mut next, mut buffered, mut sub)| async move {
                 loop {
                     if let Some(entry) = buffered.pop_front() {
@@ -48,7 +62,7 @@ impl Client {
                             for entry in entries {
                                 // Invariant: a subscription never repeats or reorders.
                                 if entry.index >= next {
-                                    buffered.push_back(entry);
+                                    buffered.push_back(Delivery::Entry(entry));
                                 }
                             }
                             next = next.max(after);
@@ -57,10 +71,21 @@ impl Client {
                             error: OpError::Trimmed { index, first },
                             ..
                         })) => {
-                            return Some((
-                                Err(ClientError::Op(OpError::Trimmed { index, first })),
-                                (next, buffered, None),
-                            ))
+                            let trimmed = OpError::Trimmed { index, first };
+                            return Some(match self.newest_snapshot().await {
+                                // The snapshot covers the trimmed prefix.
+                                Ok(Some(meta)) if meta.index + 1 >= first && meta.index >= next => {
+                                    let after = meta.index + 1;
+                                    (Ok(Delivery::Snapshot(meta)), (after, buffered, None))
+                                }
+                                // A prefix trimmed with no snapshot (before
+                                // snapshots existed): say so, go on after it.
+                                Ok(_) => (Err(ClientError::Op(trimmed)), (first, buffered, None)),
+                                Err(e) => {
+                                    Backoff::new().sleep().await;
+                                    (Err(e), (next, buffered, None))
+                                }
+                            });
                         }
                         Ok(_) | Err(_) => {
                             sub = None;

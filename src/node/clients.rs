@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::handle::{dispatch, Answer, Caller};
 use super::request::Command;
+use super::snapshots::SnapshotDir;
 use super::subscribe::subscribe;
 use crate::proto::{Request, Response};
 
@@ -48,6 +49,7 @@ pub(super) fn spawn_acceptor(
     mut shutdown: watch::Receiver<bool>,
     frame_bytes_max: usize,
     admins: Arc<Vec<String>>,
+    snapshots: Arc<SnapshotDir>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Exported at 0 from the start, so a scrape tells "none" from "not counted".
@@ -63,6 +65,7 @@ pub(super) fn spawn_acceptor(
             let loop_tx = loop_tx.clone();
             let chosen = chosen.clone();
             let admins = admins.clone();
+            let snapshots = snapshots.clone();
             tokio::spawn(async move {
                 let _counted = Counted::new();
                 let name = conn.name.clone();
@@ -80,12 +83,17 @@ pub(super) fn spawn_acceptor(
                     };
                     let loop_tx = loop_tx.clone();
                     let chosen = chosen.clone();
+                    let snapshots = snapshots.clone();
                     tokio::spawn(async move {
                         let reader = FrameReader::<Request>::new(recv, frame_bytes_max);
                         let writer = FrameWriter::<Response>::new(send, frame_bytes_max);
-                        if let Err(error) =
-                            serve_stream(reader, writer, caller, loop_tx, chosen).await
-                        {
+                        let serve = Serve {
+                            caller,
+                            loop_tx,
+                            chosen,
+                            snapshots,
+                        };
+                        if let Err(error) = serve_stream(reader, writer, serve).await {
                             tracing::debug!(%error, "client stream ended");
                         }
                     });
@@ -95,13 +103,25 @@ pub(super) fn spawn_acceptor(
     })
 }
 
-async fn serve_stream(
-    mut reader: FrameReader<Request>,
-    mut writer: FrameWriter<Response>,
+/// What one client stream's requests reach.
+struct Serve {
     caller: Caller,
     loop_tx: mpsc::Sender<Command>,
     chosen: watch::Receiver<Index>,
+    snapshots: Arc<SnapshotDir>,
+}
+
+async fn serve_stream(
+    mut reader: FrameReader<Request>,
+    mut writer: FrameWriter<Response>,
+    serve: Serve,
 ) -> Result<(), StreamError> {
+    let Serve {
+        caller,
+        loop_tx,
+        chosen,
+        snapshots,
+    } = serve;
     let mut in_flight: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut reading = true;
     loop {
@@ -119,7 +139,7 @@ async fn serve_stream(
                         // Handed to the loop here, before the next request is
                         // read: the in-flight set polls in no fixed order, and a
                         // request sent from there could overtake an earlier one.
-                        let answer = dispatch(request, caller, &loop_tx).await;
+                        let answer = dispatch(request, caller, &loop_tx, &snapshots).await;
                         in_flight.push(answer);
                     }
                     None => reading = false,

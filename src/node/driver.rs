@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::config::{NodeConfig, NodeError};
 use super::read::read;
 use super::request::Command;
+use super::snapshots::SnapshotDir;
 use super::status::node_status;
 use super::writer::WriteDone;
 use crate::core::{self, Envelope, Message, OpError, Replica, Role};
@@ -41,6 +42,9 @@ pub(super) struct Driver<S: Store + 'static> {
     /// follow now.
     config: NodeConfig,
     peers_epoch: u64,
+    /// Older snapshot files go once the log knows a newer one.
+    snapshots: Arc<SnapshotDir>,
+    snapshot_pruned: Index,
 }
 
 /// The loop's inputs, created by `start` before the driver exists.
@@ -52,6 +56,8 @@ pub(super) struct Inputs {
 }
 
 impl<S: Store + 'static> Driver<S> {
+    // Each is one piece `start` made for the loop; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         replica: Replica<Arc<S>>,
         started: Instant,
@@ -60,6 +66,7 @@ impl<S: Store + 'static> Driver<S> {
         writer: std::thread::JoinHandle<()>,
         chosen_tx: watch::Sender<Index>,
         config: NodeConfig,
+        snapshots: Arc<SnapshotDir>,
     ) -> Self {
         let peers_epoch = replica.membership().epoch;
         let node_id = config.node_id;
@@ -76,6 +83,8 @@ impl<S: Store + 'static> Driver<S> {
             last_role: None,
             config,
             peers_epoch,
+            snapshots,
+            snapshot_pruned: 0,
         }
     }
 
@@ -271,6 +280,13 @@ impl<S: Store + 'static> Driver<S> {
             }
             emitted = Some(entry.index);
         }
+        // The node applies nothing itself: a snapshot is installed at once
+        // (the application's own snapshot files are fetched by its client).
+        while let Some(meta) = self.replica.poll_snapshot() {
+            self.replica.on_snapshot_installed(meta.index);
+        }
+        let newest = self.replica.snapshot().map_or(0, |s| s.index);
+        SnapshotDir::prune_behind(&self.snapshots, newest, &mut self.snapshot_pruned);
         if let Some(index) = emitted {
             // The node applies nothing itself: readers go through the core.
             self.replica.set_applied(index);

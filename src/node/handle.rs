@@ -7,11 +7,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use paxlog_storage::{Ballot, Index};
 use tokio::sync::{mpsc, oneshot};
 
 use super::request::{Command, ReadResult};
+use super::snapshots::SnapshotDir;
 use crate::core::{OpError, ProposalCommand};
 use crate::proto::{NodeStatus, Request, Response};
 
@@ -36,6 +38,8 @@ impl Caller {
         let what = match request {
             Request::Trim { .. } => "trim",
             Request::Reconfigure { .. } => "a membership change",
+            Request::SnapshotWrite { .. } | Request::SnapshotSeal { .. } => "a snapshot upload",
+            Request::PublishSnapshot { .. } => "publishing a snapshot",
             _ => return None,
         };
         (!self.admin).then(|| {
@@ -57,6 +61,7 @@ pub(super) async fn dispatch(
     request: Request,
     caller: Caller,
     loop_tx: &mpsc::Sender<Command>,
+    snapshots: &Arc<SnapshotDir>,
 ) -> Answer {
     let req = request.req();
     if let Some(error) = caller.refuse(&request) {
@@ -138,9 +143,14 @@ pub(super) async fn dispatch(
         }
         Request::Status { .. } => {
             let asked = enqueue(loop_tx, |reply| Command::Status { reply }).await;
+            let dir = snapshots.clone();
             Box::pin(async move {
                 match answer(asked).await {
-                    Some(status) => Response::Status { req, status },
+                    Some(mut status) => {
+                        status.snapshots_held =
+                            blocking(move || Ok(dir.list())).await.unwrap_or_default();
+                        Response::Status { req, status }
+                    }
                     None => Response::Error {
                         req,
                         error: OpError::ShuttingDown,
@@ -151,6 +161,69 @@ pub(super) async fn dispatch(
         Request::Tail { .. } => {
             let asked = enqueue(loop_tx, |reply| Command::Status { reply }).await;
             Box::pin(tail(req, asked, loop_tx.clone()))
+        }
+        Request::PublishSnapshot {
+            index,
+            size_bytes,
+            crc32c,
+            holder,
+            ..
+        } => {
+            let command = ProposalCommand::Snapshot {
+                index,
+                size_bytes,
+                crc32c,
+                holder,
+            };
+            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
+            Box::pin(async move { appended(req, answer(asked).await) })
+        }
+        Request::SnapshotWrite {
+            index,
+            offset,
+            data,
+            ..
+        } => {
+            let dir = snapshots.clone();
+            Box::pin(async move {
+                match blocking(move || dir.write_chunk(index, offset, &data)).await {
+                    Ok(next_offset) => Response::SnapshotWritten { req, next_offset },
+                    Err(error) => Response::Error { req, error },
+                }
+            })
+        }
+        Request::SnapshotSeal {
+            index,
+            size_bytes,
+            crc32c,
+            ..
+        } => {
+            let dir = snapshots.clone();
+            Box::pin(async move {
+                match blocking(move || dir.seal(index, size_bytes, crc32c)).await {
+                    Ok(()) => Response::Appended { req, index },
+                    Err(error) => Response::Error { req, error },
+                }
+            })
+        }
+        Request::SnapshotRead {
+            index,
+            crc32c,
+            offset,
+            len,
+            ..
+        } => {
+            let dir = snapshots.clone();
+            Box::pin(async move {
+                match blocking(move || dir.read_chunk(index, crc32c, offset, len as usize)).await {
+                    Ok((data, size_bytes)) => Response::SnapshotData {
+                        req,
+                        size_bytes,
+                        data,
+                    },
+                    Err(error) => Response::Error { req, error },
+                }
+            })
         }
         Request::Subscribe { .. } => Box::pin(std::future::ready(Response::Error {
             req,
@@ -183,6 +256,15 @@ async fn tail(req: u64, status: Pending<NodeStatus>, loop_tx: mpsc::Sender<Comma
             error: OpError::ShuttingDown,
         },
     }
+}
+
+/// Snapshot file work, off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
+) -> Result<T, OpError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(OpError::SnapshotUnavailable(format!("snapshot task: {e}"))))
 }
 
 /// A command sent to the loop, as the receiver of its answer; `None` when the

@@ -5,10 +5,13 @@
 //! the network path's; only the frames, the TLS and the serialization are
 //! left out.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use super::handle::{self, Answer};
 use super::request::Command;
+use super::snapshots::SnapshotDir;
 use crate::core::NodeId;
 use crate::proto::Request;
 
@@ -20,11 +23,20 @@ use crate::proto::Request;
 pub struct LocalPort {
     node_id: NodeId,
     loop_tx: mpsc::Sender<Command>,
+    snapshots: Arc<SnapshotDir>,
 }
 
 impl LocalPort {
-    pub(super) fn new(node_id: NodeId, loop_tx: mpsc::Sender<Command>) -> LocalPort {
-        LocalPort { node_id, loop_tx }
+    pub(super) fn new(
+        node_id: NodeId,
+        loop_tx: mpsc::Sender<Command>,
+        snapshots: Arc<SnapshotDir>,
+    ) -> LocalPort {
+        LocalPort {
+            node_id,
+            loop_tx,
+            snapshots,
+        }
     }
 
     /// The node this port reaches.
@@ -38,6 +50,6 @@ impl LocalPort {
     pub(crate) async fn dispatch(&self, request: Request) -> Answer {
         // The embedding application owns this node: it is its admin.
         let caller = handle::Caller { admin: true };
-        handle::dispatch(request, caller, &self.loop_tx).await
+        handle::dispatch(request, caller, &self.loop_tx, &self.snapshots).await
     }
 }

@@ -14,6 +14,7 @@ use super::clients;
 use super::config::{NodeConfig, NodeError};
 use super::driver::{Driver, Inputs};
 use super::local::LocalPort;
+use super::snapshots::SnapshotDir;
 use super::writer;
 use crate::admin;
 use crate::core::{Envelope, Replica};
@@ -133,7 +134,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         Some(addr) => Some(admin::serve(addr, client_tx.clone())?),
         None => None,
     };
-    let local = LocalPort::new(config.node_id, client_tx.clone());
+    let snapshots = Arc::new(
+        SnapshotDir::open(&config.data_dir)
+            .map_err(|e| NodeError::Fatal(format!("snapshot directory: {e}")))?,
+    );
+    let local = LocalPort::new(config.node_id, client_tx.clone(), snapshots.clone());
     let endpoint = Arc::new(endpoint);
     let acceptor = clients::spawn_acceptor(
         endpoint.clone(),
@@ -142,6 +147,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         shutdown_rx.clone(),
         frame_bytes_max,
         Arc::new(config.admins.clone()),
+        snapshots.clone(),
     );
 
     let driver = Driver::new(
@@ -152,6 +158,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         writer,
         chosen_tx,
         config.clone(),
+        snapshots,
     );
     let inputs = Inputs {
         peer_rx,

@@ -31,5 +31,8 @@ pub(super) fn node_status(s: Status, now_ms: u64) -> NodeStatus {
         membership: s.membership,
         incarnation: s.incarnation,
         not_voting: s.not_voting,
+        snapshot: s.snapshot,
+        // Filled in by the request's handler, off the loop.
+        snapshots_held: Vec::new(),
     }
 }

@@ -12,7 +12,7 @@ use paxlog_storage::{MemStore, WriteBatch};
 
 use super::{
     inv_accept, inv_acked, inv_agreement, inv_chosen, inv_leader, inv_prefix, inv_promise,
-    inv_recovery, inv_synced, inv_tail,
+    inv_recovery, inv_snapshot, inv_synced, inv_tail,
 };
 
 /// What a checker's violation says.
@@ -40,6 +40,7 @@ pub const TABLE: &[(&str, Kind, &str)] = &[
     ("net_frame", Kind::Safety, "10. Every peer message fits the transport's frame limit, and every Promise and Catchup of entries the chunk bound (catchup_bytes_max + message overhead)."),
     ("trim", Kind::Safety, "11. A node's trim point is the upto of a Trim chosen at or below its applied index; after a last Trim in the quiet phase every node ends on it."),
     ("inv_tail", Kind::Safety, "12. A linearizable tail answered Ok is at or above every index acknowledged to a client before it was asked, chosen (at most the highest chosen index of any node, durably chosen by a quorum), and at or above every tail answered before it was asked."),
+    ("inv_snapshot", Kind::Safety, "13. Every node's application state (a digest of the effective appends it applied) equals the history's at every index it applies; a node behind the trim point installs the newest published snapshot, whose content is the history's state at its index, emitting nothing in between; no trim point passes the newest snapshot."),
     ("catch_up", Kind::Liveness, "Every node, not only a majority, reaches the cluster's chosen index within QUIET_MS of the quiet phase."),
     ("liveness", Kind::Liveness, "After the heal, every client gets an append chosen."),
     ("net_partition", Kind::Harness, "Nothing crosses a partitioned link while it stays blocked."),
@@ -64,6 +65,7 @@ pub struct Checkers {
     pub leader: inv_leader::OneLeaderPerBallot,
     pub chosen: inv_chosen::DurablyChosen,
     pub tail: inv_tail::Tails,
+    pub snapshots: inv_snapshot::Snapshots,
     pub found: Found,
 }
 
@@ -78,6 +80,7 @@ impl Checkers {
             leader: inv_leader::OneLeaderPerBallot::default(),
             chosen: inv_chosen::DurablyChosen::new(seed),
             tail: inv_tail::Tails::default(),
+            snapshots: inv_snapshot::Snapshots::default(),
             found: Vec::new(),
         }
     }
@@ -133,6 +136,8 @@ impl Checkers {
 
     pub fn on_chosen_output(&mut self, node: NodeId, applied: Index, chosen: &Chosen) {
         let value = chosen.command.encode();
+        self.snapshots
+            .on_output(node, applied, chosen, &mut self.found);
         self.prefix
             .on_output(node, applied, chosen.index, &value, &mut self.found);
         for (index, value) in self
@@ -185,5 +190,7 @@ impl Checkers {
 
     pub fn on_status(&mut self, status: &Status, incarnation: u64) {
         self.leader.on_status(status, incarnation, &mut self.found);
+        self.snapshots
+            .on_trim_point(status.node_id, status.trim_index, &mut self.found);
     }
 }

@@ -127,9 +127,14 @@ pub struct Stats {
     pub trims: u64,
     /// Trims proposed above the leader's chosen index and refused.
     pub trims_refused: u64,
-    /// Highest trim point any node reached, and prefixes skipped by lagging nodes.
+    /// Trims proposed above the newest snapshot the proposer knew, refused.
+    pub trims_refused_snapshot: u64,
+    /// Snapshots the applications published.
+    pub snapshots: u64,
+    /// Snapshots installed by a node whose application was behind the trim point.
+    pub snapshot_installs: u64,
+    /// Highest trim point any node reached.
     pub trim_max: u64,
-    pub trim_skips: u64,
     /// Promises cut short by their bound (a later Prepare fetches the rest).
     pub promise_chunks: u64,
     pub catchups: u64,
@@ -227,6 +232,10 @@ enum Event {
     Heal,
     /// The operator's next membership step (`world/reconfig.rs`).
     Reconfig,
+    /// The application on `node` trims up to the newest snapshot it knows.
+    Trim {
+        node: NodeId,
+    },
 }
 
 #[derive(Debug)]
@@ -279,9 +288,12 @@ pub struct World {
     /// Chosen Trim commands, index → `upto`, as the nodes emitted them.
     trims_chosen: BTreeMap<Index, Index>,
     /// The trim proposed at the start of the quiet phase (request id), until it is answered.
-    quiet_trim: Option<u64>,
+    quiet_waits: BTreeSet<u64>,
     /// Trims proposed above the proposer's chosen index, awaiting their answer.
-    typo_trims: BTreeSet<u64>,
+    /// (True: above the chosen index; false: only above the newest snapshot.)
+    typo_trims: BTreeMap<u64, bool>,
+    /// Snapshot publications awaiting their answer (ignored).
+    snapshot_reqs: BTreeSet<u64>,
     /// `StaleAccepted`: the next leader's Accept broadcast is cut by a crash;
     /// the leader crashing mid-broadcast.
     stale_armed: bool,
@@ -380,8 +392,9 @@ impl World {
             last_leader: None,
             quiet: false,
             trims_chosen: BTreeMap::new(),
-            quiet_trim: None,
-            typo_trims: BTreeSet::new(),
+            quiet_waits: BTreeSet::new(),
+            typo_trims: BTreeMap::new(),
+            snapshot_reqs: BTreeSet::new(),
             stale_armed: false,
             crashing: None,
             cut_off: None,
@@ -646,6 +659,7 @@ impl World {
             }
             Event::Fault => self.fault(),
             Event::Reconfig => self.reconfig_step(),
+            Event::Trim { node } => self.propose_trim(node),
             Event::Restart { node } => {
                 let failed = self.nodes[&node]
                     .replica
@@ -712,6 +726,7 @@ impl World {
             while let Some(rep) = r.poll_reply() {
                 replies.push(rep);
             }
+            let offered: Vec<_> = std::iter::from_fn(|| r.poll_snapshot()).collect();
             let status = r.status();
             if self.p.trace && status.membership.epoch != node.config_epoch {
                 node.config_epoch = status.membership.epoch;
@@ -721,12 +736,6 @@ impl World {
             if let Some(last) = chosen.last() {
                 r.set_applied(last.index);
             }
-            // A node that lagged past a trim point skips the trimmed prefix (its
-            // own trims never pass what the application applied).
-            if status.trim_index > node.applied {
-                node.applied = status.trim_index;
-                self.stats.trim_skips += 1;
-            }
             self.stats.trim_max = self.stats.trim_max.max(status.trim_index);
             if !node.pending.is_empty() && !node.persist_scheduled {
                 node.persist_scheduled = true;
@@ -734,13 +743,15 @@ impl World {
                 let delay = self.rng.gen_range(1..=self.persist_max_ms);
                 self.schedule(delay, Event::Persist { node: id, epoch });
             }
-            progressed |= !out.is_empty() || !chosen.is_empty() || !replies.is_empty();
+            progressed |=
+                !out.is_empty() || !chosen.is_empty() || !replies.is_empty() || !offered.is_empty();
             for c in chosen {
                 if c.hidden.is_some() {
                     self.stats.duplicates += 1;
                 }
                 if let Command::Trim { upto } = c.command {
-                    self.trims_chosen.insert(c.index, upto);
+                    let cut = upto.min(self.checkers.snapshots.trim_bound(c.index));
+                    self.trims_chosen.insert(c.index, cut);
                 }
                 let applied = self.nodes[&id].applied;
                 self.checkers.on_chosen_output(id, applied, &c);
@@ -750,17 +761,57 @@ impl World {
                     self.note(&format!("chosen node {id} {c:?}"));
                 }
             }
+            // The application loads the snapshot (a node behind the trim point).
+            for meta in offered {
+                self.checkers
+                    .snapshots
+                    .on_install(id, &meta, &mut self.checkers.found);
+                let node = self.nodes.get_mut(&id).expect("member");
+                node.applied = meta.index;
+                if let Some(r) = node.replica.as_mut() {
+                    r.on_snapshot_installed(meta.index);
+                }
+                self.stats.snapshot_installs += 1;
+                self.trace(&format!("node {id} installed snapshot {meta:?}"));
+            }
             for m in out {
                 self.send(id, m);
             }
             for rep in replies {
-                if self.quiet_trim == Some(rep.id) {
-                    self.quiet_trim = None;
-                }
-                if self.typo_trims.remove(&rep.id) {
-                    if let Err(OpError::TrimAboveChosen { .. }) = rep.result {
-                        self.stats.trims_refused += 1;
+                self.quiet_waits.remove(&rep.id);
+                if let Some(above_chosen) = self.typo_trims.remove(&rep.id) {
+                    // Proposed at the leader, above its chosen index or its
+                    // newest snapshot: refused, and saying which.
+                    match (&rep.result, above_chosen) {
+                        (Err(OpError::TrimAboveChosen { .. }), true) => {
+                            self.stats.trims_refused += 1
+                        }
+                        (Err(OpError::TrimAboveSnapshot { .. }), false) => {
+                            self.stats.trims_refused_snapshot += 1
+                        }
+                        (
+                            Ok(_)
+                            | Err(OpError::TrimAboveChosen { .. })
+                            | Err(OpError::TrimAboveSnapshot { .. }),
+                            _,
+                        ) => self.checkers.found.push(Violation {
+                            invariant: settle::TRIM,
+                            detail: format!(
+                                "node {id} answered {:?} to a trim above its {}",
+                                rep.result,
+                                if above_chosen {
+                                    "chosen index"
+                                } else {
+                                    "newest snapshot"
+                                }
+                            ),
+                        }),
+                        (Err(_), _) => {}
                     }
+                    continue;
+                }
+                if self.snapshot_reqs.remove(&rep.id) {
+                    self.trace(&format!("snapshot at {id}: {:?}", rep.result));
                     continue;
                 }
                 if self.on_reconfig_reply(rep.id, &rep.result) {

@@ -56,7 +56,7 @@ impl World {
                     6 => {
                         let live = self.live();
                         let a = live[self.rng.gen_range(0..live.len())];
-                        if self.rng.gen_bool(0.5) {
+                        if self.rng.gen_bool(0.35) {
                             self.nodes[&a].store.fail_next_write();
                             self.stats.disk_failures += 1;
                             self.trace(&format!("disk of node {a} will fail"));
@@ -67,7 +67,10 @@ impl World {
                                     .as_ref()
                                     .is_some_and(|r| r.status().role == Role::Leader)
                             });
-                            self.propose_trim(leader.unwrap_or(a));
+                            let node = leader.unwrap_or(a);
+                            self.publish_snapshot(node);
+                            let at = self.rng.gen_range(20..80);
+                            self.schedule(at, Event::Trim { node });
                         }
                     }
                     _ => {
@@ -92,21 +95,60 @@ impl World {
         }
     }
 
-    /// The application on `node` trims a prefix it no longer needs.
+    /// The application on `node` publishes a snapshot of its state at what it
+    /// applied (a trim up to it follows, `propose_trim`).
+    pub(super) fn publish_snapshot(&mut self, node: NodeId) {
+        let now = self.now_ms;
+        let applied = self.nodes[&node].applied;
+        let Some(r) = self.nodes.get_mut(&node).and_then(|n| n.replica.as_mut()) else {
+            return;
+        };
+        if applied == 0 || applied > r.status().chosen_index {
+            return;
+        }
+        let crc32c = self.checkers.snapshots.publish(node, applied);
+        self.next_attempt += 1;
+        let id = request_id(0xFFFF, self.next_attempt);
+        self.snapshot_reqs.insert(id);
+        if self.quiet {
+            self.quiet_waits.insert(id);
+        }
+        let command = ProposalCommand::Snapshot {
+            index: applied,
+            size_bytes: 8,
+            crc32c,
+            holder: node,
+        };
+        r.propose(untracked(id, command), now);
+        self.stats.snapshots += 1;
+        self.trace(&format!("propose snapshot {applied} at {node}"));
+        self.drain(node);
+    }
+
+    /// The application on `node` trims the prefix up to the newest snapshot
+    /// its node knows.
     pub(super) fn propose_trim(&mut self, node: NodeId) {
         let now = self.now_ms;
         let Some(r) = self.nodes.get_mut(&node).and_then(|n| n.replica.as_mut()) else {
             return;
         };
-        let chosen = r.status().chosen_index;
-        // Now and then a typo: a trim above everything chosen, which the
-        // leader must refuse (it would cut what nobody has applied).
-        let typo = !self.quiet && self.rng.gen_range(0..8) == 0;
-        let upto = if typo {
-            chosen + self.rng.gen_range(1..=1_000)
+        let status = r.status();
+        let chosen = status.chosen_index;
+        let snapshot = status.snapshot.map_or(0, |s| s.index);
+        // Now and then a typo: a trim above everything chosen, or above the
+        // newest snapshot, which the leader must refuse (it would cut what
+        // nobody has applied, or what a node behind could not rebuild).
+        let typo = if self.quiet {
+            0
         } else {
-            chosen.saturating_sub(20)
+            self.rng.gen_range(0..8)
         };
+        let upto = match typo {
+            1 => chosen + self.rng.gen_range(1..=1_000),
+            2 if snapshot < chosen => self.rng.gen_range(snapshot + 1..=chosen),
+            _ => snapshot,
+        };
+        let typo = upto != snapshot;
         if upto == 0 {
             return;
         }
@@ -115,20 +157,12 @@ impl World {
         let id = request_id(0xFFFF, self.next_attempt);
         if self.quiet {
             // The quiet phase waits for its answer (`world/settle.rs`).
-            self.quiet_trim = Some(id);
+            self.quiet_waits.insert(id);
         }
         if typo {
-            self.typo_trims.insert(id);
+            self.typo_trims.insert(id, upto > chosen);
         }
-        let proposal = Proposal {
-            id,
-            client_id: 0,
-            seq: 0,
-            floor: 0,
-            command: ProposalCommand::Trim(upto),
-            expected_ballot: None,
-        };
-        r.propose(proposal, now);
+        r.propose(untracked(id, ProposalCommand::Trim(upto)), now);
         self.stats.trims += 1;
         self.trace(&format!("propose trim {upto} at {node}"));
         self.drain(node);
@@ -184,5 +218,17 @@ impl World {
         self.topology_at_ms = Some(self.now_ms);
         self.stats.partitions += 1;
         self.trace(&format!("topology {s:?} around leader {leader}: {up:?}"));
+    }
+}
+
+/// A proposal outside any session.
+fn untracked(id: u64, command: ProposalCommand) -> Proposal {
+    Proposal {
+        id,
+        client_id: 0,
+        seq: 0,
+        floor: 0,
+        command,
+        expected_ballot: None,
     }
 }
