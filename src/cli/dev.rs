@@ -98,12 +98,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             stdout,
             "(from a source checkout, `paxlog` is `cargo run --profile ci --`)"
         );
+        let stop = super::serve::shutdown_signal();
         say!(
             stdout,
             "Node logs: {}. Press Ctrl-C to stop.",
             relative(&dir.join("logs"))
         );
-        wait_until_stopped(&mut cluster).await;
+        wait_until_stopped(&mut cluster, stop).await;
     }
     for id in cluster.stop(STOP_GRACE).await {
         say!(
@@ -178,8 +179,10 @@ async fn leader_of(client: &Client) -> Result<Option<u64>, paxlog::client::Clien
         .map(|s| s.id))
 }
 
-async fn wait_until_stopped(cluster: &mut LocalCluster) {
-    let stop = super::serve::shutdown_signal();
+async fn wait_until_stopped(
+    cluster: &mut LocalCluster,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     // A node that dies is reported, and the others keep serving: replacing
     // a dead node (README's runbook) is something to try against this.

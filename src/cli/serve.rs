@@ -176,6 +176,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.data.display()
         )
     })?;
+    let stop = shutdown_signal();
     eprintln!(
         "paxlog node {node_id} serving on {}{}",
         handle.local_addr(),
@@ -186,7 +187,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let stopper = handle.stopper();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         eprintln!("paxlog node {node_id}: shutting down");
         stopper.stop();
     });
@@ -194,19 +195,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that comes right
+/// after the caller announced it serves is caught, instead of killing the
+/// process by the default action (seen: `paxlog dev` dying of the Ctrl-C
+/// its test sent just after "Press Ctrl-C to stop").
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = recv(interrupt) => {}
+            _ = recv(terminate) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+    }
+}
+
+/// The next delivery of `signal`; never, if its handler could not be installed.
+async fn recv(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
