@@ -100,11 +100,15 @@ pub enum OpError {
     /// The trim point never passes the newest published snapshot: a node
     /// behind it could not rebuild the application's state.
     #[error(
-        "trim up to {upto} refused: the newest published snapshot is at index {snapshot} \
-         (0: none); the trim point never passes it, so publish a snapshot at or above \
-         {upto} first; nothing was trimmed"
+        "trim up to {upto} refused: {}; the trim point never passes the newest snapshot, \
+         so publish one at or above {upto} first; nothing was trimmed",
+        newest_snapshot(*snapshot)
     )]
-    TrimAboveSnapshot { upto: Index, snapshot: Index },
+    TrimAboveSnapshot {
+        upto: Index,
+        /// The newest published snapshot's index (0: none).
+        snapshot: Index,
+    },
     /// A snapshot can only be of chosen indexes.
     #[error(
         "snapshot at index {index} refused: the last chosen index the leader knows is {chosen}"
@@ -114,6 +118,13 @@ pub enum OpError {
     /// I/O error); another holder may.
     #[error("snapshot unavailable: {0}")]
     SnapshotUnavailable(String),
+}
+
+fn newest_snapshot(index: Index) -> String {
+    match index {
+        0 => "no snapshot has been published".into(),
+        i => format!("the newest published snapshot is at index {i}"),
+    }
 }
 
 impl OpError {

@@ -42,7 +42,7 @@ pub enum Cmd {
     Tail(read::TailArgs),
     /// Show every node's role, ballot, chosen index, last index, trim point and peer lag.
     Status(status::Args),
-    /// Trim the log up to and including an index (replicated to every node).
+    /// Trim the log up to and including an index, never past the newest snapshot (replicated).
     Trim(trim::Args),
     /// List and change the cluster's members (add, promote, remove, replace).
     Members(members::Args),

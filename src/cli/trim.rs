@@ -8,7 +8,9 @@ use super::args::ClientArgs;
 pub struct Args {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Trim every index up to and including this one.
+    /// Trim every index up to and including this one: at most the last
+    /// chosen index and the newest published snapshot (`paxlog snapshot
+    /// list`); anything above is refused and nothing is trimmed.
     #[arg(long)]
     pub upto: Index,
 }
