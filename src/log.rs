@@ -207,6 +207,18 @@ impl Log {
         Ok(self.client.publish_snapshot(holder, index, source).await?.0)
     }
 
+    /// Sets or renews retention hold `name` (a slow consumer, a backup): no
+    /// trim passes `index` until it is released or goes `lease` without a
+    /// renewal.
+    pub async fn hold(&self, name: &str, index: Index, lease: Duration) -> Result<Index, LogError> {
+        Ok(self.client.hold(name, index, lease).await?)
+    }
+
+    /// Releases retention hold `name`.
+    pub async fn release(&self, name: &str) -> Result<Index, LogError> {
+        Ok(self.client.release(name).await?)
+    }
+
     /// The newest published snapshot, as the reachable nodes know it.
     pub async fn snapshot(&self) -> Result<Option<SnapshotMeta>, LogError> {
         Ok(self.client.newest_snapshot().await?)

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use paxlog_storage::{Ballot, Index, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{Change, Membership, OpError, Role, SnapshotMeta};
+use crate::core::{Change, Holds, Membership, OpError, Role, SnapshotMeta};
 pub use crate::node::HeldSnapshot;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -89,6 +89,20 @@ pub enum Request {
         crc32c: u32,
         holder: NodeId,
     },
+    /// Sets or renews retention hold `name`: no trim passes `index` until it
+    /// is released or goes `lease_ms` without a renewal. Answered `Appended`
+    /// with the index it was chosen at. Admin only.
+    Hold {
+        req: u64,
+        name: String,
+        index: Index,
+        lease_ms: u64,
+    },
+    /// Releases retention hold `name`. Admin only.
+    Release {
+        req: u64,
+        name: String,
+    },
     /// Up to `len` bytes of a snapshot this node holds, from `offset`.
     SnapshotRead {
         req: u64,
@@ -113,7 +127,9 @@ impl Request {
             | Request::SnapshotWrite { req, .. }
             | Request::SnapshotSeal { req, .. }
             | Request::PublishSnapshot { req, .. }
-            | Request::SnapshotRead { req, .. } => *req,
+            | Request::SnapshotRead { req, .. }
+            | Request::Hold { req, .. }
+            | Request::Release { req, .. } => *req,
         }
     }
 }
@@ -198,6 +214,8 @@ pub struct NodeStatus {
     pub snapshot: Option<SnapshotMeta>,
     /// The snapshot files this node holds.
     pub snapshots_held: Vec<HeldSnapshot>,
+    /// The retention holds this node knows.
+    pub holds: Holds,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

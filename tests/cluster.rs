@@ -528,6 +528,24 @@ fn the_cli_appends_reads_tails_and_reports_status() {
         "{stderr}"
     );
 
+    // A retention hold below it stops the trim by name until released.
+    let below = (lowest - 1).to_string();
+    let (ok, stdout, stderr) = cluster.cli(&["hold", "set", "backup", "--index", &below], None);
+    assert!(
+        ok && stdout.contains("hold \"backup\""),
+        "hold set: {stdout}{stderr}"
+    );
+    let (ok, stdout, stderr) = cluster.cli(&["trim", "--upto", &lowest.to_string()], None);
+    assert!(!ok, "a trim past a live hold succeeded: {stdout}");
+    assert!(stderr.contains("retention hold \"backup\""), "{stderr}");
+    let (ok, stdout, _) = cluster.cli(&["hold", "list"], None);
+    assert!(
+        ok && stdout.contains(&format!("\"backup\" at index {below}")),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = cluster.cli(&["hold", "release", "backup"], None);
+    assert!(ok, "hold release: {stdout}{stderr}");
+
     // Trim the first value away: reads below say where the log starts now,
     // reads above still work, on every node once it applied the trim.
     let (ok, stdout, stderr) = cluster.cli(&["trim", "--upto", &lowest.to_string()], None);

@@ -171,14 +171,17 @@ fn report(outcomes: &[Outcome]) -> usize {
     println!(
         "totals: trims proposed {} (refused: above the leader's chosen index {}, above the \
          newest snapshot {}; seeds with a trim point {}), snapshots published {}, installed by \
-         a node behind the trim point {}, disk failures {}, promises sent in chunks {}, \
-         catch-up messages {}, suspect restarts {}",
+         a node behind the trim point {}, retention holds set or released {} (expired by the \
+         leader {}), disk failures {}, promises sent in chunks {}, catch-up messages {}, \
+         suspect restarts {}",
         sum(|o| o.stats.trims),
         sum(|o| o.stats.trims_refused),
         sum(|o| o.stats.trims_refused_snapshot),
         outcomes.iter().filter(|o| o.stats.trim_max > 0).count(),
         sum(|o| o.stats.snapshots),
         sum(|o| o.stats.snapshot_installs),
+        sum(|o| o.stats.holds),
+        sum(|o| o.stats.hold_expiries),
         sum(|o| o.stats.disk_failures),
         sum(|o| o.stats.promise_chunks),
         sum(|o| o.stats.catchups),
@@ -355,7 +358,7 @@ fn fault_counts(outcomes: &[Outcome]) {
     // configuration (a stale epoch, a step too far) 323, configurations the
     // histories went through 6,175, seeds ending with a voter outside the
     // seed 84; trims above the leader's chosen index refused 40.
-    let expected: [(&str, u64, u64); 29] = [
+    let expected: [(&str, u64, u64); 31] = [
         ("crashes", sum(|o| o.stats.crashes), 1_400),
         ("restarts", sum(|o| o.stats.restarts), 2_700),
         ("leader changes", sum(|o| o.stats.leader_changes), 950),
@@ -371,6 +374,16 @@ fn fault_counts(outcomes: &[Outcome]) {
             900,
         ),
         ("snapshots published", sum(|o| o.stats.snapshots), 500),
+        (
+            "retention holds set or released",
+            sum(|o| o.stats.holds),
+            100,
+        ),
+        (
+            "retention holds expired by the leader",
+            sum(|o| o.stats.hold_expiries),
+            1,
+        ),
         (
             "snapshots installed below the trim point",
             sum(|o| o.stats.snapshot_installs),
@@ -778,6 +791,13 @@ fn mutation_trim_above_chosen_is_caught() {
 #[test]
 fn mutation_trim_past_snapshot_is_caught() {
     mutation_caught(Mutation::TrimPastSnapshot);
+}
+
+/// Trims pass a live retention hold, neither refused nor cut: a trim
+/// point the chosen Trims and holds do not imply (`trim`).
+#[test]
+fn mutation_trim_past_hold_is_caught() {
+    mutation_caught(Mutation::TrimPastHold);
 }
 
 /// A node behind the trim point emits after it without a snapshot: its

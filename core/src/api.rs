@@ -39,6 +39,18 @@ pub enum ProposalCommand {
         expect_epoch: u64,
         change: super::Change,
     },
+    /// Sets or renews retention hold `name` at `index` (see `holds`).
+    Hold {
+        name: String,
+        index: Index,
+        lease_ms: u64,
+    },
+    /// Releases retention hold `name` (with `renewed_at`: only if not
+    /// renewed since that index; the leader's expiry).
+    Release {
+        name: String,
+        renewed_at: Option<Index>,
+    },
     /// Publishes a snapshot of the application's state at `index` (a chosen
     /// index) that `holder` stores.
     Snapshot {
@@ -109,6 +121,16 @@ pub enum OpError {
         /// The newest published snapshot's index (0: none).
         snapshot: Index,
     },
+    /// A live retention hold keeps the indexes above it.
+    #[error(
+        "trim up to {upto} refused: retention hold {hold:?} keeps every index above {index} \
+         (until it is released, or not renewed within its lease); nothing was trimmed"
+    )]
+    TrimPastHold {
+        upto: Index,
+        hold: String,
+        index: Index,
+    },
     /// A snapshot can only be of chosen indexes.
     #[error(
         "snapshot at index {index} refused: the last chosen index the leader knows is {chosen}"
@@ -148,6 +170,7 @@ impl OpError {
             OpError::NotPermitted(_) => "not_permitted",
             OpError::TrimAboveChosen { .. } => "trim_above_chosen",
             OpError::TrimAboveSnapshot { .. } => "trim_above_snapshot",
+            OpError::TrimPastHold { .. } => "trim_past_hold",
             OpError::SnapshotAboveChosen { .. } => "snapshot_above_chosen",
             OpError::SnapshotUnavailable(_) => "snapshot_unavailable",
         }
@@ -261,6 +284,8 @@ pub struct Status {
     pub not_voting: Option<String>,
     /// The newest published snapshot this node knows.
     pub snapshot: Option<super::SnapshotMeta>,
+    /// The retention holds this node knows.
+    pub holds: super::Holds,
 }
 
 #[derive(Debug, thiserror::Error)]

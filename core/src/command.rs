@@ -43,6 +43,19 @@ pub enum Command {
         crc32c: u32,
         holder: NodeId,
     },
+    /// Sets or renews retention hold `name`: no trim passes `index` while it
+    /// lives (see `holds`).
+    Hold {
+        name: String,
+        index: Index,
+        lease_ms: u64,
+    },
+    /// Releases hold `name`; with `renewed_at`, only if it was not renewed
+    /// since that index (a leader expiring it).
+    Release {
+        name: String,
+        renewed_at: Option<Index>,
+    },
 }
 
 impl Command {

@@ -80,6 +80,8 @@ pub enum Mutation {
     /// A node that caught up below the trim point goes on emitting after it
     /// without the application installing a snapshot (a silent jump).
     SkipWithoutSnapshot,
+    /// Trims pass a live retention hold (neither refused nor cut).
+    TrimPastHold,
 }
 
 impl Config {

@@ -24,7 +24,9 @@ pub(crate) fn fold(table: &mut SessionTable, index: Index, command: &Command) ->
         Command::Noop
         | Command::Trim { .. }
         | Command::Reconfigure { .. }
-        | Command::Snapshot { .. } => None,
+        | Command::Snapshot { .. }
+        | Command::Hold { .. }
+        | Command::Release { .. } => None,
     }
 }
 

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
+use super::holds::{check_hold, lowest_hold};
 use super::leader_state::{Leader, LeaderEntry, Progress};
 use super::replica::{Replica, RoleState};
 use super::snapshot_meta::trim_bound;
@@ -96,6 +97,7 @@ impl<S: Store> Replica<S> {
             self.send_heartbeats(now_ms);
         }
         self.maybe_bind(now_ms);
+        self.maybe_expire_holds(now_ms);
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
@@ -141,8 +143,30 @@ impl<S: Store> Replica<S> {
                 if upto > snapshot && !self.config.mutated(Mutation::TrimPastSnapshot) {
                     return Err(OpError::TrimAboveSnapshot { upto, snapshot });
                 }
+                if let Some((name, hold)) = lowest_hold(&self.learner.holds) {
+                    if upto > hold.index && !self.config.mutated(Mutation::TrimPastHold) {
+                        return Err(OpError::TrimPastHold {
+                            upto,
+                            hold: name.clone(),
+                            index: hold.index,
+                        });
+                    }
+                }
                 Command::Trim { upto }
             }
+            ProposalCommand::Hold {
+                name,
+                index,
+                lease_ms,
+            } => {
+                check_hold(&self.learner.holds, &name, lease_ms).map_err(OpError::BadRequest)?;
+                Command::Hold {
+                    name,
+                    index,
+                    lease_ms,
+                }
+            }
+            ProposalCommand::Release { name, renewed_at } => Command::Release { name, renewed_at },
             ProposalCommand::Snapshot {
                 index,
                 size_bytes,

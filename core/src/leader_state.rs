@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use paxlog_storage::{Accepted, Ballot, Index, NodeId};
 
+use super::holds::HoldClock;
 use super::read_state::ReadRounds;
 
 #[derive(Debug, Default)]
@@ -125,6 +126,8 @@ pub(crate) struct Leader {
     /// is above the chosen index nothing new is proposed (α = 1).
     /// Invariant: `change_index < next_index`.
     pub(crate) change_index: Index,
+    /// Each retention hold's lease, by this leader's clock.
+    pub(crate) hold_clocks: BTreeMap<String, HoldClock>,
 }
 
 impl Leader {
@@ -140,6 +143,7 @@ impl Leader {
             last_heartbeat_ms: now_ms,
             reads: ReadRounds::default(),
             change_index: 0,
+            hold_clocks: BTreeMap::new(),
         }
     }
 

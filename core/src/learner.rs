@@ -6,6 +6,7 @@ use bytes::Bytes;
 use paxlog_storage::{Accepted, Ballot, Index, NodeId, Store};
 
 use super::fold::{client_of, fold, fold_membership};
+use super::holds::fold_hold;
 use super::replica::{Replica, RoleState};
 use super::sessions::{Fold, Hidden, TrimState};
 use super::snapshot_meta::fold_snapshot;
@@ -197,6 +198,8 @@ impl<S: Store> Replica<S> {
         self.learner.trim_sessions = table;
         self.learner.membership = state.membership.clone();
         self.learner.trim_membership = state.membership;
+        self.learner.holds = state.holds.clone();
+        self.learner.trim_holds = state.holds;
         self.learner.trim_fold_index = trim_index;
         self.acceptor.last_index = self.acceptor.last_index.max(trim_index);
         // The application never saw the prefix: it waits for the snapshot
@@ -266,6 +269,9 @@ impl<S: Store> Replica<S> {
                 }
                 Command::Snapshot { .. } => {
                     fold_snapshot(&mut self.learner.snapshot, index, &command);
+                }
+                Command::Hold { .. } | Command::Release { .. } => {
+                    fold_hold(&mut self.learner.holds, index, &command);
                 }
                 Command::Noop | Command::Register { .. } | Command::Reconfigure { .. } => {}
             }
@@ -339,6 +345,7 @@ impl<S: Store> Replica<S> {
             };
             fold(&mut self.learner.trim_sessions, index, &command);
             fold_membership(&mut self.learner.trim_membership, &command);
+            fold_hold(&mut self.learner.trim_holds, index, &command);
             self.learner.trim_fold_index = index;
         }
         if self.learner.trim_fold_index < target {
@@ -348,6 +355,7 @@ impl<S: Store> Replica<S> {
             target,
             &self.learner.trim_sessions,
             &self.learner.trim_membership,
+            &self.learner.trim_holds,
         );
         // The trim state is at `target`: the chosen index covering it goes in
         // the same write, so a restart never finds the state ahead of it.

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use paxlog_storage::Index;
 
+use super::holds::Holds;
 use super::membership::Membership;
 use super::sessions::{Hidden, SessionTable};
 use super::snapshot_meta::SnapshotMeta;
@@ -86,6 +87,10 @@ pub(crate) struct LearnerState {
     pub(crate) behind_trim: bool,
     /// The snapshot index `poll_snapshot` last offered (0: none).
     pub(crate) snapshot_offered: Index,
+    /// The retention holds after folding every chosen index `<= dedup_index`.
+    pub(crate) holds: Holds,
+    /// The holds at `trim_fold_index`, written with the next trim.
+    pub(crate) trim_holds: Holds,
 }
 
 impl LearnerState {

@@ -52,6 +52,8 @@ mod command;
 mod config;
 mod fold;
 mod follower_read;
+mod hold_expiry;
+mod holds;
 mod invariants;
 mod io;
 mod leader;
@@ -82,6 +84,9 @@ pub use api::{
 };
 pub use command::Command;
 pub use config::{Config, Mutation};
+pub use holds::{
+    Hold, Holds, HOLDS_MAX, HOLD_LEASE_MS_MAX, HOLD_LEASE_MS_MIN, HOLD_NAME_BYTES_MAX,
+};
 pub use limits::{Limits, FRAME_OVERHEAD_BYTES, MESSAGE_OVERHEAD_BYTES};
 pub use membership::{Change, ChangeError, Member, Membership, MEMBERS_MAX, VOTERS_MAX};
 pub use message::{Envelope, Message};

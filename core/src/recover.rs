@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use super::acceptor_state::AcceptorState;
 use super::config::validate;
 use super::fold::{fold, fold_membership};
+use super::holds::{fold_hold, Holds};
 use super::io::Io;
 use super::learner_state::LearnerState;
 use super::replica::{Replica, RoleState};
@@ -55,7 +56,7 @@ impl<S: Store> Replica<S> {
         // The table at the trim point, written with the trim; every chosen
         // entry above it is replayed onto it below.
         let trim_state = store.trim_state()?;
-        let (trim_table, trim_membership) = match &trim_state {
+        let (trim_table, trim_membership, trim_holds) = match &trim_state {
             Some(bytes) => {
                 let state = TrimState::decode(bytes).map_err(|reason| CoreError::Decode {
                     index: meta.trim_index,
@@ -71,7 +72,7 @@ impl<S: Store> Replica<S> {
                     });
                 }
                 let table = state.table(sessions_max, seqs_max, window);
-                (table, state.membership)
+                (table, state.membership, state.holds)
             }
             None => {
                 if meta.trim_index > 0 {
@@ -82,7 +83,11 @@ impl<S: Store> Replica<S> {
                     );
                 }
                 let seed = Membership::seed(&config.members);
-                (SessionTable::new(sessions_max, seqs_max, window), seed)
+                (
+                    SessionTable::new(sessions_max, seqs_max, window),
+                    seed,
+                    Holds::new(),
+                )
             }
         };
         let max_seen = promised.max(
@@ -125,6 +130,8 @@ impl<S: Store> Replica<S> {
                 snapshot: None,
                 behind_trim: false,
                 snapshot_offered: 0,
+                holds: trim_holds.clone(),
+                trim_holds,
             },
             waiters: BTreeMap::new(),
             io: Io::new(),
@@ -164,6 +171,7 @@ impl<S: Store> Replica<S> {
             }
             fold_membership(&mut self.learner.membership, &command);
             fold_snapshot(&mut self.learner.snapshot, index, &command);
+            fold_hold(&mut self.learner.holds, index, &command);
             self.learner.dedup_index = index;
         }
         Ok(())

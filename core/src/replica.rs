@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::acceptor_state::AcceptorState;
 use super::candidate::Candidate;
+use super::holds::EXPIRE_REQUEST;
 use super::io::Io;
 use super::leader_state::Leader;
 use super::learner_state::LearnerState;
@@ -294,7 +295,7 @@ impl<S: Store> Replica<S> {
         // The leader's own binding proposals have no one to answer.
         while out
             .as_ref()
-            .is_some_and(|r| r.id == super::reconfig::BIND_REQUEST)
+            .is_some_and(|r| r.id == super::reconfig::BIND_REQUEST || r.id == EXPIRE_REQUEST)
         {
             out = self.io.poll_reply();
         }

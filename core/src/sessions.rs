@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use paxlog_storage::Index;
 
+use super::holds::{Holds, HOLDS_MAX, HOLD_NAME_BYTES_MAX};
 use super::membership::{Membership, ADDR_BYTES_MAX, MEMBERSHIP_STATE_BYTES};
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +114,9 @@ pub struct SessionTable {
 
 /// Bytes one session costs in a trim state, at most (postcard varints).
 pub const SESSION_STATE_BYTES: usize = 40;
+/// Bytes every hold together costs in a trim state, at most (a name, an
+/// index, a lease and an index per hold, postcard varints).
+pub const HOLDS_STATE_BYTES: usize = 8 + HOLDS_MAX * (1 + HOLD_NAME_BYTES_MAX + 30);
 /// Bytes one remembered seq costs in a trim state, at most.
 pub const SEQ_STATE_BYTES: usize = 10;
 
@@ -275,10 +279,25 @@ pub struct TrimState {
     pub at: Index,
     sessions: Vec<(u64, Session)>,
     pub membership: Membership,
+    /// The retention holds (absent from states written before holds).
+    pub holds: Holds,
+}
+
+/// A trim state as written before retention holds existed.
+#[derive(Deserialize)]
+struct TrimStateBeforeHolds {
+    at: Index,
+    sessions: Vec<(u64, Session)>,
+    membership: Membership,
 }
 
 impl TrimState {
-    pub fn new(at: Index, table: &SessionTable, membership: &Membership) -> TrimState {
+    pub fn new(
+        at: Index,
+        table: &SessionTable,
+        membership: &Membership,
+        holds: &Holds,
+    ) -> TrimState {
         TrimState {
             at,
             sessions: table
@@ -287,12 +306,13 @@ impl TrimState {
                 .map(|(&id, s)| (id, s.clone()))
                 .collect(),
             membership: membership.clone(),
+            holds: holds.clone(),
         }
     }
 
     /// The largest encoding a table within these bounds can have.
     pub fn bytes_max(sessions_max: usize, seqs_max: usize) -> usize {
-        (16 + MEMBERSHIP_STATE_BYTES)
+        (16 + MEMBERSHIP_STATE_BYTES + HOLDS_STATE_BYTES)
             .saturating_add(sessions_max.saturating_mul(SESSION_STATE_BYTES))
             .saturating_add(seqs_max.saturating_mul(SEQ_STATE_BYTES))
     }
@@ -303,7 +323,23 @@ impl TrimState {
 
     /// Decodes and checks a state read from disk or sent by a peer.
     pub fn decode(bytes: &[u8]) -> Result<TrimState, String> {
-        let state: TrimState = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let state: TrimState = match postcard::from_bytes(bytes) {
+            Ok(state) => state,
+            Err(e) => match postcard::from_bytes::<TrimStateBeforeHolds>(bytes) {
+                Ok(old) => TrimState {
+                    at: old.at,
+                    sessions: old.sessions,
+                    membership: old.membership,
+                    holds: Holds::new(),
+                },
+                Err(_) => return Err(e.to_string()),
+            },
+        };
+        if state.holds.len() > HOLDS_MAX
+            || state.holds.keys().any(|n| n.len() > HOLD_NAME_BYTES_MAX)
+        {
+            return Err("too many holds, or a hold's name too long".into());
+        }
         for (id, s) in &state.sessions {
             let consistent = s.floor <= s.last.saturating_add(1)
                 && s.firsts.len() as u64 == s.last + 1 - s.floor

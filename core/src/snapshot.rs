@@ -25,18 +25,26 @@
 
 use paxlog_storage::{Index, Store};
 
+use super::holds::lowest_hold;
 use super::replica::Replica;
 use super::snapshot_meta::{trim_bound, SnapshotMeta};
 use super::Mutation;
 
 impl<S: Store> Replica<S> {
-    /// Where a chosen `Trim { upto }` trims to, given the snapshots folded
-    /// before it: never past the newest (the same on every node).
+    /// Where a chosen `Trim { upto }` trims to, given the snapshots and holds
+    /// folded before it: never past the newest snapshot nor a live hold (the
+    /// same on every node).
     pub(crate) fn trim_cut(&self, upto: Index) -> Index {
-        if self.config.mutated(Mutation::TrimPastSnapshot) {
-            return upto;
+        let mut upto = upto;
+        if !self.config.mutated(Mutation::TrimPastSnapshot) {
+            upto = upto.min(trim_bound(&self.learner.snapshot));
         }
-        upto.min(trim_bound(&self.learner.snapshot))
+        if !self.config.mutated(Mutation::TrimPastHold) {
+            if let Some((_, hold)) = lowest_hold(&self.learner.holds) {
+                upto = upto.min(hold.index);
+            }
+        }
+        upto
     }
 
     /// The snapshot the application must install before anything more is

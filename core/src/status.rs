@@ -40,6 +40,7 @@ impl<S: Store> Replica<S> {
             incarnation: self.incarnation,
             not_voting: self.not_voting(),
             snapshot: self.learner.snapshot.clone(),
+            holds: self.learner.holds.clone(),
         }
     }
 

@@ -444,6 +444,7 @@ impl World {
                             trim_index,
                             &SessionTable::new(4, 64, 8),
                             &paxlog_core::Membership::seed(&[1, 2, 3]),
+                            &paxlog_core::Holds::new(),
                         )
                         .encode(),
                     ),

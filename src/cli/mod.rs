@@ -4,6 +4,7 @@ mod append;
 mod args;
 mod certs;
 mod dev;
+mod hold;
 mod members;
 mod read;
 mod serve;
@@ -48,6 +49,8 @@ pub enum Cmd {
     Members(members::Args),
     /// The application's snapshots: list, get (fetch the newest), publish.
     Snapshot(snapshot::Args),
+    /// Retention holds (set, release, list): keep the log above an index from being trimmed.
+    Hold(hold::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -62,5 +65,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Trim(args) => trim::run(args).await,
         Cmd::Members(args) => members::run(args).await,
         Cmd::Snapshot(args) => snapshot::run(args).await,
+        Cmd::Hold(args) => hold::run(args).await,
     }
 }

@@ -9,6 +9,7 @@
 mod local;
 mod members;
 pub use members::CATCH_UP_TIMEOUT;
+mod holds;
 mod read;
 mod retry;
 mod seqs;

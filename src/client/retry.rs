@@ -121,6 +121,7 @@ impl Attempts {
             | OpError::TrimAboveSnapshot { .. }
             | OpError::SnapshotAboveChosen { .. }
             | OpError::SnapshotUnavailable(_)
+            | OpError::TrimPastHold { .. }
             | OpError::TrimAboveChosen { .. }) => Step::Fail(match self.maybe_applied.take() {
                 Some(why) => ClientError::Indeterminate(format!("{why}; then: {error}")),
                 None => ClientError::Op(error),

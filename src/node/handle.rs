@@ -40,6 +40,7 @@ impl Caller {
             Request::Reconfigure { .. } => "a membership change",
             Request::SnapshotWrite { .. } | Request::SnapshotSeal { .. } => "a snapshot upload",
             Request::PublishSnapshot { .. } => "publishing a snapshot",
+            Request::Hold { .. } | Request::Release { .. } => "a retention hold",
             _ => return None,
         };
         (!self.admin).then(|| {
@@ -174,6 +175,28 @@ pub(super) async fn dispatch(
                 size_bytes,
                 crc32c,
                 holder,
+            };
+            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
+            Box::pin(async move { appended(req, answer(asked).await) })
+        }
+        Request::Hold {
+            name,
+            index,
+            lease_ms,
+            ..
+        } => {
+            let command = ProposalCommand::Hold {
+                name,
+                index,
+                lease_ms,
+            };
+            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
+            Box::pin(async move { appended(req, answer(asked).await) })
+        }
+        Request::Release { name, .. } => {
+            let command = ProposalCommand::Release {
+                name,
+                renewed_at: None,
             };
             let asked = propose(loop_tx, (0, 0, 0), command, None).await;
             Box::pin(async move { appended(req, answer(asked).await) })

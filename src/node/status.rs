@@ -32,6 +32,7 @@ pub(super) fn node_status(s: Status, now_ms: u64) -> NodeStatus {
         incarnation: s.incarnation,
         not_voting: s.not_voting,
         snapshot: s.snapshot,
+        holds: s.holds,
         // Filled in by the request's handler, off the loop.
         snapshots_held: Vec::new(),
     }

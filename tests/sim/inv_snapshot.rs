@@ -24,7 +24,12 @@ pub struct Snapshots {
     files: BTreeMap<(Index, u32), u64>,
     /// Snapshot commands that took effect: chosen-at index → snapshot index.
     chosen: BTreeMap<Index, Index>,
+    /// The retention holds, folded over the history in index order:
+    /// name → (index, renewed at).
+    holds: BTreeMap<String, (Index, Index)>,
     pub installs: u64,
+    /// Holds the leader released because their lease ran out.
+    pub expiries: u64,
 }
 
 fn mix(state: u64, bytes: &[u8]) -> u64 {
@@ -57,7 +62,34 @@ impl Snapshots {
             _ => {}
         }
         let state = *state;
+        if !self.history.contains_key(&chosen.index) {
+            self.fold_hold(chosen);
+        }
         self.check(node, chosen.index, state, "applied", found);
+    }
+
+    /// The first emission of each index comes in index order (a node emits
+    /// contiguously, and only what the one history holds).
+    fn fold_hold(&mut self, chosen: &Chosen) {
+        match &chosen.command {
+            Command::Hold { name, index, .. } => {
+                self.holds.insert(name.clone(), (*index, chosen.index));
+            }
+            Command::Release { name, renewed_at } => {
+                let current = self.holds.get(name).map(|h| h.1);
+                if current.is_some() && renewed_at.is_none_or(|r| Some(r) == current) {
+                    self.holds.remove(name);
+                    self.expiries += u64::from(renewed_at.is_some());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The lowest live hold now: what bounds a Trim about to be emitted
+    /// first.
+    pub fn hold_bound(&self) -> Option<Index> {
+        self.holds.values().map(|h| h.0).min()
     }
 
     fn check(&mut self, node: NodeId, index: Index, state: u64, how: &str, found: &mut Found) {

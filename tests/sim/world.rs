@@ -133,6 +133,10 @@ pub struct Stats {
     pub snapshots: u64,
     /// Snapshots installed by a node whose application was behind the trim point.
     pub snapshot_installs: u64,
+    /// Retention holds set, renewed or released by the applications.
+    pub holds: u64,
+    /// Holds the leader released when their lease ran out.
+    pub hold_expiries: u64,
     /// Highest trim point any node reached.
     pub trim_max: u64,
     /// Promises cut short by their bound (a later Prepare fetches the rest).
@@ -292,7 +296,7 @@ pub struct World {
     /// Trims proposed above the proposer's chosen index, awaiting their answer.
     /// (True: above the chosen index; false: only above the newest snapshot.)
     typo_trims: BTreeMap<u64, bool>,
-    /// Snapshot publications awaiting their answer (ignored).
+    /// Snapshot publications and hold changes awaiting their answer (ignored).
     snapshot_reqs: BTreeSet<u64>,
     /// `StaleAccepted`: the next leader's Accept broadcast is cut by a crash;
     /// the leader crashing mid-broadcast.
@@ -750,8 +754,12 @@ impl World {
                     self.stats.duplicates += 1;
                 }
                 if let Command::Trim { upto } = c.command {
-                    let cut = upto.min(self.checkers.snapshots.trim_bound(c.index));
-                    self.trims_chosen.insert(c.index, cut);
+                    // As folded where the Trim is chosen: the first emission's.
+                    let snapshots = &self.checkers.snapshots;
+                    let cut = upto
+                        .min(snapshots.trim_bound(c.index))
+                        .min(snapshots.hold_bound().unwrap_or(Index::MAX));
+                    self.trims_chosen.entry(c.index).or_insert(cut);
                 }
                 let applied = self.nodes[&id].applied;
                 self.checkers.on_chosen_output(id, applied, &c);

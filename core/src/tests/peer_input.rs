@@ -173,6 +173,7 @@ fn an_unsolicited_catchup_cannot_skip_the_log() {
                     1_000_000,
                     &crate::SessionTable::new(4, 64, 8),
                     &crate::Membership::seed(&[1, 2, 3]),
+                    &crate::Holds::new(),
                 )
                 .encode(),
             ),

@@ -72,7 +72,16 @@ fn trim_state_round_trips_and_refuses_garbage() {
     let mut t = SessionTable::new(4, 64, 8);
     t.register(1, None);
     t.append(1, 1, 1, 2);
-    let state = TrimState::new(3, &t, &crate::Membership::seed(&[1]));
+    let holds = [(
+        "backup".to_string(),
+        crate::Hold {
+            index: 2,
+            lease_ms: 1_000,
+            renewed_at: 3,
+        },
+    )]
+    .into();
+    let state = TrimState::new(3, &t, &crate::Membership::seed(&[1]), &holds);
     let back = TrimState::decode(&state.encode()).expect("decodes");
     assert_eq!(back, state);
     assert_eq!(back.table(4, 64, 8), t);

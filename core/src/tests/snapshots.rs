@@ -139,3 +139,88 @@ fn a_node_behind_the_trim_point_installs_the_snapshot_then_goes_on_after_it() {
     );
     assert_eq!(c.offered[2].len(), 1, "offered once");
 }
+
+fn hold(name: &str, index: crate::Index, lease_ms: u64) -> ProposalCommand {
+    ProposalCommand::Hold {
+        name: name.into(),
+        index,
+        lease_ms,
+    }
+}
+
+/// A slow reader's hold keeps the log above it: a trim past it is refused
+/// by name, one at it trims everywhere, and once released the trim goes on
+/// to the snapshot.
+#[test]
+fn a_live_hold_bounds_trims_until_it_is_released() {
+    let mut c = five_appends_then_trim(6, 0);
+    propose_command(&mut c, 1, 100, hold("reader", 3, 60_000));
+    propose_command(&mut c, 1, 101, ProposalCommand::Trim(6));
+    assert_eq!(
+        c.reply(101).map(|r| r.result.clone()),
+        Some(Err(OpError::TrimPastHold {
+            upto: 6,
+            hold: "reader".into(),
+            index: 3
+        }))
+    );
+    propose_command(&mut c, 1, 102, ProposalCommand::Trim(3));
+    apply_all(&mut c);
+    for id in 1..=3 {
+        let status = c.node(id).status();
+        assert_eq!(status.trim_index, 3, "node {id}");
+        assert_eq!(
+            status.holds.get("reader").map(|h| h.index),
+            Some(3),
+            "node {id}"
+        );
+    }
+    let release = ProposalCommand::Release {
+        name: "reader".into(),
+        renewed_at: None,
+    };
+    propose_command(&mut c, 1, 103, release);
+    propose_command(&mut c, 1, 104, ProposalCommand::Trim(6));
+    assert!(matches!(c.reply(104).map(|r| &r.result), Some(Ok(_))));
+    apply_all(&mut c);
+    for id in 1..=3 {
+        assert_eq!(c.node(id).status().trim_index, 6, "node {id}");
+    }
+}
+
+/// The leader releases a hold its owner stopped renewing, by its own clock,
+/// and only once the lease ran out since the last renewal.
+#[test]
+fn a_hold_not_renewed_within_its_lease_is_released_by_the_leader() {
+    let mut c = five_appends_then_trim(0, 0);
+    let held = |c: &mut Cluster| {
+        (1..=3)
+            .map(|id| c.node(id).status().holds.len())
+            .collect::<Vec<_>>()
+    };
+    propose_command(&mut c, 1, 100, hold("reader", 3, 1_000));
+    heartbeat(&mut c);
+    assert_eq!(held(&mut c), vec![1, 1, 1]);
+    // 700 ms on, renewed: its lease starts again.
+    for _ in 0..7 {
+        heartbeat(&mut c);
+    }
+    propose_command(&mut c, 1, 101, hold("reader", 4, 1_000));
+    for _ in 0..7 {
+        heartbeat(&mut c);
+    }
+    assert_eq!(
+        held(&mut c),
+        vec![1, 1, 1],
+        "renewed 700 ms ago: still held"
+    );
+    for _ in 0..5 {
+        heartbeat(&mut c);
+    }
+    heartbeat(&mut c);
+    assert_eq!(
+        held(&mut c),
+        vec![0, 0, 0],
+        "1.3 s without a renewal: released"
+    );
+}

@@ -135,6 +135,38 @@ impl World {
         let status = r.status();
         let chosen = status.chosen_index;
         let snapshot = status.snapshot.map_or(0, |s| s.index);
+        // A slow reader on this node holds the log a little behind it, renews
+        // its hold now and then, and sometimes lets it go (or stops renewing,
+        // and the leader expires it).
+        if !self.quiet {
+            let applied = self.nodes[&node].applied;
+            let name = format!("reader-{node}");
+            let command = match self.rng.gen_range(0..6) {
+                0 | 1 => Some(ProposalCommand::Hold {
+                    name,
+                    index: applied.saturating_sub(self.rng.gen_range(0..40)),
+                    lease_ms: self.rng.gen_range(200..3_000),
+                }),
+                2 => Some(ProposalCommand::Release {
+                    name,
+                    renewed_at: None,
+                }),
+                _ => None,
+            };
+            if let Some(command) = command {
+                self.next_attempt += 1;
+                let id = request_id(0xFFFF, self.next_attempt);
+                self.snapshot_reqs.insert(id);
+                self.stats.holds += 1;
+                let r = self.nodes.get_mut(&node).and_then(|n| n.replica.as_mut());
+                if let Some(r) = r {
+                    r.propose(untracked(id, command), now);
+                }
+            }
+        }
+        let Some(r) = self.nodes.get_mut(&node).and_then(|n| n.replica.as_mut()) else {
+            return;
+        };
         // Now and then a typo: a trim above everything chosen, or above the
         // newest snapshot, which the leader must refuse (it would cut what
         // nobody has applied, or what a node behind could not rebuild).

@@ -63,6 +63,7 @@ impl World {
         let took = self.settle_round();
         self.stats.settle_ms = self.stats.settle_ms.max(took);
         self.check_trims(true);
+        self.stats.hold_expiries = self.checkers.snapshots.expiries;
     }
 
     /// Runs until every node caught up or `QUIET_MS` passed, then checks that
