@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use paxlog_storage::Index;
 
-use super::{unexpected, Client, ClientError};
-use crate::proto::{Request, Response};
+use super::{Client, ClientError};
+use crate::proto::Request;
 
 impl Client {
     /// Sets or renews retention hold `name`: no trim passes `index` until it
@@ -25,10 +25,7 @@ impl Client {
             index,
             lease_ms,
         };
-        match self.to_leader(make).await? {
-            Response::Appended { index, .. } => Ok(index),
-            other => Err(unexpected(&other)),
-        }
+        self.to_leader_index(make).await
     }
 
     /// Releases retention hold `name` (a no-op if there is none). Admin only.
@@ -37,9 +34,6 @@ impl Client {
             req,
             name: name.to_string(),
         };
-        match self.to_leader(make).await? {
-            Response::Appended { index, .. } => Ok(index),
-            other => Err(unexpected(&other)),
-        }
+        self.to_leader_index(make).await
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use paxlog_storage::{Index, NodeId};
 
-use super::{unexpected, Client, ClientError, Slot};
+use super::{Client, ClientError, Slot};
 use crate::core::{Change, ChangeError, Membership, OpError, PROMOTE_LAG_ENTRIES_MAX};
 use crate::proto::{NodeStatus, Request, Response};
 
@@ -133,10 +133,7 @@ impl Client {
             expect_epoch,
             change: change.clone(),
         };
-        match self.to_leader(make).await? {
-            Response::Appended { index, .. } => Ok(index),
-            other => Err(unexpected(&other)),
-        }
+        self.to_leader_index(make).await
     }
 
     /// One step against the configuration now. Idempotent: a step already

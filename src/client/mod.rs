@@ -301,10 +301,8 @@ impl Client {
     /// Trims the log up to and including `upto` (a replicated command).
     /// Idempotent, so it takes no seq of the session.
     pub async fn trim(&self, upto: Index) -> Result<Index, ClientError> {
-        match self.to_leader(|req| Request::Trim { req, upto }).await? {
-            Response::Appended { index, .. } => Ok(index),
-            other => Err(unexpected(&other)),
-        }
+        self.to_leader_index(|req| Request::Trim { req, upto })
+            .await
     }
 
     /// The linearizable tail and the leader's ballot: a chosen index at or

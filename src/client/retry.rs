@@ -157,6 +157,15 @@ impl Client {
         self.follow(started, make).await
     }
 
+    /// [`Client::to_leader`] for a proposal: the index it was chosen at.
+    pub(super) async fn to_leader_index(
+        &self,
+        make: impl Fn(u64) -> Request,
+    ) -> Result<Index, ClientError> {
+        let started = self.start(&make, None).await;
+        self.follow_to_index(started, make).await
+    }
+
     /// Queues the first attempt. Callers that start requests one after
     /// another put them on the stream in that order, which is what lets a
     /// pipelining caller keep its seq order; only [`Client::follow`] overlaps.
@@ -343,13 +352,8 @@ impl Client {
     }
 
     async fn register(&self, supersedes: Option<u64>) -> Result<u64, ClientError> {
-        match self
-            .to_leader(|req| Request::Register { req, supersedes })
-            .await?
-        {
-            Response::Appended { index, .. } => Ok(index),
-            other => Err(unexpected(&other)),
-        }
+        self.to_leader_index(|req| Request::Register { req, supersedes })
+            .await
     }
 
     /// Follows an append to its index, then settles its seq in the session:

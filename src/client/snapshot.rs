@@ -89,10 +89,7 @@ impl Client {
             crc32c,
             holder,
         };
-        let at = match self.to_leader(publish).await? {
-            Response::Appended { index, .. } => index,
-            other => return Err(unexpected(&other)),
-        };
+        let at = self.to_leader_index(publish).await?;
         let meta = SnapshotMeta {
             index,
             size_bytes,

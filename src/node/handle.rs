@@ -88,13 +88,11 @@ pub(super) async fn dispatch(
         }
         Request::Register { supersedes, .. } => {
             let command = ProposalCommand::Register { supersedes };
-            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
-            Box::pin(async move { appended(req, answer(asked).await) })
+            propose_command(req, loop_tx, command).await
         }
         Request::Trim { upto, .. } => {
             let command = ProposalCommand::Trim(upto);
-            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
-            Box::pin(async move { appended(req, answer(asked).await) })
+            propose_command(req, loop_tx, command).await
         }
         Request::Reconfigure {
             expect_epoch,
@@ -105,8 +103,7 @@ pub(super) async fn dispatch(
                 expect_epoch,
                 change,
             };
-            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
-            Box::pin(async move { appended(req, answer(asked).await) })
+            propose_command(req, loop_tx, command).await
         }
         Request::Read {
             from,
@@ -176,8 +173,7 @@ pub(super) async fn dispatch(
                 crc32c,
                 holder,
             };
-            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
-            Box::pin(async move { appended(req, answer(asked).await) })
+            propose_command(req, loop_tx, command).await
         }
         Request::Hold {
             name,
@@ -190,16 +186,14 @@ pub(super) async fn dispatch(
                 index,
                 lease_ms,
             };
-            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
-            Box::pin(async move { appended(req, answer(asked).await) })
+            propose_command(req, loop_tx, command).await
         }
         Request::Release { name, .. } => {
             let command = ProposalCommand::Release {
                 name,
                 renewed_at: None,
             };
-            let asked = propose(loop_tx, (0, 0, 0), command, None).await;
-            Box::pin(async move { appended(req, answer(asked).await) })
+            propose_command(req, loop_tx, command).await
         }
         Request::SnapshotWrite {
             index,
@@ -306,6 +300,17 @@ async fn enqueue<T>(
 /// `None` when the loop stopped before answering.
 async fn answer<T>(pending: Pending<T>) -> Option<T> {
     pending?.await.ok()
+}
+
+/// A proposal outside any session (trim, registration, change, snapshot,
+/// hold), answered `Appended` with the index it was chosen at.
+async fn propose_command(
+    req: u64,
+    loop_tx: &mpsc::Sender<Command>,
+    command: ProposalCommand,
+) -> Answer {
+    let asked = propose(loop_tx, (0, 0, 0), command, None).await;
+    Box::pin(async move { appended(req, answer(asked).await) })
 }
 
 /// `(client_id, seq, floor)` is the append's session key (zeros otherwise).
