@@ -216,6 +216,14 @@ pub struct NodeStatus {
     pub snapshots_held: Vec<HeldSnapshot>,
     /// The retention holds this node knows.
     pub holds: Holds,
+    /// How long this node has led (leader only).
+    pub leader_tenure_ms: Option<u64>,
+    /// Its recent synced writes (the last [`crate::node::LATENCY_WINDOW`]):
+    /// p50 and p99 in microseconds; `None` before the first.
+    pub fsync_p50_us: Option<u64>,
+    pub fsync_p99_us: Option<u64>,
+    /// Value bytes proposed and not yet chosen (leader only).
+    pub uncommitted_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -229,4 +237,10 @@ pub struct PeerStatus {
     /// (its catch-up progress); only a leader knows.
     pub chosen_lag_entries: Option<u64>,
     pub last_contact_ms: Option<u64>,
+    /// Entries and value bytes sent to it and not yet acknowledged (leader only).
+    pub inflight_entries: Option<u64>,
+    pub inflight_bytes: Option<u64>,
+    /// Median heartbeat round trip over the recent rounds, in microseconds
+    /// (leader only; `None` before the first answer).
+    pub round_trip_us: Option<u64>,
 }

@@ -437,7 +437,10 @@ fn the_cli_appends_reads_tails_and_reports_status() {
     let (code, metrics) = http_get(admin, "/metrics");
     assert_eq!(code, 200);
     assert!(metrics.contains("paxlog_appends_total"), "{metrics}");
-    assert!(metrics.contains("paxlog_fsync_seconds"), "{metrics}");
+    assert!(
+        metrics.contains("paxlog_fsync_duration_seconds"),
+        "{metrics}"
+    );
 
     // A typo above everything chosen is refused, and nothing is trimmed.
     let last = indexes.iter().max().expect("indexes");

@@ -17,14 +17,14 @@ use common::{block_on, http_get, TestCluster, WAIT_MAX};
 
 const TAILS: usize = 1_000;
 
-/// Synced store writes so far on `id` (`paxlog_fsync_seconds` counts every
+/// Synced store writes so far on `id` (`paxlog_fsync_duration_seconds` counts every
 /// one).
 fn fsyncs(cluster: &TestCluster, id: u64) -> u64 {
     let admin = cluster.file.node(id).and_then(|n| n.admin).expect("admin");
     let (code, body) = http_get(admin, "/metrics");
     assert_eq!(code, 200, "{body}");
     body.lines()
-        .find_map(|l| l.strip_prefix("paxlog_fsync_seconds_count "))
+        .find_map(|l| l.strip_prefix("paxlog_fsync_duration_seconds_count "))
         .map(|n| n.trim().parse().expect("a count"))
         .unwrap_or(0)
 }
@@ -44,14 +44,8 @@ fn footprint(cluster: &TestCluster) -> BTreeMap<u64, (u64, u64)> {
 #[test]
 fn a_thousand_tails_on_an_idle_cluster_write_nothing() {
     let cluster = TestCluster::start(3);
-    let client = cluster.client();
     let values: Vec<Bytes> = (0..100).map(|i| Bytes::from(format!("v{i}"))).collect();
-    let last = block_on(client.append_all(values, 16))
-        .into_iter()
-        .map(|r| r.expect("append"))
-        .max()
-        .expect("indexes");
-    cluster.wait_for_chosen(last);
+    let last = cluster.append_chosen(values, 16);
     // Idle: the lazy flush of the chosen index (every 100 ms) is done when
     // no node wrote anything for a few of its intervals.
     let mut seen = footprint(&cluster);

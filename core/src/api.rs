@@ -260,6 +260,10 @@ pub struct PeerStatus {
     pub match_index: Index,
     /// The driver's clock (`now_ms`) when we last heard from it.
     pub last_contact_ms: Option<u64>,
+    /// Entries and value bytes sent to it and not yet acknowledged (leader
+    /// only; 0 otherwise).
+    pub inflight_entries: u64,
+    pub inflight_bytes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +290,8 @@ pub struct Status {
     pub snapshot: Option<super::SnapshotMeta>,
     /// The retention holds this node knows.
     pub holds: super::Holds,
+    /// Value bytes proposed and not yet chosen (leader only; 0 otherwise).
+    pub uncommitted_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use super::{PeerStatus, Role, Status};
 impl<S: Store> Replica<S> {
     pub fn status(&self) -> Status {
         let role = self.role();
-        let peers = match &self.role {
+        let leader = match &self.role {
             RoleState::Leader(ls) => Some(ls),
             RoleState::Follower | RoleState::Candidate(_) => None,
         };
@@ -16,14 +16,17 @@ impl<S: Store> Replica<S> {
         let peers = self
             .member_peers()
             .into_iter()
-            .map(|id| PeerStatus {
-                id,
-                voter: m.is_voter(id),
-                chosen_index: self.peer_chosen.get(&id).copied().unwrap_or(0),
-                match_index: peers
-                    .and_then(|ls| ls.peers.get(&id))
-                    .map_or(0, |p| p.match_index),
-                last_contact_ms: self.peer_contact_ms.get(&id).copied(),
+            .map(|id| {
+                let progress = leader.and_then(|ls| ls.peers.get(&id));
+                PeerStatus {
+                    id,
+                    voter: m.is_voter(id),
+                    chosen_index: self.peer_chosen.get(&id).copied().unwrap_or(0),
+                    match_index: progress.map_or(0, |p| p.match_index),
+                    last_contact_ms: self.peer_contact_ms.get(&id).copied(),
+                    inflight_entries: progress.map_or(0, |p| p.inflight_entries() as u64),
+                    inflight_bytes: progress.map_or(0, |p| p.inflight_bytes as u64),
+                }
             })
             .collect();
         Status {
@@ -41,6 +44,7 @@ impl<S: Store> Replica<S> {
             not_voting: self.not_voting(),
             snapshot: self.learner.snapshot.clone(),
             holds: self.learner.holds.clone(),
+            uncommitted_bytes: leader.map_or(0, |ls| ls.uncommitted_bytes as u64),
         }
     }
 
@@ -61,6 +65,16 @@ impl<S: Store> Replica<S> {
     /// points the client.
     pub(crate) fn leader_hint(&self) -> Option<NodeId> {
         self.leader.filter(|&l| l != self.config.node_id)
+    }
+
+    /// The leader this node knows of (itself included).
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The highest ballot this node promised.
+    pub fn promised(&self) -> paxlog_storage::Ballot {
+        self.acceptor.promised
     }
 
     /// The highest index this node knows chosen.

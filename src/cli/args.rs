@@ -17,8 +17,37 @@ pub struct ClientArgs {
     #[arg(long, env = "PAXLOG_CLIENT")]
     pub client: Option<String>,
     /// Give up after this long (e.g. 500ms, 10s, 1m).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "PAXLOG_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// How a listing prints, the same in every command (etcdctl's `-w`).
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        env = "PAXLOG_OUTPUT",
+        default_value = "table"
+    )]
+    output: Output,
+    /// Short for `-o json`.
+    #[arg(long)]
+    json: bool,
+}
+
+impl OutputArgs {
+    pub fn json(&self) -> bool {
+        self.json || self.output == Output::Json
+    }
 }
 
 impl ClientArgs {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use paxlog_storage::Index;
 
-use super::args::ClientArgs;
+use super::args::{ClientArgs, OutputArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -49,6 +49,8 @@ pub struct NameArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -67,6 +69,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let client = a.client.connect()?;
             let at = client.release(&a.name).await?;
             println!("hold {:?} released at index {at}", a.name);
+        }
+        Cmd::List(a) if a.out.json() => {
+            let client = a.client.connect()?;
+            let rows: Vec<serde_json::Value> = client
+                .status_all()
+                .await
+                .into_iter()
+                .map(|(id, _, status)| match status {
+                    Ok(s) => serde_json::json!({ "id": id, "holds": s.holds }),
+                    Err(e) => serde_json::json!({ "id": id, "error": e.to_string() }),
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         Cmd::List(a) => {
             let client = a.client.connect()?;

@@ -12,7 +12,7 @@ use paxlog::proto::NodeStatus;
 use paxlog_storage::NodeId;
 use serde::Serialize;
 
-use super::args::ClientArgs;
+use super::args::{ClientArgs, OutputArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,9 +40,8 @@ pub enum Cmd {
 pub struct ListArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -208,7 +207,7 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let client = a.client.connect()?;
     let (m, statuses) = client.members().await?;
     let l = listing(&m, &statuses);
-    if a.json {
+    if a.out.json() {
         println!("{}", serde_json::to_string_pretty(&l)?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -3,6 +3,7 @@
 mod append;
 mod args;
 mod certs;
+mod check;
 mod dev;
 mod hold;
 mod members;
@@ -51,6 +52,8 @@ pub enum Cmd {
     Snapshot(snapshot::Args),
     /// Retention holds (set, release, list): keep the log above an index from being trimmed.
     Hold(hold::Args),
+    /// Verdicts for scripts: `health` (reachable, one leader, lag, fsync) and `perf` (a short load).
+    Check(check::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -66,5 +69,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Members(args) => members::run(args).await,
         Cmd::Snapshot(args) => snapshot::run(args).await,
         Cmd::Hold(args) => hold::run(args).await,
+        Cmd::Check(args) => check::run(args).await,
     }
 }

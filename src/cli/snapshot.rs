@@ -8,7 +8,7 @@ use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use paxlog_storage::{Index, NodeId};
 
-use super::args::ClientArgs;
+use super::args::{ClientArgs, OutputArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,9 +32,8 @@ pub enum Cmd {
 pub struct ListArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,7 +71,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.connect()?;
     let statuses = client.status_all().await;
-    if args.json {
+    if args.out.json() {
         let rows: Vec<serde_json::Value> = statuses
             .iter()
             .map(|(id, _, s)| match s {

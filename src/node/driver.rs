@@ -16,8 +16,9 @@ use super::read::read;
 use super::request::Command;
 use super::snapshots::SnapshotDir;
 use super::status::node_status;
+use super::telemetry::Telemetry;
 use super::writer::WriteDone;
-use crate::core::{self, Envelope, Message, OpError, Replica, Role};
+use crate::core::{self, Envelope, Message, OpError, Replica};
 
 /// How often the loop calls `Replica::tick`.
 pub const TICK_INTERVAL_MS: u64 = 10;
@@ -37,7 +38,7 @@ pub(super) struct Driver<S: Store + 'static> {
     /// Invariant: holds exactly the proposals the core has not replied to yet.
     replies: BTreeMap<core::RequestId, oneshot::Sender<Result<Index, OpError>>>,
     next_request: core::RequestId,
-    last_role: Option<Role>,
+    telemetry: Telemetry,
     /// How members are dialed, and the epoch whose members the peer links
     /// follow now.
     config: NodeConfig,
@@ -67,6 +68,7 @@ impl<S: Store + 'static> Driver<S> {
         chosen_tx: watch::Sender<Index>,
         config: NodeConfig,
         snapshots: Arc<SnapshotDir>,
+        telemetry: Telemetry,
     ) -> Self {
         let peers_epoch = replica.membership().epoch;
         let node_id = config.node_id;
@@ -80,7 +82,7 @@ impl<S: Store + 'static> Driver<S> {
             chosen_tx,
             replies: BTreeMap::new(),
             next_request: 1,
-            last_role: None,
+            telemetry,
             config,
             peers_epoch,
             snapshots,
@@ -143,12 +145,12 @@ impl<S: Store + 'static> Driver<S> {
                     }
                     None => break Err(NodeError::Fatal("writer thread stopped".into())),
                 },
-                Some((from, message)) = peer_rx.recv() => {
+                Some((from, envelope)) = peer_rx.recv() => {
                     let now = self.now_ms();
-                    self.replica.on_message(from, message, now);
+                    self.on_peer_message(from, envelope, now);
                     for _ in 0..BURST_INPUTS_MAX {
                         match peer_rx.try_recv() {
-                            Some((from, message)) => self.replica.on_message(from, message, now),
+                            Some((from, envelope)) => self.on_peer_message(from, envelope, now),
                             None => break,
                         }
                     }
@@ -165,7 +167,9 @@ impl<S: Store + 'static> Driver<S> {
                 _ = ticker.tick() => {
                     let now = self.now_ms();
                     self.replica.tick(now);
-                    self.export_member_lag();
+                    if self.telemetry.export_due() {
+                        self.telemetry.export(&self.replica.status());
+                    }
                 }
             }
             if let Err(e) = self.drain().await {
@@ -189,7 +193,13 @@ impl<S: Store + 'static> Driver<S> {
         Err(error)
     }
 
+    fn on_peer_message(&mut self, from: NodeId, envelope: Envelope, now: u64) {
+        self.telemetry.on_received(from, &envelope.message);
+        self.replica.on_message(from, envelope, now);
+    }
+
     fn fail_pending(&mut self, error: OpError) {
+        self.telemetry.on_replies_dropped();
         for (_, reply) in std::mem::take(&mut self.replies) {
             // The core may have sent these out: only the core knows; on stop
             // every pending one is indeterminate unless we are merely shutting down
@@ -229,6 +239,7 @@ impl<S: Store + 'static> Driver<S> {
                 let id = self.next_request;
                 self.next_request += 1;
                 self.replies.insert(id, reply);
+                self.telemetry.on_propose(id, &command);
                 let proposal = core::Proposal {
                     id,
                     client_id,
@@ -238,7 +249,6 @@ impl<S: Store + 'static> Driver<S> {
                     expected_ballot,
                 };
                 self.replica.propose(proposal, now);
-                metrics::counter!("paxlog_appends_total").increment(1);
             }
             Command::ReadIndex { reply } => {
                 let id = self.next_request;
@@ -255,7 +265,9 @@ impl<S: Store + 'static> Driver<S> {
                 let _ = reply.send(read(&self.replica, from, to, entries_max));
             }
             Command::Status { reply } => {
-                let _ = reply.send(node_status(self.replica.status(), now));
+                let mut status = node_status(self.replica.status(), now);
+                self.telemetry.fill(&mut status);
+                let _ = reply.send(status);
             }
         }
     }
@@ -268,17 +280,21 @@ impl<S: Store + 'static> Driver<S> {
         }
         while let Some(out) = self.replica.poll_message() {
             let kind = message_kind(&out.message);
+            self.telemetry.on_sent(out.to, &out.message);
             let (to, envelope) = out.envelope();
             if let Err(error) = self.peer_tx.try_send(to, envelope) {
                 note_dropped(self.node_id, to, kind, &error);
             }
         }
         let mut emitted = None;
+        let (mut entries, mut duplicates) = (0, 0);
         while let Some(entry) = self.replica.poll_chosen() {
-            if entry.hidden.is_some() {
-                metrics::counter!("paxlog_duplicate_appends_total").increment(1);
-            }
+            entries += 1;
+            duplicates += u64::from(entry.hidden.is_some());
             emitted = Some(entry.index);
+        }
+        if entries > 0 {
+            self.telemetry.on_chosen(entries, duplicates);
         }
         // The node applies nothing itself: a snapshot is installed at once
         // (the application's own snapshot files are fetched by its client).
@@ -291,22 +307,19 @@ impl<S: Store + 'static> Driver<S> {
             // The node applies nothing itself: readers go through the core.
             self.replica.set_applied(index);
             self.chosen_tx.send_replace(index);
-            metrics::gauge!("paxlog_chosen_index").set(index as f64);
         }
         while let Some(reply) = self.replica.poll_reply() {
+            self.telemetry.on_reply(reply.id, &reply.result);
             if let Some(tx) = self.replies.remove(&reply.id) {
                 let _ = tx.send(reply.result);
             }
         }
         self.maybe_follow_members();
-        let role = self.replica.role();
-        if self.last_role != Some(role) {
-            tracing::info!(node = self.node_id, role = role.name(), "role changed");
-            if role == Role::Leader {
-                metrics::counter!("paxlog_leader_changes_total").increment(1);
-            }
-            self.last_role = Some(role);
-        }
+        self.telemetry.on_role(
+            self.replica.role(),
+            self.replica.leader(),
+            self.replica.promised(),
+        );
         Ok(())
     }
 }
@@ -339,21 +352,6 @@ fn note_dropped(node: NodeId, to: NodeId, kind: &'static str, error: &SendError)
 }
 
 impl<S: Store + 'static> Driver<S> {
-    /// On the leader, each member's catch-up lag in chosen entries (a
-    /// learner's progress before it is promoted); elsewhere nothing.
-    fn export_member_lag(&self) {
-        if self.replica.role() != Role::Leader {
-            return;
-        }
-        let status = self.replica.status();
-        for peer in &status.peers {
-            let lag = status.chosen_index.saturating_sub(peer.chosen_index);
-            let role = if peer.voter { "voter" } else { "learner" };
-            metrics::gauge!("paxlog_member_lag_entries", "peer" => peer.id.to_string(), "role" => role)
-                .set(lag as f64);
-        }
-    }
-
     /// After a configuration change the peer links follow its members: new
     /// ones are dialed and accepted, departed ones dropped.
     fn maybe_follow_members(&mut self) {

@@ -15,6 +15,7 @@ use super::config::{NodeConfig, NodeError};
 use super::driver::{Driver, Inputs};
 use super::local::LocalPort;
 use super::snapshots::SnapshotDir;
+use super::telemetry::{SharedWindow, Telemetry};
 use super::writer;
 use crate::admin;
 use crate::core::{Envelope, Replica};
@@ -124,14 +125,19 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let (client_tx, client_rx) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
     let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE_CAPACITY);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let writer = writer::spawn(store.clone(), write_rx, done_tx)?;
+    let fsync = SharedWindow::default();
+    let writer = writer::spawn(store.clone(), write_rx, done_tx, fsync.clone())?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Readers follow what the driver has seen emitted, which starts again
     // from the trim point after a restart.
     let (chosen_tx, chosen_rx) = watch::channel(0);
 
     let admin_addr = match config.admin {
-        Some(addr) => Some(admin::serve(addr, client_tx.clone())?),
+        Some(addr) => Some(admin::serve(
+            addr,
+            client_tx.clone(),
+            config.data_dir.clone(),
+        )?),
         None => None,
     };
     let snapshots = Arc::new(
@@ -159,6 +165,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         chosen_tx,
         config.clone(),
         snapshots,
+        Telemetry::new(config.node_id, fsync),
     );
     let inputs = Inputs {
         peer_rx,

@@ -26,6 +26,10 @@ pub(super) fn node_status(s: Status, now_ms: u64) -> NodeStatus {
                 chosen_lag_entries: (s.role == Role::Leader)
                     .then(|| s.chosen_index.saturating_sub(p.chosen_index)),
                 last_contact_ms: p.last_contact_ms.map(|t| now_ms.saturating_sub(t)),
+                inflight_entries: (s.role == Role::Leader).then_some(p.inflight_entries),
+                inflight_bytes: (s.role == Role::Leader).then_some(p.inflight_bytes),
+                // Filled in by the driver's telemetry.
+                round_trip_us: None,
             })
             .collect(),
         membership: s.membership,
@@ -35,5 +39,10 @@ pub(super) fn node_status(s: Status, now_ms: u64) -> NodeStatus {
         holds: s.holds,
         // Filled in by the request's handler, off the loop.
         snapshots_held: Vec::new(),
+        uncommitted_bytes: (s.role == Role::Leader).then_some(s.uncommitted_bytes),
+        // Filled in by the driver's telemetry.
+        leader_tenure_ms: None,
+        fsync_p50_us: None,
+        fsync_p99_us: None,
     }
 }

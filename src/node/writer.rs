@@ -11,6 +11,7 @@ use std::sync::Arc;
 use paxlog_storage::{Store, StoreError, WriteBatch};
 use tokio::sync::mpsc;
 
+use super::telemetry::SharedWindow;
 use crate::core::{Persist, Ticket};
 
 /// Core batches merged into one synced write at most.
@@ -68,6 +69,7 @@ pub fn spawn<S: Store + 'static>(
     store: Arc<S>,
     mut rx: mpsc::Receiver<Persist>,
     done: mpsc::UnboundedSender<WriteDone>,
+    fsync: SharedWindow,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("paxlog-writer".into())
@@ -86,8 +88,11 @@ pub fn spawn<S: Store + 'static>(
                 }
                 let started = std::time::Instant::now();
                 let result = store.write(&batch);
-                metrics::histogram!("paxlog_fsync_seconds").record(started.elapsed().as_secs_f64());
+                let took = started.elapsed();
+                metrics::histogram!("paxlog_fsync_duration_seconds").record(took.as_secs_f64());
                 metrics::histogram!("paxlog_write_batch_entries").record(batch.accepts.len() as f64);
+                metrics::histogram!("paxlog_write_batch_bytes").record(batch.value_bytes() as f64);
+                fsync.lock().unwrap_or_else(|e| e.into_inner()).record(took);
                 match result {
                     Ok(()) => {
                         if done.send(WriteDone::Durable(tickets)).is_err() {

@@ -273,6 +273,19 @@ impl TestCluster {
         })
     }
 
+    /// Appends `values` through one pipelining client, `window` in flight,
+    /// fails the test on any error, waits until every running node has
+    /// them chosen, and returns the highest index.
+    pub fn append_chosen(&self, values: Vec<bytes::Bytes>, window: usize) -> u64 {
+        let last = block_on(self.client().append_all(values, window))
+            .into_iter()
+            .map(|r| r.expect("append"))
+            .max()
+            .expect("at least one value");
+        self.wait_for_chosen(last);
+        last
+    }
+
     /// Waits until every running node's chosen index is at least `index`.
     pub fn wait_for_chosen(&self, index: u64) {
         self.wait_for(

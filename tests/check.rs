@@ -1,0 +1,106 @@
+//! `paxlog check health` and `paxlog check perf` against real nodes, by
+//! exit code (issue 16): health passes on a whole cluster and fails, naming
+//! the node, once one is SIGKILLed; perf passes under its default thresholds
+//! and fails under one no cluster meets. And an error says its cause once.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{exe, TestCluster};
+
+/// Runs the CLI against the cluster; returns (exit code, stdout, stderr).
+fn paxlog(cluster: &TestCluster, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(exe())
+        .args(args)
+        .arg("--cluster")
+        .arg(&cluster.cluster_path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run paxlog");
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn health_passes_on_a_whole_cluster_and_fails_when_a_node_is_killed() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    // Every node has synced something (its registration of the leader's
+    // ballot), so each reports an fsync p99.
+    let (code, stdout, stderr) = paxlog(&cluster, &["append", "first"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout_health, stderr) = paxlog(&cluster, &["check", "health"]);
+    assert_eq!(
+        code, 0,
+        "healthy cluster:\n{stdout_health}{stderr}\n(append said {stdout})"
+    );
+    assert!(stdout_health.contains("PASS"), "{stdout_health}");
+    assert!(
+        stdout_health.contains(&format!("node {leader} leads")),
+        "{stdout_health}"
+    );
+
+    let (code, stdout, stderr) = paxlog(
+        &cluster,
+        &["check", "perf", "--duration", "2s", "--clients", "8"],
+    );
+    assert_eq!(code, 0, "perf under default thresholds:\n{stdout}{stderr}");
+    assert!(
+        stdout.contains("appends/s") && stdout.contains("p99"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = paxlog(
+        &cluster,
+        &[
+            "check",
+            "perf",
+            "--duration",
+            "1s",
+            "--min-throughput",
+            "100000000",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 1, "no cluster does 10^8 appends/s:\n{stdout}{stderr}");
+    let verdict: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(verdict["ok"], false, "{verdict}");
+
+    let victim = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    cluster.kill_node(victim);
+    let (code, stdout, stderr) = paxlog(&cluster, &["check", "health", "--timeout", "2s"]);
+    assert_eq!(
+        code, 1,
+        "a killed node must fail the check:\n{stdout}{stderr}"
+    );
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("node {victim} (")),
+        "the unreachable node is named:\n{stdout}"
+    );
+    println!("healthy:\n{stdout_health}\nnode {victim} killed:\n{stdout}");
+}
+
+#[test]
+fn a_missing_cluster_file_is_reported_once() {
+    let out = Command::new(exe())
+        .args(["status", "--cluster", "/nonexistent/cluster.toml"])
+        .output()
+        .expect("run paxlog");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "the cause once: {stderr}"
+    );
+    assert!(stderr.contains("/nonexistent/cluster.toml"), "{stderr}");
+}
