@@ -59,7 +59,7 @@ impl<S: Store> Replica<S> {
         }
         if ballot > self.acceptor.promised {
             if !matches!(self.role, RoleState::Follower) {
-                self.become_follower(None, now_ms);
+                self.become_follower(None, now_ms, "a higher ballot's Prepare");
             }
             self.leader = None;
             self.leader_contact_ms = None;
@@ -91,7 +91,11 @@ impl<S: Store> Replica<S> {
     /// Contact from the leader of `ballot` (not below our promise).
     fn on_leader_contact(&mut self, from: NodeId, ballot: Ballot, now_ms: u64) {
         if matches!(self.role, RoleState::Leader(_) | RoleState::Candidate(_)) {
-            self.become_follower(Some(from), now_ms);
+            self.become_follower(
+                Some(from),
+                now_ms,
+                "contact from the leader of a higher ballot",
+            );
         }
         self.leader = Some(from);
         self.leader_contact_ms = Some(now_ms);

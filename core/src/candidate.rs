@@ -246,11 +246,11 @@ impl<S: Store> Replica<S> {
             return;
         }
         if promised > ballot {
-            self.become_follower(None, now_ms);
+            self.become_follower(None, now_ms, "a peer promised a higher ballot");
         } else if let Some(l) = leader.filter(|&l| l != self.config.node_id) {
             // A live leader elsewhere: stand down and learn through `from`.
             if matches!(self.role, RoleState::Candidate(_)) {
-                self.become_follower(None, now_ms);
+                self.become_follower(None, now_ms, "a live leader elsewhere");
                 self.leader = Some(l);
                 self.catchup_sent_ms = None;
                 self.maybe_request_catchup(from, Index::MAX, now_ms);
@@ -258,9 +258,11 @@ impl<S: Store> Replica<S> {
         }
     }
 
-    pub(crate) fn become_follower(&mut self, leader: Option<NodeId>, now_ms: u64) {
-        if matches!(self.role, RoleState::Leader(_)) {
-            tracing::debug!(node = self.config.node_id, "stepping down");
+    /// `why` is logged when a leader steps down: an operator reading a
+    /// leader change wants its cause.
+    pub(crate) fn become_follower(&mut self, leader: Option<NodeId>, now_ms: u64, why: &str) {
+        if let RoleState::Leader(ls) = &self.role {
+            tracing::info!(node = self.config.node_id, ballot = %ls.ballot, "stepping down: {why}");
         }
         self.fail_waiters();
         self.fail_reads();
@@ -317,7 +319,7 @@ impl<S: Store> Replica<S> {
                 trim = cs.max_trim,
                 "behind a peer's trim point; not leading until caught up"
             );
-            self.become_follower(None, now_ms);
+            self.become_follower(None, now_ms, "behind a peer's trim point");
             return;
         }
         let skip_adoption = self.config.mutated(Mutation::SkipValueAdoption);

@@ -90,7 +90,7 @@ impl<S: Store> Replica<S> {
         };
         if !self.leader_has_quorum_contact(ls, now_ms) {
             // The minority side fails fast instead of acknowledging.
-            return self.become_follower(None, now_ms);
+            return self.become_follower(None, now_ms, "no contact with a quorum");
         }
         let hb = self.config.heartbeat_interval_ms;
         if now_ms.saturating_sub(ls.last_heartbeat_ms) >= hb {

@@ -151,7 +151,7 @@ impl<S: Store> Replica<S> {
             // consistent with the mirror about to change.
             if index >= ls.next_index || !same {
                 let now = self.now_ms;
-                self.become_follower(None, now);
+                self.become_follower(None, now, "another ballot's value was chosen");
             }
         }
         if !same {
@@ -221,7 +221,7 @@ impl<S: Store> Replica<S> {
         }
         if let RoleState::Leader(_) = self.role {
             let now = self.now_ms;
-            self.become_follower(None, now);
+            self.become_follower(None, now, "skipped to a peer's trim point");
         }
     }
 

@@ -253,8 +253,7 @@ impl<S: Store> Replica<S> {
                     .or_insert_with(|| Progress::new(start, now));
             }
             if !self.learner.membership.is_voter(me) {
-                tracing::info!(node = me, "no longer a voter; stepping down");
-                self.become_follower(None, now);
+                self.become_follower(None, now, "no longer a voter");
             }
         }
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use paxlog_net::{NodeEndpoint, NodeTls};
 use paxlog_storage::{Index, NodeId, RocksStore};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::clients;
 use super::config::{NodeConfig, NodeError};
@@ -173,7 +174,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         done_rx,
         shutdown: shutdown_rx,
     };
-    let task = tokio::spawn(driver.run(inputs, endpoint, acceptor));
+    // Every log line of the loop names its node, so a test's or an
+    // embedder's interleaved logs stay readable.
+    let span = tracing::info_span!("node", id = config.node_id);
+    let task = tokio::spawn(driver.run(inputs, endpoint, acceptor).instrument(span));
     tracing::info!(node = config.node_id, %local_addr, "node started");
     Ok(NodeHandle {
         local_addr,
