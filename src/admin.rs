@@ -60,12 +60,12 @@ fn describe() {
     );
     describe_counter!(
         "paxlog_appends_total",
-        "Leader: client appends it took to propose."
+        "Client appends this node proposed as leader, each once (a resend that joins one is not counted)."
     );
     describe_counter!(
         "paxlog_appended_bytes_total",
         b,
-        "Leader: value bytes of appends acknowledged."
+        "Encoded bytes of the appends counted by paxlog_appends_total."
     );
     describe_counter!(
         "paxlog_append_answers_total",

@@ -104,3 +104,22 @@ fn a_missing_cluster_file_is_reported_once() {
     );
     assert!(stderr.contains("/nonexistent/cluster.toml"), "{stderr}");
 }
+
+#[test]
+fn a_listing_into_a_closed_pipe_ends_quietly() {
+    // The nodes are not started: status lists them unreachable, quickly.
+    let cluster = TestCluster::new(3);
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    // Closed before paxlog writes a byte: its first write fails with EPIPE.
+    drop(reader);
+    let out = Command::new(exe())
+        .args(["status", "--timeout", "200ms", "--cluster"])
+        .arg(&cluster.cluster_path)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run paxlog");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

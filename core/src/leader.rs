@@ -247,6 +247,8 @@ impl<S: Store> Replica<S> {
         ls.uncommitted_bytes += value.len();
         if is_append {
             ls.inflight_keys.insert((client_id, seq), index);
+            self.appends_proposed.0 += 1;
+            self.appends_proposed.1 += value.len() as u64;
         }
         ls.log.insert(
             index,

@@ -104,6 +104,7 @@ impl<S: Store> Replica<S> {
             now_ms,
             chosen_flushed_ms: now_ms,
             failed: false,
+            appends_proposed: (0, 0),
             acceptor: AcceptorState {
                 promised,
                 max_seen,

@@ -37,6 +37,10 @@ pub struct Replica<S: Store> {
     /// When a lone chosen index was last flushed (see `chosen_flush_interval_ms`).
     pub(crate) chosen_flushed_ms: u64,
     pub(crate) failed: bool,
+    /// Appends this replica proposed as leader at a new index, and their
+    /// encoded bytes, since it started: a retry that joins an append in
+    /// flight or already chosen is not counted again (metrics).
+    pub(crate) appends_proposed: (u64, u64),
     pub(crate) acceptor: AcceptorState,
     pub(crate) learner: LearnerState,
     /// Proposals waiting for their index to be chosen.

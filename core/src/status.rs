@@ -67,6 +67,12 @@ impl<S: Store> Replica<S> {
         self.leader.filter(|&l| l != self.config.node_id)
     }
 
+    /// Appends proposed at a new index as leader, and their encoded bytes,
+    /// since this replica started.
+    pub fn appends_proposed(&self) -> (u64, u64) {
+        self.appends_proposed
+    }
+
     /// The leader this node knows of (itself included).
     pub fn leader(&self) -> Option<NodeId> {
         self.leader

@@ -33,10 +33,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     for result in results {
         match result {
-            Ok(index) => println!("{index}"),
+            Ok(index) => outln!("{index}"),
             Err(error) => {
                 failed += 1;
-                println!("error");
+                outln!("error");
                 eprintln!("append failed: {error}");
             }
         }

@@ -53,7 +53,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     }
     paxlog_net::generate_certs(&args.out, &args.nodes, &clients)
         .with_context(|| format!("generating certificates in {}", args.out.display()))?;
-    println!(
+    outln!(
         "wrote a CA, {} node and {} client certificates to {}",
         args.nodes.len(),
         clients.len(),

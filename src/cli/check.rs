@@ -77,7 +77,7 @@ struct Check {
 fn verdict(checks: &[Check], json: bool) -> anyhow::Result<ExitCode> {
     let ok = checks.iter().all(|c| c.ok);
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "ok": ok, "checks": checks }))?
         );
@@ -89,8 +89,8 @@ fn verdict(checks: &[Check], json: bool) -> anyhow::Result<ExitCode> {
             let result = if c.ok { "ok" } else { "FAILED" };
             table.add_row([c.check.as_str(), result, c.detail.as_str()]);
         }
-        println!("{table}");
-        println!("{}", if ok { "PASS" } else { "FAIL" });
+        outln!("{table}");
+        outln!("{}", if ok { "PASS" } else { "FAIL" });
     }
     Ok(if ok {
         ExitCode::SUCCESS

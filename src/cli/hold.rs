@@ -58,7 +58,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Set(a) => {
             let client = a.client.connect()?;
             let at = client.hold(&a.name, a.index, a.lease).await?;
-            println!(
+            outln!(
                 "hold {:?} keeps every index above {} (lease {}), chosen at index {at}",
                 a.name,
                 a.index,
@@ -68,7 +68,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Release(a) => {
             let client = a.client.connect()?;
             let at = client.release(&a.name).await?;
-            println!("hold {:?} released at index {at}", a.name);
+            outln!("hold {:?} released at index {at}", a.name);
         }
         Cmd::List(a) if a.out.json() => {
             let client = a.client.connect()?;
@@ -81,22 +81,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     Err(e) => serde_json::json!({ "id": id, "error": e.to_string() }),
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            outln!("{}", serde_json::to_string_pretty(&rows)?);
         }
         Cmd::List(a) => {
             let client = a.client.connect()?;
             for (id, _, status) in client.status_all().await {
                 match status {
-                    Ok(s) if s.holds.is_empty() => println!("node {id}: no holds"),
+                    Ok(s) if s.holds.is_empty() => outln!("node {id}: no holds"),
                     Ok(s) => {
                         for (name, h) in &s.holds {
-                            println!(
+                            outln!(
                                 "node {id}: {name:?} at index {} (lease {} ms, renewed at index {})",
                                 h.index, h.lease_ms, h.renewed_at
                             );
                         }
                     }
-                    Err(e) => println!("node {id}: unreachable ({e})"),
+                    Err(e) => outln!("node {id}: unreachable ({e})"),
                 }
             }
         }

@@ -97,7 +97,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 pid: None,
             };
             if ClusterFile::add_node_and_save(&a.client.cluster, node)? {
-                println!("added node {} to {}", a.id, a.client.cluster.display());
+                outln!("added node {} to {}", a.id, a.client.cluster.display());
             }
             let client = a.client.connect()?;
             let change = Change::AddLearner {
@@ -105,20 +105,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 addr: a.addr.to_string(),
             };
             let m = client.change_members(change).await?;
-            println!("node {} is a learner: {}", a.id, m);
+            outln!("node {} is a learner: {}", a.id, m);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Promote(a) => {
             let client = a.client.connect()?;
             client.wait_caught_up(a.id, a.wait).await?;
             let m = client.change_members(Change::Promote { id: a.id }).await?;
-            println!("node {} is a voter: {}", a.id, m);
+            outln!("node {} is a voter: {}", a.id, m);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Remove(a) => {
             let client = a.client.connect()?;
             let m = client.change_members(Change::Remove { id: a.id }).await?;
-            println!("node {} removed: {}", a.id, m);
+            outln!("node {} removed: {}", a.id, m);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Replace(a) => {
@@ -145,7 +145,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             let client = a.client.connect()?;
             let m = client.replace(a.id, new, addr.to_string(), a.wait).await?;
-            println!("node {} replaced by node {new}: {m}", a.id);
+            outln!("node {} replaced by node {new}: {m}", a.id);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -208,10 +208,10 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let (m, statuses) = client.members().await?;
     let l = listing(&m, &statuses);
     if a.out.json() {
-        println!("{}", serde_json::to_string_pretty(&l)?);
+        outln!("{}", serde_json::to_string_pretty(&l)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("configuration epoch {}", l.epoch);
+    outln!("configuration epoch {}", l.epoch);
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["id", "role", "incarnation", "addr", "lag", "note"]);
@@ -234,6 +234,6 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
             r.not_voting.clone().unwrap_or_default(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }

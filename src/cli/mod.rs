@@ -1,5 +1,14 @@
 //! The `paxlog` command line: one file per subcommand.
 
+/// `println!` that returns the error instead of panicking when stdout is
+/// closed (`paxlog status | head`); `main` then ends quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod append;
 mod args;
 mod certs;

@@ -83,7 +83,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => serde_json::json!({ "node": id, "error": e.to_string() }),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
@@ -127,7 +127,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         };
         table.add_row(row);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,7 +137,7 @@ async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no snapshot has been published");
     };
     let resumed_at = client.fetch_snapshot(&meta, &args.out).await?;
-    println!(
+    outln!(
         "snapshot at index {} ({} bytes, CRC-32C {:08x}) written to {} (resumed at byte \
          {resumed_at}); peak memory {}",
         meta.index,
@@ -159,7 +159,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         None => client.node_ids().into_iter().min().context("no nodes")?,
     };
     let (meta, at) = client.publish_snapshot(node, args.index, file).await?;
-    println!(
+    outln!(
         "snapshot at index {} ({} bytes, CRC-32C {:08x}) held by node {node}, published at index {at}",
         meta.index, meta.size_bytes, meta.crc32c
     );

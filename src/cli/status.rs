@@ -63,9 +63,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(every) = args.watch else {
         let rows = rows(&client).await;
         if args.out.json() {
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            outln!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
-            println!("{}", table(&rows));
+            outln!("{}", table(&rows));
         }
         if !rows.iter().any(|r| matches!(r, Row::Up { .. })) {
             eprintln!("no node of the cluster is reachable");
@@ -81,12 +81,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let rows = rows(&client).await;
         if args.out.json() {
-            println!("{}", serde_json::to_string(&rows)?);
+            outln!("{}", serde_json::to_string(&rows)?);
         } else {
             // Home and clear: redraw in place.
-            print!("\x1b[H\x1b[2J");
-            println!("{}", table(&rows));
-            println!(
+            outln!("\x1b[H\x1b[2J{}", table(&rows));
+            outln!(
                 "every {} · Ctrl-C to stop",
                 humantime::format_duration(every)
             );

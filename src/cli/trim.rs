@@ -18,6 +18,6 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = args.client.connect()?;
     let index = client.trim(args.upto).await?;
-    println!("trim up to {} chosen at index {index}", args.upto);
+    outln!("trim up to {} chosen at index {index}", args.upto);
     Ok(ExitCode::SUCCESS)
 }

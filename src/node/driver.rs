@@ -168,7 +168,8 @@ impl<S: Store + 'static> Driver<S> {
                     let now = self.now_ms();
                     self.replica.tick(now);
                     if self.telemetry.export_due() {
-                        self.telemetry.export(&self.replica.status());
+                        let appends = self.replica.appends_proposed();
+                        self.telemetry.export(&self.replica.status(), appends);
                     }
                 }
             }
@@ -239,7 +240,7 @@ impl<S: Store + 'static> Driver<S> {
                 let id = self.next_request;
                 self.next_request += 1;
                 self.replies.insert(id, reply);
-                self.telemetry.on_propose(id, &command);
+                self.telemetry.on_propose(id);
                 let proposal = core::Proposal {
                     id,
                     client_id,

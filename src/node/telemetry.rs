@@ -12,7 +12,8 @@
 //! - `paxlog_elections_total{result}` (`started`, `won`, `lost`),
 //!   `paxlog_leader_changes_seen_total` (`etcd_server_leader_changes_seen_total`),
 //!   `paxlog_is_leader`, `paxlog_leader_tenure_seconds`, `paxlog_promised_ballot`;
-//! - `paxlog_appends_total` and `paxlog_appended_bytes_total` (leader only),
+//! - `paxlog_appends_total` and `paxlog_appended_bytes_total` (as leader,
+//!   each append once, resends not counted),
 //!   `paxlog_entries_chosen_total`, `paxlog_duplicate_appends_total`;
 //! - gauges from the core's status: indexes, per-peer lag and in-flight
 //!   window, uncommitted bytes, snapshot index, holds.
@@ -36,9 +37,9 @@ pub type SharedWindow = Arc<Mutex<LatencyWindow>>;
 
 pub(super) struct Telemetry {
     node_id: NodeId,
-    /// Arrival and value bytes of each proposal this node took as leader.
+    /// Arrival of each proposal this node took as leader.
     /// Invariant: every key is a pending reply of the driver's.
-    proposed: HashMap<core::RequestId, (Instant, usize)>,
+    proposed: HashMap<core::RequestId, Instant>,
     /// Heartbeat rounds sent to each peer, and when; oldest first.
     /// Invariant: at most [`ROUNDS_PENDING_MAX`] per peer.
     rounds: HashMap<NodeId, VecDeque<(u64, Instant)>>,
@@ -65,30 +66,20 @@ impl Telemetry {
         }
     }
 
-    /// Only a leader's proposals are counted and timed: a follower refuses
-    /// them, and counting those too would count one append once per node.
-    pub(super) fn on_propose(&mut self, id: core::RequestId, command: &core::ProposalCommand) {
-        if self.role != Some(Role::Leader) {
-            return;
+    /// Only a leader's proposals are timed: a follower refuses them.
+    pub(super) fn on_propose(&mut self, id: core::RequestId) {
+        if self.role == Some(Role::Leader) {
+            self.proposed.insert(id, Instant::now());
         }
-        let bytes = match command {
-            core::ProposalCommand::Append(data) => {
-                metrics::counter!("paxlog_appends_total").increment(1);
-                data.len()
-            }
-            _ => 0,
-        };
-        self.proposed.insert(id, (Instant::now(), bytes));
     }
 
     pub(super) fn on_reply(&mut self, id: core::RequestId, result: &Result<Index, OpError>) {
-        let Some((arrived, bytes)) = self.proposed.remove(&id) else {
+        let Some(arrived) = self.proposed.remove(&id) else {
             return;
         };
         if result.is_ok() {
             metrics::histogram!("paxlog_commit_latency_seconds")
                 .record(arrived.elapsed().as_secs_f64());
-            metrics::counter!("paxlog_appended_bytes_total").increment(bytes as u64);
         }
     }
 
@@ -171,8 +162,12 @@ impl Telemetry {
             .is_none_or(|at| at.elapsed() >= EXPORT_INTERVAL)
     }
 
-    pub(super) fn export(&mut self, status: &Status) {
+    /// `appends` is the core's count of appends proposed at a new index and
+    /// their bytes: a client's resend of one append is not a second one.
+    pub(super) fn export(&mut self, status: &Status, appends: (u64, u64)) {
         self.exported = Some(Instant::now());
+        metrics::counter!("paxlog_appends_total").absolute(appends.0);
+        metrics::counter!("paxlog_appended_bytes_total").absolute(appends.1);
         let leading = status.role == Role::Leader;
         metrics::gauge!("paxlog_promised_ballot").set(status.ballot.counter as f64);
         metrics::gauge!("paxlog_leader_tenure_seconds")
