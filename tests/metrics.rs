@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use common::workload::wait_until;
-use common::{block_on, http_get, TestCluster, WAIT_MAX};
+use common::{block_on, dashboard_exprs, http_get, TestCluster, WAIT_MAX};
 
 const APPENDS: u64 = 300;
 
@@ -167,22 +167,16 @@ fn every_node_passes_promtool_and_only_the_leader_counts_its_appends() {
 
 /// Every `paxlog_…` series the Grafana dashboard's queries name.
 fn dashboard_metrics() -> std::collections::BTreeSet<String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/grafana-dashboard.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
     let mut names = std::collections::BTreeSet::new();
-    for panel in json["panels"].as_array().expect("panels") {
-        for target in panel["targets"].as_array().expect("targets") {
-            let expr = target["expr"].as_str().expect("expr");
-            let mut rest = expr;
-            while let Some(at) = rest.find("paxlog_") {
-                let name: String = rest[at..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                rest = &rest[at + name.len()..];
-                names.insert(name);
-            }
+    for expr in dashboard_exprs() {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("paxlog_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            names.insert(name);
         }
     }
     assert!(

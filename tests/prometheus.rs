@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
 use common::workload::wait_until;
-use common::{block_on, http_get, TestCluster, WAIT_MAX};
+use common::{block_on, dashboard_exprs, http_get, TestCluster, WAIT_MAX};
 
 /// The Prometheus server; killed and reaped when dropped, pass or fail.
 struct Prometheus {
@@ -174,21 +174,15 @@ fn prometheus_reads_commit_latency_and_per_peer_lag() {
         .collect();
     assert_eq!(peers, expected, "one lag series per peer of the leader");
     // Every query of the dashboard parses and runs.
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/grafana-dashboard.json");
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
-    let mut exprs = 0;
-    for panel in dashboard["panels"].as_array().expect("panels") {
-        for target in panel["targets"].as_array().expect("targets") {
-            let expr = target["expr"].as_str().expect("expr");
-            let url = format!("/api/v1/query?query={}", percent_encode(expr));
-            let (code, body) = http_get(prometheus.addr, &url);
-            assert_eq!(code, 200, "the dashboard's query {expr} failed: {body}");
-            exprs += 1;
-        }
+    let exprs = dashboard_exprs();
+    for expr in &exprs {
+        let url = format!("/api/v1/query?query={}", percent_encode(expr));
+        let (code, body) = http_get(prometheus.addr, &url);
+        assert_eq!(code, 200, "the dashboard's query {expr} failed: {body}");
     }
     println!(
-        "the dashboard's {exprs} queries run; leader {leader}: commit p99 {:.3} ms through Prometheus; lag {:?}",
+        "the dashboard's {} queries run; leader {leader}: commit p99 {:.3} ms through Prometheus; lag {:?}",
+        exprs.len(),
         p99_seconds * 1e3,
         lags.iter().map(|(l, v)| (l["peer"].clone(), *v)).collect::<Vec<_>>()
     );

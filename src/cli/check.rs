@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use paxlog::core::Role;
+use paxlog::node::nearest_rank;
 use serde::Serialize;
 
 use super::args::{ClientArgs, OutputArgs};
@@ -230,13 +231,9 @@ async fn perf(a: PerfArgs) -> anyhow::Result<ExitCode> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     took_us.sort_unstable();
-    let quantile = |q: f64| -> Option<u64> {
-        let rank = ((q * took_us.len() as f64).ceil() as usize).clamp(1, took_us.len().max(1));
-        took_us.get(rank - 1).copied()
-    };
     let throughput = took_us.len() as f64 / elapsed;
     let p99_max_us = u64::try_from(a.p99_max.as_micros()).unwrap_or(u64::MAX);
-    let (p50, p99) = (quantile(0.5), quantile(0.99));
+    let (p50, p99) = (nearest_rank(&took_us, 0.5), nearest_rank(&took_us, 0.99));
     let checks = vec![
         Check {
             check: format!("throughput >= {} appends/s", a.min_throughput),

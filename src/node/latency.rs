@@ -28,15 +28,18 @@ impl LatencyWindow {
     /// The `q` quantile (0 < q <= 1) of the window, nearest rank; `None` when
     /// it is empty.
     pub fn quantile_us(&self, q: f64) -> Option<u64> {
-        assert!(q > 0.0 && q <= 1.0, "a quantile is in (0, 1]: {q}");
-        if self.samples_us.is_empty() {
-            return None;
-        }
         let mut sorted: Vec<u64> = self.samples_us.iter().copied().collect();
         sorted.sort_unstable();
-        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-        Some(sorted[rank - 1])
+        nearest_rank(&sorted, q)
     }
+}
+
+/// The `q` quantile (0 < q <= 1) of ascending `sorted`, nearest rank;
+/// `None` when it is empty.
+pub fn nearest_rank(sorted: &[u64], q: f64) -> Option<u64> {
+    assert!(q > 0.0 && q <= 1.0, "a quantile is in (0, 1]: {q}");
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied()
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ pub mod writer;
 
 pub use config::{NodeConfig, NodeError, DEFAULT_ADMIN};
 pub use driver::TICK_INTERVAL_MS;
-pub use latency::LATENCY_WINDOW;
+pub use latency::{nearest_rank, LATENCY_WINDOW};
 pub use local::LocalPort;
 pub use snapshots::{checksum, HeldSnapshot, SNAPSHOT_CHUNK_BYTES};
 pub use start::{start, NodeHandle, Stopper, UNSYNCED_STORE_ENV};
