@@ -2,10 +2,17 @@
 //!
 //! Keys are a one-byte kind followed by big-endian fields, so RocksDB's
 //! bytewise order is index order:
-//! - `[0x00, tag]`: scalar metadata (`meta/<name>`),
-//! - `[0x01, index u64 BE]`: the accepted entry at `index` (`accepted/<index>`).
+//! - `[0x00, tag]`: scalar metadata (`meta/<name>`), in the column family
+//!   [`META_CF`],
+//! - `[0x01, index u64 BE]`: the accepted entry at `index` (`accepted/<index>`),
+//!   in the default column family.
 //!
-//! Values are `[format version u16 BE][CRC32C u32 BE][postcard payload]`. The
+//! The scalars have their own column family because they are rewritten on
+//! every batch: among the entries, each flushed file would span the whole key
+//! range, and every compaction would rewrite the whole level below instead of
+//! moving files that an append-only key space never overlaps (format 1 did).
+//!
+//! Values are `[record version u16 BE][CRC32C u32 BE][postcard payload]`. The
 //! checksum covers the key and then the payload, so a value that turns up
 //! under the wrong key fails its check just like a flipped bit does.
 
@@ -13,9 +20,24 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{Index, StoreError};
 
-/// The data directory format this build reads and writes. Every record header
-/// carries it, and `meta/format` records it once per directory.
-pub const FORMAT_VERSION: u16 = 1;
+/// The data directory format this build writes, recorded once per directory
+/// in `meta/format`. Format 1 (every record in the default column family) is
+/// migrated to it on open; see [`FORMAT_MIGRATED`].
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The older directory format a read-write open migrates in place.
+pub const FORMAT_MIGRATED: u16 = 1;
+
+/// The version of a record's encoding, carried by every record header. Format
+/// 2 moved records between column families without changing their encoding.
+pub const RECORD_VERSION: u16 = 1;
+
+/// The column family of the `meta/` records.
+pub const META_CF: &str = "meta";
+
+/// The column family of the accepted entries: RocksDB's default one, which
+/// is where format 1 kept every record.
+pub const ENTRIES_CF: &str = "default";
 
 /// Bytes before the payload: version (2) + checksum (4).
 pub const HEADER_BYTES: usize = 6;
@@ -88,6 +110,14 @@ impl Meta {
     }
 }
 
+/// The column family that holds `key` in the current format.
+pub fn column_family(key: &[u8]) -> &'static str {
+    match key.first() {
+        Some(&KIND_META) => META_CF,
+        _ => ENTRIES_CF,
+    }
+}
+
 /// Key of the accepted entry at `index`.
 pub fn accepted_key(index: Index) -> [u8; 9] {
     let mut key = [0u8; 9];
@@ -144,7 +174,7 @@ pub fn encode<T: Serialize>(key: &[u8], value: &T) -> Vec<u8> {
     // Serializing our own plain data types into a Vec cannot fail.
     let out_payload =
         postcard::to_extend(value, Vec::new()).expect("postcard encodes plain data into a Vec");
-    out[0..2].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+    out[0..2].copy_from_slice(&RECORD_VERSION.to_be_bytes());
     out[2..6].copy_from_slice(&checksum(key, &out_payload).to_be_bytes());
     out.extend_from_slice(&out_payload);
     out
@@ -172,9 +202,9 @@ pub fn decode<T: DeserializeOwned>(key: &[u8], raw: &[u8]) -> Result<T, StoreErr
         )));
     }
     let found_version = u16::from_be_bytes([raw[0], raw[1]]);
-    if found_version != FORMAT_VERSION {
+    if found_version != RECORD_VERSION {
         return Err(corrupt(format!(
-            "record format version {found_version}, expected {FORMAT_VERSION}"
+            "record version {found_version}, expected {RECORD_VERSION}"
         )));
     }
     let stored = u32::from_be_bytes([raw[2], raw[3], raw[4], raw[5]]);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rocksdb::{Direction, ErrorKind, IteratorMode, ReadOptions, WriteOptions, DB};
 
-use crate::record::{self, Meta, FORMAT_VERSION};
+use crate::record::{self, Meta, FORMAT_MIGRATED, FORMAT_VERSION, META_CF};
 use crate::{
     Accepted, Health, Identity, Index, Metadata, ReadLimit, Result, Store, StoreError, WriteBatch,
 };
@@ -90,10 +90,13 @@ impl RocksStore {
     /// On first open it records the identity, the format version and a new
     /// random incarnation id (see [`Store::incarnation`]) in one synced write.
     /// A directory of another node or cluster is [`StoreError::WrongIdentity`],
-    /// one of another format is [`StoreError::UnknownFormat`], one whose
+    /// one of an unknown format is [`StoreError::UnknownFormat`], one whose
     /// identity or incarnation record is damaged is [`StoreError::Corrupt`]
     /// naming the key, and in all these cases nothing in the directory changes
     /// (it is examined read-only first).
+    ///
+    /// A directory of format 1 is migrated to the current format (one synced
+    /// write; see [`record`]) before anything else is written to it.
     ///
     /// A directory initialized by a build that predates incarnation ids gets
     /// one created and persisted here: its promises are its own, so this is
@@ -103,7 +106,7 @@ impl RocksStore {
     /// [`Health::Suspect`], recorded durably (`meta/suspect`) so a restart
     /// cannot forget it, until [`Store::repair`] clears it.
     pub fn open(dir: &Path, identity: Identity) -> Result<RocksStore> {
-        let (fresh, stored_incarnation) = if open::exists(dir) {
+        let (fresh, format, stored_incarnation) = if open::exists(dir) {
             let probe = open::probe(dir)?;
             if let Some(found) = &probe.identity {
                 if *found != identity {
@@ -115,24 +118,30 @@ impl RocksStore {
                     });
                 }
             }
-            (probe.identity.is_none(), probe.incarnation)
+            (probe.identity.is_none(), probe.format, probe.incarnation)
         } else {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Io(format!("create {}: {e}", dir.display())))?;
-            (true, None)
+            (true, FORMAT_VERSION, None)
         };
         let (db, recovery) = open::open_rw(dir)?;
+        if !fresh && format == FORMAT_MIGRATED {
+            open::migrate(&db, dir)?;
+        }
+        let meta_cf = open::cf(&db, META_CF)?;
         let incarnation = match stored_incarnation {
             Some(incarnation) => incarnation,
             None => {
                 let incarnation = open::new_incarnation()?;
                 let mut batch = rocksdb::WriteBatch::default();
                 if fresh {
-                    batch.put(
+                    batch.put_cf(
+                        meta_cf,
                         Meta::Format.key(),
                         record::encode(&Meta::Format.key(), &FORMAT_VERSION),
                     );
-                    batch.put(
+                    batch.put_cf(
+                        meta_cf,
                         Meta::Identity.key(),
                         record::encode(&Meta::Identity.key(), &identity),
                     );
@@ -142,7 +151,8 @@ impl RocksStore {
                 }
                 // In the same sync as the identity when fresh, so this build
                 // never leaves a directory that looks like an older build's.
-                batch.put(
+                batch.put_cf(
+                    meta_cf,
                     Meta::Incarnation.key(),
                     record::encode(&Meta::Incarnation.key(), &incarnation),
                 );
@@ -156,7 +166,7 @@ impl RocksStore {
         }
         if let Some(reason) = &loaded.mark {
             let key = Meta::Suspect.key();
-            db.put_opt(key, record::encode(&key, reason), &synced())
+            db.put_cf_opt(meta_cf, key, record::encode(&key, reason), &synced())
                 .map_err(io)?;
         }
         let db = Arc::new(db);
@@ -237,6 +247,7 @@ impl RocksStore {
         }
         let current = lock(&self.cache).meta;
         let current_trim = current.trim_index;
+        let meta_cf = open::cf(&self.db, META_CF)?;
         let mut wb = rocksdb::WriteBatch::default();
         if repair {
             // The rebuilt state replaces everything above the chosen index,
@@ -249,7 +260,7 @@ impl RocksStore {
         }
         if let Some(promised) = &batch.promise {
             let key = Meta::Promised.key();
-            wb.put(key, record::encode(&key, promised));
+            wb.put_cf(meta_cf, key, record::encode(&key, promised));
         }
         for (index, accepted) in &batch.accepts {
             let key = record::accepted_key(*index);
@@ -257,7 +268,7 @@ impl RocksStore {
         }
         if let Some(chosen) = &batch.chosen_index {
             let key = Meta::ChosenIndex.key();
-            wb.put(key, record::encode(&key, chosen));
+            wb.put_cf(meta_cf, key, record::encode(&key, chosen));
         }
         // Trim after the accepts: an accept at a trimmed index is deleted.
         let trim = batch.trim_index.filter(|t| *t > current_trim);
@@ -267,15 +278,15 @@ impl RocksStore {
                 record::accepted_key_after(trim),
             );
             let key = Meta::TrimIndex.key();
-            wb.put(key, record::encode(&key, &trim));
+            wb.put_cf(meta_cf, key, record::encode(&key, &trim));
             self.trim_floor.fetch_max(trim, Ordering::SeqCst);
         }
         if let Some(state) = &batch.trim_state {
             let key = Meta::TrimState.key();
-            wb.put(key, record::encode(&key, &state.to_vec()));
+            wb.put_cf(meta_cf, key, record::encode(&key, &state.to_vec()));
         }
         if repair {
-            wb.delete(Meta::Suspect.key());
+            wb.delete_cf(meta_cf, Meta::Suspect.key());
         }
         let mut opts = synced();
         opts.set_sync(self.sync.load(Ordering::SeqCst));

@@ -5,7 +5,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{accepts, delete_raw, flip_value_byte, identity, put_raw, snapshot, value_of};
+use common::{
+    accepts, delete_raw, flip_value_byte, identity, put_raw, raw_cf, raw_open, snapshot, value_of,
+};
 use paxlog_storage::record::{self, Meta, FORMAT_VERSION};
 use paxlog_storage::{Ballot, Health, ReadLimit, RocksStore, Store, StoreError, WriteBatch};
 
@@ -88,7 +90,7 @@ fn unknown_format_is_refused_and_changes_nothing() {
         let dir = data_dir(&tmp);
         populated(&dir);
         {
-            let db = rocksdb::DB::open_default(&dir).expect("raw open");
+            let db = raw_open(&dir);
             put_raw(&db, &key, &raw);
         }
         let before = snapshot(&dir);
@@ -220,10 +222,15 @@ fn corrupt_identity_refuses_to_open() {
 /// The incarnation record as stored, read without the store (which must be
 /// closed).
 fn stored_incarnation(dir: &Path) -> Option<u64> {
-    let db = rocksdb::DB::open_for_read_only(&rocksdb::Options::default(), dir, false)
-        .expect("raw read-only open");
+    let db = rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        dir,
+        [record::ENTRIES_CF, record::META_CF],
+        false,
+    )
+    .expect("raw read-only open");
     let key = Meta::Incarnation.key();
-    db.get(key)
+    db.get_cf(raw_cf(&db, &key), key)
         .expect("raw get")
         .map(|raw| record::decode::<u64>(&key, &raw).expect("incarnation record decodes"))
 }
@@ -270,7 +277,7 @@ fn directory_from_before_incarnations_gets_one_that_then_stays() {
     populated(&dir);
     let old = stored_incarnation(&dir).expect("a new directory records one");
     {
-        let db = rocksdb::DB::open_default(&dir).expect("raw open");
+        let db = raw_open(&dir);
         delete_raw(&db, &Meta::Incarnation.key());
     }
     assert_eq!(stored_incarnation(&dir), None);
@@ -313,7 +320,7 @@ fn damaged_incarnation_refuses_to_open_and_changes_nothing() {
         match replacement {
             None => flip_value_byte(&dir, &key),
             Some(raw) => {
-                let db = rocksdb::DB::open_default(&dir).expect("raw open");
+                let db = raw_open(&dir);
                 put_raw(&db, &key, &raw);
             }
         }

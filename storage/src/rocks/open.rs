@@ -1,11 +1,14 @@
-//! Opening a RocksDB data directory: ownership checks, WAL recovery, and the
-//! verification of voting state that decides [`Health`].
+//! Opening a RocksDB data directory: ownership checks, format migration, WAL
+//! recovery, and the verification of voting state that decides [`Health`].
 
 use std::path::Path;
 
-use rocksdb::{DBRecoveryMode, Direction, ErrorKind, IteratorMode, Options, ReadOptions, DB};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DBRecoveryMode, Direction, ErrorKind, IteratorMode,
+    Options, ReadOptions, WriteOptions, DB,
+};
 
-use crate::record::{self, Meta, FORMAT_VERSION};
+use crate::record::{self, Meta, ENTRIES_CF, FORMAT_MIGRATED, FORMAT_VERSION, META_CF};
 use crate::{Ballot, Health, Identity, Index, Metadata, Result, StoreError};
 
 /// How many distinct problems a suspect reason lists before summarizing.
@@ -16,6 +19,10 @@ pub(super) struct Probe {
     /// `None`: the directory holds no records at all (never initialized, or
     /// the first open died before its first sync).
     pub identity: Option<Identity>,
+    /// The directory's format: [`FORMAT_VERSION`], or [`FORMAT_MIGRATED`]
+    /// for one the read-write open must migrate. Meaningless without an
+    /// identity.
+    pub format: u16,
     /// `None`: no `meta/incarnation` record, as in a directory never
     /// initialized or one initialized by a build that predates incarnations.
     pub incarnation: Option<u64>,
@@ -52,10 +59,39 @@ pub(super) fn options(mode: DBRecoveryMode) -> Options {
     opts.set_wal_recovery_mode(mode);
     opts.set_paranoid_checks(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.create_missing_column_families(true);
+    // The meta column family holds few live bytes but is written by every
+    // batch, so its unflushed records pin WAL files whose entries were
+    // flushed long ago: past this total RocksDB flushes it (a few records)
+    // and the files go. Two of the entries' 64 MiB memtables' worth.
+    opts.set_max_total_wal_size(128 << 20);
     // Bound RocksDB's own info logs.
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(16 << 20);
     opts
+}
+
+/// A few small records rewritten on every batch: a small memtable flushes
+/// often (releasing WAL files), and compression would buy nothing.
+fn meta_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_write_buffer_size(4 << 20);
+    opts.set_compression_type(rocksdb::DBCompressionType::None);
+    opts
+}
+
+fn descriptors(mode: DBRecoveryMode) -> Vec<ColumnFamilyDescriptor> {
+    vec![
+        ColumnFamilyDescriptor::new(ENTRIES_CF, options(mode)),
+        ColumnFamilyDescriptor::new(META_CF, meta_options()),
+    ]
+}
+
+/// The handle of a column family the open created; its absence is a bug in
+/// this file, reported as an error rather than a panic.
+pub(super) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {
+    db.cf_handle(name)
+        .ok_or_else(|| StoreError::Io(format!("column family {name} is not open")))
 }
 
 fn is_corruption(e: &rocksdb::Error) -> bool {
@@ -71,10 +107,18 @@ pub(super) fn exists(dir: &Path) -> bool {
 /// anything in it: a read-only open writes no file (not even RocksDB's info
 /// log; `tests/rocks_disk.rs` compares every byte before and after).
 pub(super) fn probe(dir: &Path) -> Result<Probe> {
+    let families =
+        DB::list_cf(&options(DBRecoveryMode::TolerateCorruptedTailRecords), dir).map_err(io)?;
+    let has_meta = families.iter().any(|f| f == META_CF);
     let open = |mode| {
         let mut opts = options(mode);
         opts.create_if_missing(false);
-        DB::open_for_read_only(&opts, dir, false)
+        let names: &[&str] = if has_meta {
+            &[ENTRIES_CF, META_CF]
+        } else {
+            &[ENTRIES_CF]
+        };
+        DB::open_cf_for_read_only(&opts, dir, names, false)
     };
     let db = match open(DBRecoveryMode::TolerateCorruptedTailRecords) {
         Ok(db) => db,
@@ -83,12 +127,33 @@ pub(super) fn probe(dir: &Path) -> Result<Probe> {
         Err(e) if is_corruption(&e) => open(DBRecoveryMode::PointInTime).map_err(io)?,
         Err(e) => return Err(io(e)),
     };
+    // Format 2 keeps the scalars in the meta column family. A directory
+    // without them there is format 1, or one whose migration was cut off
+    // after the column family was created and before the records moved.
+    let entries = cf(&db, ENTRIES_CF)?;
+    let meta_cf = if has_meta {
+        Some(cf(&db, META_CF)?)
+    } else {
+        None
+    };
     let format_key = Meta::Format.key();
-    let Some(raw) = db.get_pinned(format_key).map_err(io)? else {
-        let empty = db.iterator(IteratorMode::Start).next().is_none();
+    let mut found = None;
+    for (family, format) in [(meta_cf, FORMAT_VERSION), (Some(entries), FORMAT_MIGRATED)] {
+        let Some(family) = family else { continue };
+        if let Some(raw) = db.get_pinned_cf(family, format_key).map_err(io)? {
+            found = Some((family, format, raw.to_vec()));
+            break;
+        }
+    }
+    let Some((family, expected, raw)) = found else {
+        let empty = [Some(entries), meta_cf]
+            .into_iter()
+            .flatten()
+            .all(|family| db.iterator_cf(family, IteratorMode::Start).next().is_none());
         if empty {
             return Ok(Probe {
                 identity: None,
+                format: FORMAT_VERSION,
                 incarnation: None,
             });
         }
@@ -98,23 +163,22 @@ pub(super) fn probe(dir: &Path) -> Result<Probe> {
         });
     };
     if let Some(found) = record::version(&raw) {
-        if found != FORMAT_VERSION {
+        if found != record::RECORD_VERSION {
             return Err(StoreError::UnknownFormat {
                 found,
                 supported: FORMAT_VERSION,
             });
         }
     }
-    let found: u16 = record::decode(&format_key, &raw)?;
-    if found != FORMAT_VERSION {
+    let format: u16 = record::decode(&format_key, &raw)?;
+    if format != expected {
         return Err(StoreError::UnknownFormat {
-            found,
+            found: format,
             supported: FORMAT_VERSION,
         });
     }
-    let identity_key = Meta::Identity.key();
-    let identity = match db.get_pinned(identity_key).map_err(io)? {
-        Some(raw) => record::decode::<Identity>(&identity_key, &raw)?,
+    let identity = match read_meta_in::<Identity>(&db, family, Meta::Identity)? {
+        Some(identity) => identity,
         None => {
             return Err(StoreError::Corrupt {
                 key: Meta::Identity.name().to_string(),
@@ -124,7 +188,7 @@ pub(super) fn probe(dir: &Path) -> Result<Probe> {
     };
     // Read here, before the read-write open, so a damaged record refuses the
     // open without changing a byte, like a damaged identity does.
-    let incarnation = match read_meta::<u64>(&db, Meta::Incarnation)? {
+    let incarnation = match read_meta_in::<u64>(&db, family, Meta::Incarnation)? {
         Some(0) => {
             return Err(StoreError::Corrupt {
                 key: Meta::Incarnation.name().to_string(),
@@ -135,8 +199,37 @@ pub(super) fn probe(dir: &Path) -> Result<Probe> {
     };
     Ok(Probe {
         identity: Some(identity),
+        format,
         incarnation,
     })
+}
+
+/// Moves a format-1 directory's scalars into the meta column family and
+/// records format 2, in one synced write: a crash leaves either format whole.
+/// Records move byte for byte, so damage found before stays found after.
+pub(super) fn migrate(db: &DB, dir: &Path) -> Result<()> {
+    let entries = cf(db, ENTRIES_CF)?;
+    let meta_cf = cf(db, META_CF)?;
+    let mut batch = rocksdb::WriteBatch::default();
+    for meta in Meta::ALL {
+        let key = meta.key();
+        let raw = db
+            .get_pinned_cf(entries, key)
+            .map_err(|e| read_failure(meta, e))?;
+        let Some(raw) = raw else { continue };
+        if meta == Meta::Format {
+            batch.put_cf(meta_cf, key, record::encode(&key, &FORMAT_VERSION));
+        } else {
+            batch.put_cf(meta_cf, key, &raw[..]);
+        }
+        batch.delete_cf(entries, key);
+    }
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    db.write_opt(batch, &opts).map_err(io)?;
+    tracing::info!(dir = %dir.display(), from = FORMAT_MIGRATED, to = FORMAT_VERSION,
+        "migrated the data directory's format");
+    Ok(())
 }
 
 /// A new incarnation id from the OS's random source.
@@ -151,7 +244,8 @@ pub(super) fn new_incarnation() -> Result<u64> {
 /// Opens read-write. A corrupt WAL (not just a torn tail) still opens, at the
 /// last consistent point, with the reason it is suspect.
 pub(super) fn open_rw(dir: &Path) -> Result<(DB, Option<String>)> {
-    match DB::open(&options(DBRecoveryMode::TolerateCorruptedTailRecords), dir) {
+    let open = |mode| DB::open_cf_descriptors(&options(mode), dir, descriptors(mode));
+    match open(DBRecoveryMode::TolerateCorruptedTailRecords) {
         Ok(db) => Ok((db, None)),
         Err(e) if is_corruption(&e) => {
             let reason = format!(
@@ -159,7 +253,7 @@ pub(super) fn open_rw(dir: &Path) -> Result<(DB, Option<String>)> {
                 e.clone().into_string()
             );
             tracing::error!(dir = %dir.display(), %reason, "opening data directory as suspect");
-            let db = DB::open(&options(DBRecoveryMode::PointInTime), dir).map_err(io)?;
+            let db = open(DBRecoveryMode::PointInTime).map_err(io)?;
             Ok((db, Some(reason)))
         }
         Err(e) => Err(io(e)),
@@ -195,15 +289,30 @@ impl Reasons {
 }
 
 pub(super) fn read_meta<T: serde::de::DeserializeOwned>(db: &DB, meta: Meta) -> Result<Option<T>> {
+    read_meta_in(db, cf(db, META_CF)?, meta)
+}
+
+fn read_meta_in<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    family: &ColumnFamily,
+    meta: Meta,
+) -> Result<Option<T>> {
     let key = meta.key();
-    match db.get_pinned(key) {
+    match db.get_pinned_cf(family, key) {
         Ok(Some(raw)) => record::decode(&key, &raw).map(Some),
         Ok(None) => Ok(None),
-        Err(e) if is_corruption(&e) => Err(StoreError::Corrupt {
+        Err(e) => Err(read_failure(meta, e)),
+    }
+}
+
+fn read_failure(meta: Meta, e: rocksdb::Error) -> StoreError {
+    if is_corruption(&e) {
+        StoreError::Corrupt {
             key: meta.name().to_string(),
             reason: e.into_string(),
-        }),
-        Err(e) => Err(io(e)),
+        }
+    } else {
+        io(e)
     }
 }
 

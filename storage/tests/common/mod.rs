@@ -145,11 +145,31 @@ impl Harness for RocksHarness {
 /// RocksDB handle, as bit rot would.
 #[cfg(feature = "rocksdb")]
 pub fn flip_value_byte(dir: &Path, key: &[u8]) {
-    let db = rocksdb::DB::open_default(dir).expect("raw open");
-    let mut raw = db.get(key).expect("raw get").expect("key to damage exists");
+    let db = raw_open(dir);
+    let mut raw = db
+        .get_cf(raw_cf(&db, key), key)
+        .expect("raw get")
+        .expect("key to damage exists");
     let at = record::HEADER_BYTES.min(raw.len() - 1);
     raw[at] ^= 0x40;
     put_raw(&db, key, &raw);
+}
+
+/// Opens a store's directory through RocksDB alone, with the column
+/// families of the current format.
+#[cfg(feature = "rocksdb")]
+pub fn raw_open(dir: &Path) -> rocksdb::DB {
+    let mut opts = rocksdb::Options::default();
+    opts.create_missing_column_families(true);
+    rocksdb::DB::open_cf(&opts, dir, [record::ENTRIES_CF, record::META_CF]).expect("raw open")
+}
+
+/// The column family that holds `key` in a directory [`raw_open`] opened.
+#[cfg(feature = "rocksdb")]
+pub fn raw_cf<'a>(db: &'a rocksdb::DB, key: &[u8]) -> &'a rocksdb::ColumnFamily {
+    let name = record::column_family(key);
+    db.cf_handle(name)
+        .unwrap_or_else(|| panic!("column family {name} open"))
 }
 
 /// Writes `raw` under `key`, synced, bypassing the store's encoding.
@@ -157,7 +177,8 @@ pub fn flip_value_byte(dir: &Path, key: &[u8]) {
 pub fn put_raw(db: &rocksdb::DB, key: &[u8], raw: &[u8]) {
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);
-    db.put_opt(key, raw, &opts).expect("raw put");
+    db.put_cf_opt(raw_cf(db, key), key, raw, &opts)
+        .expect("raw put");
 }
 
 /// Deletes `key`, synced, as if the record had never been written.
@@ -165,7 +186,8 @@ pub fn put_raw(db: &rocksdb::DB, key: &[u8], raw: &[u8]) {
 pub fn delete_raw(db: &rocksdb::DB, key: &[u8]) {
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);
-    db.delete_opt(key, &opts).expect("raw delete");
+    db.delete_cf_opt(raw_cf(db, key), key, &opts)
+        .expect("raw delete");
 }
 
 /// Every file under `dir` with its contents, to prove an open changed nothing.
