@@ -153,7 +153,40 @@ pub fn markdown(rows: &[Row], command: &str, machine: &str, limits: &Limits) -> 
         limits.loopback_rtt_p99_us
     );
     md.push_str(&table(rows));
+    md.push_str(&one_client_bound(rows, limits));
     md
+}
+
+/// Each closed-loop one-client row's p50 beside the bound issue 15 sets for
+/// it: 1.5 × (fsync p50 + loopback round trip p50), both measured this run.
+fn one_client_bound(rows: &[Row], limits: &Limits) -> String {
+    let bound_us = 1.5 * (limits.fsync_p50_us + limits.loopback_rtt_p50_us) as f64;
+    let mut out = String::new();
+    let singles: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.clients == 1 && r.rate_per_sec.is_none())
+        .collect();
+    if singles.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nOne client's p50 against 1.5 × (fsync p50 {} µs + round trip p50 {} µs) = {bound_us:.0} µs:\n",
+        limits.fsync_p50_us, limits.loopback_rtt_p50_us
+    );
+    let _ = writeln!(out, "| system | payload B | p50 µs | p50 ÷ bound |");
+    let _ = writeln!(out, "| --- | --- | --- | --- |");
+    for r in singles {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} |",
+            r.system,
+            r.payload,
+            r.p50_us,
+            r.p50_us as f64 / bound_us.max(1.0)
+        );
+    }
+    out
 }
 
 pub fn table(rows: &[Row]) -> String {
@@ -481,5 +514,13 @@ mod tests {
             .expect("sweep");
         assert!(sweep.contains("paxlog") && sweep.contains("offered appends/s"));
         assert!(md.contains("| closed") && md.contains("| 9000"));
+        // 1.5 × (200 + 20) = 330 µs; the one-client rows only.
+        assert!(md.contains("= 330 µs"), "{md}");
+        let bound_rows: Vec<&str> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("One client's p50"))
+            .filter(|l| l.starts_with("| paxlog |") || l.starts_with("| floor |"))
+            .collect();
+        assert_eq!(bound_rows.len(), 2, "{bound_rows:?}");
     }
 }
