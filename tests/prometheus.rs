@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
@@ -25,9 +25,14 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// The address Prometheus says it bound: with port 0 the kernel picks it, so
+/// no other process can take it between our choice and Prometheus's bind.
+fn listening_on(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|line| line.contains("msg=\"Listening on\""))
+        .find_map(|line| line.split("address=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
 }
 
 fn start_prometheus(cluster: &TestCluster) -> Option<Prometheus> {
@@ -49,7 +54,6 @@ fn start_prometheus(cluster: &TestCluster) -> Option<Prometheus> {
         ),
     )
     .expect("write the config");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
     let spawned = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
@@ -57,21 +61,28 @@ fn start_prometheus(cluster: &TestCluster) -> Option<Prometheus> {
             "--storage.tsdb.path={}",
             dir.join("data").display()
         ))
-        .arg(format!("--web.listen-address={addr}"))
+        .arg("--web.listen-address=127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn();
     match spawned {
         Ok(child) => {
-            let mut prometheus = Prometheus { child, addr };
+            // Reaped by its Drop if the wait below panics.
+            let mut prometheus = Prometheus {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            };
             let log = dir.join("prometheus.log");
+            let mut bound = None;
             wait_until("Prometheus to listen", WAIT_MAX, || {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
                 if let Ok(Some(status)) = prometheus.child.try_wait() {
-                    let said = std::fs::read_to_string(&log).unwrap_or_default();
                     panic!("prometheus exited ({status}):\n{said}");
                 }
-                std::net::TcpStream::connect(addr).is_ok()
+                bound = listening_on(&said);
+                bound.is_some()
             });
+            prometheus.addr = bound.expect("the address it listens on");
             Some(prometheus)
         }
         Err(e) if std::env::var_os("CI").is_none() => {
@@ -185,5 +196,26 @@ fn prometheus_reads_commit_latency_and_per_peer_lag() {
         exprs.len(),
         p99_seconds * 1e3,
         lags.iter().map(|(l, v)| (l["peer"].clone(), *v)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_bound_address_is_read_from_prometheus_log() {
+    // Prometheus 2.42's two lines: the configured address, then the bound one.
+    let log = "ts=2026-12-05T03:19:11.223Z caller=web.go:503 level=info component=web \
+               msg=\"Start listening for connections\" address=127.0.0.1:0\n\
+               ts=2026-12-05T03:19:11.225Z caller=tls_config.go:232 level=info component=web \
+               msg=\"Listening on\" address=127.0.0.1:36109\n";
+    assert_eq!(
+        listening_on(log),
+        Some(SocketAddr::from(([127, 0, 0, 1], 36109)))
+    );
+    assert_eq!(
+        listening_on(
+            &log[..log
+                .find("ts=2026-12-05T03:19:11.225Z")
+                .expect("second line")]
+        ),
+        None
     );
 }
