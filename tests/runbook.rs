@@ -83,6 +83,34 @@ fn start_dev(root: &std::path::Path, stderr: Stdio) -> (Cleanup, ChildStdout) {
     (cleanup, stdout)
 }
 
+/// `paxlog dev`'s stderr and the end of each node's log, for a start that
+/// failed (seen once in CI with nothing else to go on).
+fn why_not_up(stderr: &std::path::Path, logs: &std::path::Path) -> String {
+    const TAIL_LINES: usize = 20;
+    let mut report = format!(
+        "paxlog dev's stderr:\n{}",
+        std::fs::read_to_string(stderr).unwrap_or_default()
+    );
+    let mut paths: Vec<_> = std::fs::read_dir(logs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+        report += &format!(
+            "--- {} (last {TAIL_LINES} lines)\n{}\n",
+            path.display(),
+            tail.join("\n")
+        );
+    }
+    report
+}
+
 #[test]
 fn the_replace_a_dead_node_runbook_works_verbatim() {
     let lines = runbook();
@@ -94,14 +122,20 @@ fn the_replace_a_dead_node_runbook_works_verbatim() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let (cleanup, stdout) = start_dev(tmp.path(), Stdio::null());
+    let stderr_path = tmp.path().join("dev-stderr.log");
+    let stderr = std::fs::File::create(&stderr_path).expect("dev-stderr.log");
+    let (cleanup, stdout) = start_dev(tmp.path(), Stdio::from(stderr));
     // `paxlog dev` says so once it has appended and read back.
     let mut lines_out = BufReader::new(stdout).lines();
     let ready = lines_out
         .by_ref()
         .map_while(Result::ok)
         .any(|line| line.contains("The cluster is running"));
-    assert!(ready, "paxlog dev did not come up");
+    assert!(
+        ready,
+        "paxlog dev did not come up\n{}",
+        why_not_up(&stderr_path, &tmp.path().join("paxlog-dev/logs"))
+    );
     // Keep reading: `paxlog dev` goes on printing, and closing its stdout
     // under it would make it fail and take the whole cluster down with it.
     std::thread::spawn(move || lines_out.for_each(drop));
