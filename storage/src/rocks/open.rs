@@ -241,8 +241,6 @@ pub(super) fn new_incarnation() -> Result<u64> {
     Ok(u64::from_le_bytes(bytes).max(1))
 }
 
-/// Opens read-write. A corrupt WAL (not just a torn tail) still opens, at the
-/// last consistent point, with the reason it is suspect.
 /// Whether `dir` takes `O_DIRECT` writes. Some file systems (tmpfs before
 /// Linux 6.6, some FUSE ones) refuse them, and RocksDB would then fail its
 /// first flush, stopping the node.
@@ -259,17 +257,39 @@ fn direct_io_supported(dir: &Path) -> bool {
     opened.is_ok()
 }
 
+/// Tables go through the page cache unless the operator sets
+/// `PAXLOG_TABLE_DIRECT_IO=on`: direct writes were +28 % appends/s at 64 x
+/// 4 KiB on one VM's disk and -40 % on another's (bench/README, "Direct I/O
+/// for tables"), so the default is RocksDB's own.
+const TABLE_DIRECT_IO_ENV: &str = "PAXLOG_TABLE_DIRECT_IO";
+
+fn table_direct_io(dir: &Path) -> Result<bool> {
+    match std::env::var(TABLE_DIRECT_IO_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(false),
+        Ok(v) if v == "off" => Ok(false),
+        Ok(v) if v == "on" => {
+            let supported = direct_io_supported(dir);
+            if !supported {
+                tracing::warn!(dir = %dir.display(),
+                    "{TABLE_DIRECT_IO_ENV}=on, but the file system refuses O_DIRECT; tables go through the page cache");
+            }
+            Ok(supported)
+        }
+        Ok(v) => Err(StoreError::Io(format!(
+            "{TABLE_DIRECT_IO_ENV} must be on or off, not {v:?}"
+        ))),
+        Err(e) => Err(StoreError::Io(format!("{TABLE_DIRECT_IO_ENV}: {e}"))),
+    }
+}
+
+/// Opens read-write. A corrupt WAL (not just a torn tail) still opens, at the
+/// last consistent point, with the reason it is suspect.
 pub(super) fn open_rw(dir: &Path) -> Result<(DB, Option<String>)> {
-    // Flushes and compactions write tables with O_DIRECT where the file
-    // system allows: through the page cache, the kernel's copy of each table
-    // took two thirds of the flush thread's CPU at 64 clients x 4 KiB, and
-    // the commit p99 fell to a third without it, most likely because the
-    // WAL's fdatasync no longer waits behind the table's dirty pages
-    // (bench/README, "Direct I/O for tables"). The WAL stays buffered and synced.
-    let direct = direct_io_supported(dir);
-    if !direct {
-        tracing::info!(dir = %dir.display(),
-            "the file system refuses O_DIRECT; flushes go through the page cache");
+    // With direct I/O (opt-in) flushes and compactions skip the kernel's copy
+    // of each table; the WAL stays buffered and synced either way.
+    let direct = table_direct_io(dir)?;
+    if direct {
+        tracing::info!(dir = %dir.display(), "tables are written with O_DIRECT");
     }
     let open = |mode| {
         let mut opts = options(mode);
