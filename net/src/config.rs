@@ -21,6 +21,12 @@ pub struct NetConfig {
     pub idle_timeout_ms: u64,
     /// Keep-alive ping interval; below `idle_timeout_ms` so idle links live.
     pub keep_alive_ms: u64,
+    /// Round-trip estimate before the first sample. It sets how soon a lost
+    /// handshake packet is sent again and how long closing a connection
+    /// that never measured its RTT lingers: QUIC's 333 ms default (RFC 9002,
+    /// meant for the open internet) made a peer dialled before it was bound
+    /// wait ~1 s to connect, and a stopping node ~3 s to exit.
+    pub initial_rtt_ms: u64,
     /// First reconnect delay of a peer link.
     pub reconnect_backoff_min_ms: u64,
     /// Cap of the exponential reconnect delay.
@@ -39,6 +45,7 @@ impl Default for NetConfig {
             client_streams_max: 256,
             idle_timeout_ms: 10_000,
             keep_alive_ms: 2_000,
+            initial_rtt_ms: 50,
             reconnect_backoff_min_ms: 50,
             reconnect_backoff_max_ms: 2_000,
             write_batch_frames_max: 64,
@@ -72,6 +79,9 @@ impl NetConfig {
         }
         if self.keep_alive_ms == 0 || self.keep_alive_ms >= self.idle_timeout_ms {
             return bad("keep_alive_ms must be in 1..idle_timeout_ms");
+        }
+        if self.initial_rtt_ms == 0 || self.initial_rtt_ms >= self.idle_timeout_ms {
+            return bad("initial_rtt_ms must be in 1..idle_timeout_ms");
         }
         if self.reconnect_backoff_min_ms == 0
             || self.reconnect_backoff_min_ms > self.reconnect_backoff_max_ms

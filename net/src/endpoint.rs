@@ -53,6 +53,7 @@ fn transport(
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(idle))
         .keep_alive_interval(Some(Duration::from_millis(cfg.keep_alive_ms)))
+        .initial_rtt(Duration::from_millis(cfg.initial_rtt_ms))
         .max_concurrent_bidi_streams(bidi_streams.into())
         .max_concurrent_uni_streams(uni_streams.into());
     Ok(Arc::new(t))
@@ -407,5 +408,35 @@ impl ClientEndpoint {
 impl Drop for ClientEndpoint {
     fn drop(&mut self) {
         self.endpoint.close(close_code::SHUTDOWN, b"shutdown");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initial_rtt_is_the_configured_one_not_quics_internet_default() {
+        let cfg = NetConfig::default();
+        let t = transport(&cfg, 1, 1).expect("default config");
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("initial_rtt: 50ms"),
+            "transport config: {shown}"
+        );
+    }
+
+    #[test]
+    fn an_initial_rtt_outside_the_idle_timeout_is_refused() {
+        for initial_rtt_ms in [0, NetConfig::default().idle_timeout_ms] {
+            let cfg = NetConfig {
+                initial_rtt_ms,
+                ..NetConfig::default()
+            };
+            assert!(
+                matches!(cfg.validate(), Err(NetError::Config(ref m)) if m.contains("initial_rtt_ms")),
+                "initial_rtt_ms {initial_rtt_ms} was accepted"
+            );
+        }
     }
 }

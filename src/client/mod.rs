@@ -365,7 +365,7 @@ type Appending<'a> =
 #[derive(Debug, Default)]
 struct Slot {
     tx: Option<tokio::sync::mpsc::Sender<Pending>>,
-    failed: Option<(std::time::Instant, String)>,
+    failed: Option<(std::time::Instant, ClientError)>,
 }
 
 /// A request queued on a session, with where its answer goes.

@@ -78,6 +78,16 @@ async fn start_session(
     Ok(tx)
 }
 
+/// A remembered connect failure, told again without wrapping its message
+/// in a second "no node of the cluster is reachable".
+fn again(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::Tls(why) => ClientError::Tls(why.clone()),
+        ClientError::Unreachable(why) => ClientError::Unreachable(why.clone()),
+        other => ClientError::Unreachable(other.to_string()),
+    }
+}
+
 fn fail_waiting(waiting: &Waiting, error: impl Fn() -> ClientError) {
     let stranded: Vec<_> = waiting
         .lock()
@@ -117,6 +127,19 @@ fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
     (0x100..=0x1ff).contains(&u64::from(code))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_failure_reads_as_the_first_one() {
+        let first = ClientError::Unreachable("node 1: no connection within 1s".into());
+        assert_eq!(again(&first).to_string(), first.to_string());
+        let refused = ClientError::Tls("node 2 refused the handshake".into());
+        assert_eq!(again(&refused).to_string(), refused.to_string());
+    }
+}
+
 impl Client {
     pub(super) async fn connect(&self, id: NodeId) -> Result<quinn::Connection, ClientError> {
         let addr = self
@@ -147,7 +170,7 @@ impl Client {
         }
         if let Some((at, why)) = &slot.failed {
             if at.elapsed() < CONNECT_RETRY_MIN {
-                return Err(ClientError::Unreachable(why.clone()));
+                return Err(again(why));
             }
         }
         if let Some(port) = self.inner.local.as_ref().filter(|p| p.node_id() == id) {
@@ -179,7 +202,7 @@ impl Client {
             }
             Err(e) => {
                 slot.tx = None;
-                slot.failed = Some((Instant::now(), e.to_string()));
+                slot.failed = Some((Instant::now(), again(&e)));
                 Err(e)
             }
         }
