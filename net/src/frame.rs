@@ -49,6 +49,17 @@ pub enum FrameError {
 
 /// Encodes `msg` as one complete frame (prefix included).
 pub fn encode<M: Serialize>(msg: &M, frame_bytes_max: usize) -> Result<Bytes, FrameError> {
+    let mut buf = BytesMut::new();
+    encode_into(msg, frame_bytes_max, &mut buf)?;
+    Ok(buf.freeze())
+}
+
+/// Appends `msg` as one complete frame to `buf`; on an error `buf` is as it was.
+fn encode_into<M: Serialize>(
+    msg: &M,
+    frame_bytes_max: usize,
+    buf: &mut BytesMut,
+) -> Result<(), FrameError> {
     let body_len = postcard::experimental::serialized_size(msg).map_err(FrameError::Encode)?;
     let len = body_len + 1;
     if len > frame_bytes_max || len > u32::MAX as usize {
@@ -57,18 +68,21 @@ pub fn encode<M: Serialize>(msg: &M, frame_bytes_max: usize) -> Result<Bytes, Fr
             max: frame_bytes_max,
         });
     }
-    let mut buf = BytesMut::with_capacity(PREFIX_BYTES + len);
+    let start = buf.len();
+    buf.reserve(PREFIX_BYTES + len);
     buf.put_u32(len as u32);
     buf.put_u8(FRAME_VERSION);
-    let mut writer = buf.writer();
-    postcard::to_io(msg, &mut writer).map_err(FrameError::Encode)?;
-    let buf = writer.into_inner();
+    let written = postcard::to_io(msg, (&mut *buf).writer()).map(drop);
+    if let Err(e) = written {
+        buf.truncate(start);
+        return Err(FrameError::Encode(e));
+    }
     assert_eq!(
-        buf.len(),
+        buf.len() - start,
         PREFIX_BYTES + len,
         "serialized_size disagrees with to_io"
     );
-    Ok(buf.freeze())
+    Ok(())
 }
 
 /// Decodes one complete frame (prefix included); pure, for tests and fuzzing.
@@ -215,37 +229,76 @@ impl<M: DeserializeOwned, R: AsyncRead + Unpin> FrameReader<M, R> {
 }
 
 /// Writes frames of `M` to a stream (a quinn `SendStream` by default).
+///
+/// Frames can be queued and written together: each write to a quinn stream
+/// takes the connection's lock and wakes its driver, so answers that are
+/// ready at once go out in one write (and mostly one packet), not one each.
 #[derive(Debug)]
 pub struct FrameWriter<M, W = quinn::SendStream> {
     inner: W,
     frame_bytes_max: usize,
+    /// Encoded frames not yet written.
+    /// Invariant: whole frames only; emptied by every write.
+    queued: BytesMut,
     _msg: PhantomData<fn(&M)>,
 }
+
+/// A queue that held more than this after a write is given back, so one
+/// burst of large frames does not pin its buffer.
+const QUEUE_KEPT_BYTES_MAX: usize = 64 << 10;
 
 impl<M: Serialize, W: AsyncWrite + Unpin> FrameWriter<M, W> {
     pub fn new(inner: W, frame_bytes_max: usize) -> Self {
         Self {
             inner,
             frame_bytes_max,
+            queued: BytesMut::new(),
             _msg: PhantomData,
         }
     }
 
-    /// Encodes and writes one frame; a too-large message is refused and
-    /// nothing is written.
+    /// Encodes and writes one frame (after any queued ones); a too-large
+    /// message is refused and nothing is written.
     pub async fn write(&mut self, msg: &M) -> Result<(), FrameError> {
-        let frame = encode(msg, self.frame_bytes_max)?;
-        self.inner.write_all(&frame).await?;
+        self.queue(msg)?;
+        self.write_queued().await
+    }
+
+    /// Encodes one frame behind those already queued, without writing; a
+    /// too-large message is refused and the queue is as it was.
+    pub fn queue(&mut self, msg: &M) -> Result<(), FrameError> {
+        encode_into(msg, self.frame_bytes_max, &mut self.queued)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Writes every queued frame, in the order queued, with one write.
+    pub async fn write_queued(&mut self) -> Result<(), FrameError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let written = self.inner.write_all(&self.queued).await;
+        self.queued.clear();
+        if self.queued.capacity() > QUEUE_KEPT_BYTES_MAX {
+            self.queued = BytesMut::new();
+        }
+        written?;
         Ok(())
     }
 
-    /// Flushes and ends the stream cleanly (the reader then sees `Ok(None)`).
+    /// Writes what is queued, then ends the stream cleanly (the reader then
+    /// sees `Ok(None)`).
     pub async fn finish(&mut self) -> Result<(), FrameError> {
+        self.write_queued().await?;
         self.inner.shutdown().await?;
         Ok(())
     }
 
     pub fn into_inner(self) -> W {
+        assert!(self.queued.is_empty(), "frames queued and never written");
         self.inner
     }
 }
@@ -333,5 +386,63 @@ mod tests {
                 "cut {cut}"
             );
         }
+    }
+
+    /// A writer that counts the writes it is given.
+    struct Counting {
+        bytes: Vec<u8>,
+        writes: usize,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.writes += 1;
+            self.bytes.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_frames_go_in_one_write_in_order_and_a_refused_one_leaves_no_trace() {
+        let mut w = FrameWriter::<String, _>::new(
+            Counting {
+                bytes: Vec::new(),
+                writes: 0,
+            },
+            64,
+        );
+        w.queue(&"one".to_string()).expect("fits");
+        let before = w.queued_bytes();
+        assert!(matches!(
+            w.queue(&"x".repeat(100)),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(w.queued_bytes(), before, "a refused frame is not queued");
+        w.queue(&"two".to_string()).expect("fits");
+        w.write_queued().await.expect("written");
+        assert_eq!(w.queued_bytes(), 0);
+        w.write_queued().await.expect("nothing to write");
+        let inner = w.into_inner();
+        assert_eq!(inner.writes, 1, "both frames in one write");
+        let mut r = FrameReader::<String, _>::new(&inner.bytes[..], 64);
+        assert_eq!(r.read().await.expect("first").as_deref(), Some("one"));
+        assert_eq!(r.read().await.expect("second").as_deref(), Some("two"));
+        assert!(r.read().await.expect("clean end").is_none());
     }
 }

@@ -19,6 +19,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_RETRY_MIN: Duration = Duration::from_millis(200);
 /// Requests one session keeps in flight before callers wait.
 const SESSION_QUEUE_CAPACITY: usize = 4096;
+/// Queued requests written together at most, and the bytes after which no
+/// more are added (checked before each, so a batch may end one request past it).
+const WRITE_BATCH_REQUESTS_MAX: usize = 64;
+const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
 
 /// Where a queued request's answer comes.
 pub(super) type Answer = oneshot::Receiver<Result<Response, ClientError>>;
@@ -62,11 +66,28 @@ async fn start_session(
         fail_waiting(&waiting_reader, || lost(&conn_reader, id, &reason));
     });
     tokio::spawn(async move {
-        while let Some((request, reply)) = rx.recv().await {
-            if let Ok(mut w) = waiting.lock() {
-                w.insert(request.req(), reply);
+        while let Some(first) = rx.recv().await {
+            // Requests queued while the last write ran go out in one write.
+            let mut next = Some(first);
+            let mut queued = 0;
+            let mut refused = None;
+            while let Some((request, reply)) = next.take() {
+                if let Ok(mut w) = waiting.lock() {
+                    w.insert(request.req(), reply);
+                }
+                if let Err(e) = writer.queue(&request) {
+                    refused = Some(e);
+                    break;
+                }
+                queued += 1;
+                if queued < WRITE_BATCH_REQUESTS_MAX
+                    && writer.queued_bytes() < WRITE_BATCH_BYTES_MAX
+                {
+                    next = rx.try_recv().ok();
+                }
             }
-            if let Err(e) = writer.write(&request).await {
+            let written = writer.write_queued().await;
+            if let Some(e) = refused.or(written.err()) {
                 let reason = e.to_string();
                 fail_waiting(&waiting, || lost(&conn, id, &reason));
                 break;
@@ -125,19 +146,6 @@ fn lost(conn: &quinn::Connection, id: NodeId, reason: &str) -> ClientError {
 /// QUIC carries a TLS alert as transport error code 0x100 + alert (RFC 9001).
 fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
     (0x100..=0x1ff).contains(&u64::from(code))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_remembered_failure_reads_as_the_first_one() {
-        let first = ClientError::Unreachable("node 1: no connection within 1s".into());
-        assert_eq!(again(&first).to_string(), first.to_string());
-        let refused = ClientError::Tls("node 2 refused the handshake".into());
-        assert_eq!(again(&refused).to_string(), refused.to_string());
-    }
 }
 
 impl Client {
@@ -246,5 +254,18 @@ impl Client {
         if let Some(slot) = self.slot(id) {
             slot.lock().await.tx = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_failure_reads_as_the_first_one() {
+        let first = ClientError::Unreachable("node 1: no connection within 1s".into());
+        assert_eq!(again(&first).to_string(), first.to_string());
+        let refused = ClientError::Tls("node 2 refused the handshake".into());
+        assert_eq!(again(&refused).to_string(), refused.to_string());
     }
 }
