@@ -347,7 +347,7 @@ fn find_paxlog(self_exe: &Path) -> anyhow::Result<PathBuf> {
     }
     let cargo = std::env::var_os("CARGO").with_context(|| {
         format!(
-            "no paxlog binary at {}: build it (cargo build --release -p paxlog) or pass --paxlog-bin",
+            "no paxlog binary at {}: build it (cargo build --release --workspace --bins) or pass --paxlog-bin",
             bin.display()
         )
     })?;
@@ -363,8 +363,8 @@ fn find_paxlog(self_exe: &Path) -> anyhow::Result<PathBuf> {
             "build",
             "--profile",
             &profile,
-            "-p",
-            "paxlog",
+            // The workspace's feature set, so RocksDB's C++ is not built a second time.
+            "--workspace",
             "--bin",
             "paxlog",
         ])
