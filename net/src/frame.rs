@@ -240,12 +240,18 @@ pub struct FrameWriter<M, W = quinn::SendStream> {
     /// Encoded frames not yet written.
     /// Invariant: whole frames only; emptied by every write.
     queued: BytesMut,
+    /// Invariant: the number of frames in `queued`.
+    queued_frames: usize,
     _msg: PhantomData<fn(&M)>,
 }
 
 /// A queue that held more than this after a write is given back, so one
 /// burst of large frames does not pin its buffer.
 const QUEUE_KEPT_BYTES_MAX: usize = 64 << 10;
+/// Frames one batch takes at most, and the bytes after which it takes no
+/// more (checked before each, so a batch may end one frame past it).
+pub const WRITE_BATCH_FRAMES_MAX: usize = 64;
+pub const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
 
 impl<M: Serialize, W: AsyncWrite + Unpin> FrameWriter<M, W> {
     pub fn new(inner: W, frame_bytes_max: usize) -> Self {
@@ -253,6 +259,7 @@ impl<M: Serialize, W: AsyncWrite + Unpin> FrameWriter<M, W> {
             inner,
             frame_bytes_max,
             queued: BytesMut::new(),
+            queued_frames: 0,
             _msg: PhantomData,
         }
     }
@@ -267,12 +274,20 @@ impl<M: Serialize, W: AsyncWrite + Unpin> FrameWriter<M, W> {
     /// Encodes one frame behind those already queued, without writing; a
     /// too-large message is refused and the queue is as it was.
     pub fn queue(&mut self, msg: &M) -> Result<(), FrameError> {
-        encode_into(msg, self.frame_bytes_max, &mut self.queued)
+        encode_into(msg, self.frame_bytes_max, &mut self.queued)?;
+        self.queued_frames += 1;
+        Ok(())
     }
 
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.queued.len()
+    }
+
+    /// Whether the queue holds a full batch ([`WRITE_BATCH_FRAMES_MAX`]
+    /// frames or [`WRITE_BATCH_BYTES_MAX`] bytes): time to write it.
+    pub fn batch_full(&self) -> bool {
+        self.queued_frames >= WRITE_BATCH_FRAMES_MAX || self.queued.len() >= WRITE_BATCH_BYTES_MAX
     }
 
     /// Writes every queued frame, in the order queued, with one write.
@@ -282,6 +297,7 @@ impl<M: Serialize, W: AsyncWrite + Unpin> FrameWriter<M, W> {
         }
         let written = self.inner.write_all(&self.queued).await;
         self.queued.clear();
+        self.queued_frames = 0;
         if self.queued.capacity() > QUEUE_KEPT_BYTES_MAX {
             self.queued = BytesMut::new();
         }
@@ -444,5 +460,23 @@ mod tests {
         assert_eq!(r.read().await.expect("first").as_deref(), Some("one"));
         assert_eq!(r.read().await.expect("second").as_deref(), Some("two"));
         assert!(r.read().await.expect("clean end").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_full_at_its_frame_bound_and_empty_after_a_write() {
+        let mut w = FrameWriter::<u8, _>::new(
+            Counting {
+                bytes: Vec::new(),
+                writes: 0,
+            },
+            64,
+        );
+        for n in 0..WRITE_BATCH_FRAMES_MAX {
+            assert!(!w.batch_full(), "full after {n} frames");
+            w.queue(&1).expect("fits");
+        }
+        assert!(w.batch_full());
+        w.write_queued().await.expect("written");
+        assert!(!w.batch_full());
     }
 }

@@ -19,10 +19,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_RETRY_MIN: Duration = Duration::from_millis(200);
 /// Requests one session keeps in flight before callers wait.
 const SESSION_QUEUE_CAPACITY: usize = 4096;
-/// Queued requests written together at most, and the bytes after which no
-/// more are added (checked before each, so a batch may end one request past it).
-const WRITE_BATCH_REQUESTS_MAX: usize = 64;
-const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
 
 /// Where a queued request's answer comes.
 pub(super) type Answer = oneshot::Receiver<Result<Response, ClientError>>;
@@ -69,7 +65,6 @@ async fn start_session(
         while let Some(first) = rx.recv().await {
             // Requests queued while the last write ran go out in one write.
             let mut next = Some(first);
-            let mut queued = 0;
             let mut refused = None;
             while let Some((request, reply)) = next.take() {
                 if let Ok(mut w) = waiting.lock() {
@@ -79,10 +74,7 @@ async fn start_session(
                     refused = Some(e);
                     break;
                 }
-                queued += 1;
-                if queued < WRITE_BATCH_REQUESTS_MAX
-                    && writer.queued_bytes() < WRITE_BATCH_BYTES_MAX
-                {
+                if !writer.batch_full() {
                     next = rx.try_recv().ok();
                 }
             }

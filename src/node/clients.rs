@@ -42,10 +42,6 @@ impl Drop for Counted {
 /// Requests one stream may have in flight; beyond it the stream stops reading
 /// (QUIC flow control then pushes back on the client).
 const STREAM_IN_FLIGHT_MAX: usize = 1024;
-/// Ready answers written together at most, and the bytes after which no
-/// more are added (checked before each, so a batch may end one answer past it).
-const WRITE_BATCH_ANSWERS_MAX: usize = 64;
-const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
 
 pub(super) fn spawn_acceptor(
     endpoint: Arc<NodeEndpoint>,
@@ -153,15 +149,11 @@ async fn serve_stream(
             Some(response) = in_flight.next(), if !in_flight.is_empty() => {
                 // Answers of one commit complete together: they go out in one write.
                 writer.queue(&response)?;
-                let mut queued = 1;
-                while queued < WRITE_BATCH_ANSWERS_MAX
-                    && writer.queued_bytes() < WRITE_BATCH_BYTES_MAX
-                {
+                while !writer.batch_full() {
                     match in_flight.next().now_or_never() {
                         Some(Some(response)) => writer.queue(&response)?,
                         _ => break,
                     }
-                    queued += 1;
                 }
                 writer.write_queued().await?;
             }
