@@ -45,6 +45,26 @@ fn describe() {
         "One synced write of the store (group commit)."
     );
     describe_histogram!(
+        "paxlog_client_request_seconds",
+        s,
+        "A client request's stay in this node: its frame read to its answer written."
+    );
+    describe_histogram!(
+        "paxlog_write_wait_seconds",
+        s,
+        "A batch of the loop's from its hand-off to the writer to the start of the sync that carries it."
+    );
+    describe_histogram!(
+        "paxlog_write_notice_seconds",
+        s,
+        "A sync's end to the loop taking its notice (the writer thread's wake of the loop)."
+    );
+    describe_histogram!(
+        "paxlog_loop_burst_seconds",
+        s,
+        "One turn of the loop: a burst of inputs taken and its outputs drained."
+    );
+    describe_histogram!(
         "paxlog_write_batch_entries",
         "Accepted entries in one synced write."
     );

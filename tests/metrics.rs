@@ -125,6 +125,18 @@ fn every_node_passes_promtool_and_only_the_leader_counts_its_appends() {
             finite, batches,
             "node {id}: batches past the last finite bucket"
         );
+        // Each sync carries at least one batch the loop staged, and its
+        // notice reaches the loop (one may be on its way while the page
+        // renders, which reads one series after another).
+        let syncs = sample(body, "paxlog_fsync_duration_seconds_count").expect("syncs");
+        let staged = sample(body, "paxlog_write_wait_seconds_count").expect("staged");
+        let notices = sample(body, "paxlog_write_notice_seconds_count").expect("notices");
+        assert!(
+            syncs > 0.0 && staged >= syncs && (notices - syncs).abs() <= 1.0,
+            "node {id}: {syncs} syncs, {staged} batches staged, {notices} notices"
+        );
+        let turns = sample(body, "paxlog_loop_burst_seconds_count").expect("loop turns");
+        assert!(turns > 0.0, "node {id}: no loop turn timed");
         if leads {
             assert_eq!(
                 appends, APPENDS as f64,
@@ -132,6 +144,15 @@ fn every_node_passes_promtool_and_only_the_leader_counts_its_appends() {
             );
             let committed = sample(body, "paxlog_commit_latency_seconds_count").expect("commits");
             assert!(committed >= APPENDS as f64, "{committed} commits timed");
+            // The stream's time holds the loop's: read before the proposal,
+            // written after its answer.
+            let requests = sample(body, "paxlog_client_request_seconds_count").expect("requests");
+            let in_stream = sample(body, "paxlog_client_request_seconds_sum").expect("stream sum");
+            let in_loop = sample(body, "paxlog_commit_latency_seconds_sum").expect("commit sum");
+            assert!(
+                requests >= APPENDS as f64 && in_stream >= in_loop,
+                "{requests} requests timed, {in_stream} s in streams against {in_loop} s in the loop"
+            );
             let won = sample(body, "paxlog_elections_total{result=\"won\"}");
             assert!(
                 won.is_some_and(|n| n >= 1.0),

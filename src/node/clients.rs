@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+use std::time::Instant;
+
+use futures::future::{join, ready, Join, Ready};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use paxlog_net::{FrameReader, FrameWriter, NodeEndpoint};
@@ -38,6 +41,14 @@ impl Drop for Counted {
         metrics::gauge!(CONNECTIONS_METRIC).decrement(1.0);
     }
 }
+
+/// A request's stay in this node, from its frame read to its answer written:
+/// against `paxlog_commit_latency_seconds` (the loop's part) it shows what
+/// the stream and the hops to and from the loop add.
+const REQUEST_METRIC: &str = "paxlog_client_request_seconds";
+
+/// An answer and when its request was read.
+type Timed = Join<Answer, Ready<Instant>>;
 
 /// Requests one stream may have in flight; beyond it the stream stops reading
 /// (QUIC flow control then pushes back on the client).
@@ -123,7 +134,8 @@ async fn serve_stream(
         chosen,
         snapshots,
     } = serve;
-    let mut in_flight: FuturesUnordered<Answer> = FuturesUnordered::new();
+    let mut in_flight: FuturesUnordered<Timed> = FuturesUnordered::new();
+    let timer = metrics::histogram!(REQUEST_METRIC);
     let mut reading = true;
     loop {
         tokio::select! {
@@ -131,31 +143,39 @@ async fn serve_stream(
                 match request? {
                     Some(Request::Subscribe { req, from }) => {
                         // Finish what is in flight, then this stream only pushes.
-                        while let Some(response) = in_flight.next().await {
+                        while let Some((response, _)) = in_flight.next().await {
                             writer.write(&response).await?;
                         }
                         return Ok(subscribe(req, from, writer, loop_tx, chosen).await?);
                     }
                     Some(request) => {
+                        let read_at = Instant::now();
                         // Handed to the loop here, before the next request is
                         // read: the in-flight set polls in no fixed order, and a
                         // request sent from there could overtake an earlier one.
                         let answer = dispatch(request, caller, &loop_tx, &snapshots).await;
-                        in_flight.push(answer);
+                        in_flight.push(join(answer, ready(read_at)));
                     }
                     None => reading = false,
                 }
             }
-            Some(response) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((response, read_at)) = in_flight.next(), if !in_flight.is_empty() => {
                 // Answers of one commit complete together: they go out in one write.
                 writer.queue(&response)?;
+                let mut read = vec![read_at];
                 while !writer.batch_full() {
                     match in_flight.next().now_or_never() {
-                        Some(Some(response)) => writer.queue(&response)?,
+                        Some(Some((response, read_at))) => {
+                            writer.queue(&response)?;
+                            read.push(read_at);
+                        }
                         _ => break,
                     }
                 }
                 writer.write_queued().await?;
+                for read_at in read {
+                    timer.record(read_at.elapsed().as_secs_f64());
+                }
             }
             else => break,
         }

@@ -17,7 +17,7 @@ use super::request::Command;
 use super::snapshots::SnapshotDir;
 use super::status::node_status;
 use super::telemetry::Telemetry;
-use super::writer::WriteDone;
+use super::writer::{Staged, WriteDone};
 use crate::core::{self, Envelope, Message, OpError, Replica};
 
 /// How often the loop calls `Replica::tick`.
@@ -30,7 +30,7 @@ pub(super) struct Driver<S: Store + 'static> {
     replica: Replica<Arc<S>>,
     started: Instant,
     peer_tx: PeerSender<Envelope>,
-    write_tx: mpsc::Sender<core::Persist>,
+    write_tx: mpsc::Sender<Staged>,
     /// Joined on stop: RocksDB must be closed before the process exits, or its
     /// static teardown races the still-running writer ("pthread lock: Invalid argument").
     writer: Option<std::thread::JoinHandle<()>>,
@@ -63,7 +63,7 @@ impl<S: Store + 'static> Driver<S> {
         replica: Replica<Arc<S>>,
         started: Instant,
         peer_tx: PeerSender<Envelope>,
-        write_tx: mpsc::Sender<core::Persist>,
+        write_tx: mpsc::Sender<Staged>,
         writer: std::thread::JoinHandle<()>,
         chosen_tx: watch::Sender<Index>,
         config: NodeConfig,
@@ -129,11 +129,14 @@ impl<S: Store + 'static> Driver<S> {
         } = inputs;
         let mut ticker = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let burst = metrics::histogram!("paxlog_loop_burst_seconds");
         let result = loop {
+            let woke_at;
             tokio::select! {
                 _ = shutdown.changed() => break Ok(()),
                 done = done_rx.recv() => match done {
                     Some(done) => {
+                        woke_at = Instant::now();
                         if let Err(e) = self.on_write_done(done) {
                             break Err(e);
                         }
@@ -146,6 +149,7 @@ impl<S: Store + 'static> Driver<S> {
                     None => break Err(NodeError::Fatal("writer thread stopped".into())),
                 },
                 Some((from, envelope)) = peer_rx.recv() => {
+                    woke_at = Instant::now();
                     let now = self.now_ms();
                     self.on_peer_message(from, envelope, now);
                     for _ in 0..BURST_INPUTS_MAX {
@@ -156,6 +160,7 @@ impl<S: Store + 'static> Driver<S> {
                     }
                 }
                 Some(command) = client_rx.recv() => {
+                    woke_at = Instant::now();
                     self.on_command(command);
                     for _ in 0..BURST_INPUTS_MAX {
                         match client_rx.try_recv() {
@@ -165,6 +170,7 @@ impl<S: Store + 'static> Driver<S> {
                     }
                 }
                 _ = ticker.tick() => {
+                    woke_at = Instant::now();
                     let now = self.now_ms();
                     self.replica.tick(now);
                     if self.telemetry.export_due() {
@@ -176,6 +182,7 @@ impl<S: Store + 'static> Driver<S> {
             if let Err(e) = self.drain().await {
                 break Err(e);
             }
+            burst.record(woke_at.elapsed().as_secs_f64());
         };
         match result {
             Ok(()) => {
@@ -214,7 +221,9 @@ impl<S: Store + 'static> Driver<S> {
 
     fn on_write_done(&mut self, done: WriteDone) -> Result<(), NodeError> {
         match done {
-            WriteDone::Durable(tickets) => {
+            WriteDone::Durable { tickets, synced_at } => {
+                metrics::histogram!("paxlog_write_notice_seconds")
+                    .record(synced_at.elapsed().as_secs_f64());
                 let now = self.now_ms();
                 for ticket in tickets {
                     self.replica.on_persisted(ticket, now);
@@ -275,7 +284,7 @@ impl<S: Store + 'static> Driver<S> {
 
     async fn drain(&mut self) -> Result<(), NodeError> {
         while let Some(persist) = self.replica.poll_write() {
-            if self.write_tx.send(persist).await.is_err() {
+            if self.write_tx.send(Staged::now(persist)).await.is_err() {
                 return Err(NodeError::Fatal("writer thread stopped".into()));
             }
         }

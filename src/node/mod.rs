@@ -35,7 +35,8 @@
 //!    as the index's value and stages its accept.
 //!    - queue 2, the core's **staged write**: cut into a ticketed `Persist`
 //!      at 256 entries / 1 MiB or when the driver polls after the burst.
-//!    - queue 3, the **write channel**: `mpsc`, 1024 `Persist` batches.
+//!    - queue 3, the **write channel**: `mpsc`, 1024 `Persist` batches, each
+//!      stamped when staged (`writer::Staged`).
 //! 3. **writer thread** (`writer.rs`) merges what queued up into one synced
 //!    RocksDB write (group commit).
 //!    - queue 4, the **done channel**: unbounded `mpsc` of `WriteDone`.
@@ -59,6 +60,13 @@
 //! `core::Proposal` keys the driver's reply table, so only the driver can
 //! assign it; the payload `Bytes` is moved, not copied, until the core
 //! encodes it.
+//!
+//! Each stage is timed where it ends, so `/metrics` splits a commit:
+//! `paxlog_client_request_seconds` (1 to 5), `paxlog_commit_latency_seconds`
+//! (2 to 4, on the leader), `paxlog_write_wait_seconds` (queue 3),
+//! `paxlog_fsync_duration_seconds` (the sync), `paxlog_write_notice_seconds`
+//! (queue 4) and `paxlog_loop_burst_seconds` (one turn of the driver), on
+//! every node; the peer round trip is `paxlog_peer_round_trip_time_seconds`.
 
 mod clients;
 mod config;

@@ -7,6 +7,7 @@
 //! promise, chosen index and trim point take the last value given.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use paxlog_storage::{Store, StoreError, WriteBatch};
 use tokio::sync::mpsc;
@@ -35,9 +36,34 @@ pub const MERGE_BATCHES_MAX: usize = 256;
 /// before each, so it may end one core batch past it). See [`MERGE_BATCHES_MAX`].
 pub const MERGE_BYTES_MAX: usize = 16 << 20;
 
+/// A core batch's wait from the loop's hand-off to the start of the sync that
+/// carries it: mostly the rest of the sync running when it came.
+const WRITE_WAIT_METRIC: &str = "paxlog_write_wait_seconds";
+
+/// A core batch on its way to the writer, stamped when the loop hands it
+/// over: its wait for the sync that carries it is a stage of the commit path.
+#[derive(Debug)]
+pub struct Staged {
+    pub persist: Persist,
+    pub staged_at: Instant,
+}
+
+impl Staged {
+    pub fn now(persist: Persist) -> Staged {
+        Staged {
+            persist,
+            staged_at: Instant::now(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum WriteDone {
-    Durable(Vec<Ticket>),
+    /// `synced_at` times the notice's own hop back to the loop.
+    Durable {
+        tickets: Vec<Ticket>,
+        synced_at: Instant,
+    },
     /// Fatal: the node must stop and never acknowledge anything again.
     Failed(StoreError),
 }
@@ -67,7 +93,7 @@ pub fn merge_into(into: &mut WriteBatch, next: WriteBatch) {
 /// failure (which it reports once).
 pub fn spawn<S: Store + 'static>(
     store: Arc<S>,
-    mut rx: mpsc::Receiver<Persist>,
+    mut rx: mpsc::Receiver<Staged>,
     done: mpsc::UnboundedSender<WriteDone>,
     fsync: SharedWindow,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -75,18 +101,24 @@ pub fn spawn<S: Store + 'static>(
         .name("paxlog-writer".into())
         .spawn(move || {
             while let Some(first) = rx.blocking_recv() {
-                let mut tickets = vec![first.ticket];
-                let mut batch = first.batch;
+                // Looked up per write, not once: the recorder may be installed
+                // after this thread starts.
+                let wait = metrics::histogram!(WRITE_WAIT_METRIC);
+                let taken_at = Instant::now();
+                wait.record(taken_at.duration_since(first.staged_at).as_secs_f64());
+                let mut tickets = vec![first.persist.ticket];
+                let mut batch = first.persist.batch;
                 while tickets.len() < MERGE_BATCHES_MAX && batch.value_bytes() < MERGE_BYTES_MAX {
                     match rx.try_recv() {
                         Ok(next) => {
-                            tickets.push(next.ticket);
-                            merge_into(&mut batch, next.batch);
+                            wait.record(taken_at.duration_since(next.staged_at).as_secs_f64());
+                            tickets.push(next.persist.ticket);
+                            merge_into(&mut batch, next.persist.batch);
                         }
                         Err(_) => break,
                     }
                 }
-                let started = std::time::Instant::now();
+                let started = Instant::now();
                 let result = store.write(&batch);
                 let took = started.elapsed();
                 metrics::histogram!("paxlog_fsync_duration_seconds").record(took.as_secs_f64());
@@ -95,7 +127,8 @@ pub fn spawn<S: Store + 'static>(
                 fsync.lock().unwrap_or_else(|e| e.into_inner()).record(took);
                 match result {
                     Ok(()) => {
-                        if done.send(WriteDone::Durable(tickets)).is_err() {
+                        let synced_at = Instant::now();
+                        if done.send(WriteDone::Durable { tickets, synced_at }).is_err() {
                             return;
                         }
                     }
