@@ -575,3 +575,39 @@ fn the_cli_appends_reads_tails_and_reports_status() {
         "{stderr}"
     );
 }
+
+/// Names of process `pid`'s threads, as the kernel has them.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the node's threads");
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn each_node_runs_the_threads_it_was_given_and_mixed_nodes_agree() {
+    let mut cluster = TestCluster::new(3);
+    // Node 1 keeps the default (one thread, no runtime workers).
+    cluster.set_node_env(2, "PAXLOG_THREADS", "2");
+    cluster.set_node_env(3, "PAXLOG_THREADS", "3");
+    for id in 1..=3 {
+        cluster.start_node(id);
+    }
+    let leader = cluster.wait_for_leader();
+    for (id, workers) in [(1, 0), (2, 2), (3, 3)] {
+        let names = thread_names(cluster.pid(id));
+        let found = names.iter().filter(|n| *n == "paxlog-worker").count();
+        assert_eq!(found, workers, "node {id}'s threads: {names:?}");
+    }
+    let values: Vec<Bytes> = (0..500)
+        .map(|i| Bytes::from(format!("mixed {i}")))
+        .collect();
+    cluster.append_chosen(values, 16);
+    let entries = assert_same_everywhere(&cluster, 500);
+    println!(
+        "leader {leader}; threads 1/2/3 on nodes 1/2/3; {} entries identical on every node",
+        entries.len()
+    );
+}

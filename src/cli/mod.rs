@@ -17,7 +17,7 @@ mod dev;
 mod hold;
 mod members;
 mod read;
-mod serve;
+pub mod serve;
 mod snapshot;
 mod status;
 mod trim;
