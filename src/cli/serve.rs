@@ -291,9 +291,13 @@ mod tests {
         let three = runtime(3).expect("runtime");
         assert_eq!(three.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
         assert_eq!(three.metrics().num_workers(), 3);
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: Args,
+        }
         let parse = |threads: &str| {
-            <crate::cli::Cli as clap::Parser>::try_parse_from([
-                "paxlog",
+            <Serve as clap::Parser>::try_parse_from([
                 "serve",
                 "--id",
                 "1",
@@ -302,7 +306,7 @@ mod tests {
                 "--threads",
                 threads,
             ])
-            .map(|_| ())
+            .map(|s| assert_eq!(s.args.threads.to_string(), threads))
             .map_err(|e| e.to_string())
         };
         assert_eq!(parse("64"), Ok(()));

@@ -7,18 +7,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use paxlog_net::{FrameError, NodeEndpoint, PeerReceiver, PeerSender, SendError};
+use paxlog_net::{NodeEndpoint, PeerReceiver, PeerSender};
 use paxlog_storage::{Index, NodeId, Store};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::{NodeConfig, NodeError};
+use super::dropped::{message_kind, note_dropped};
 use super::read::read;
 use super::request::Command;
 use super::snapshots::SnapshotDir;
 use super::status::node_status;
 use super::telemetry::Telemetry;
 use super::writer::{Staged, WriteDone};
-use crate::core::{self, Envelope, Message, OpError, Replica};
+use crate::core::{self, Envelope, OpError, Replica};
 
 /// How often the loop calls `Replica::tick`.
 pub const TICK_INTERVAL_MS: u64 = 10;
@@ -334,33 +335,6 @@ impl<S: Store + 'static> Driver<S> {
     }
 }
 
-/// Counts and logs a message the transport refused. A full queue or a down
-/// peer is routine: the protocol retransmits. A message that cannot be
-/// encoded would fail again on every retransmission, which can stop the
-/// cluster for good (a candidate waiting on a promise forever), so it is an
-/// error: the core's message budgets are meant to make it impossible.
-fn note_dropped(node: NodeId, to: NodeId, kind: &'static str, error: &SendError) {
-    let reason = match error {
-        SendError::Full(_) => "queue_full",
-        SendError::Closed(_) => "closed",
-        SendError::UnknownPeer(_) => "unknown_peer",
-        SendError::Frame {
-            source: FrameError::TooLarge { .. },
-            ..
-        } => "too_large",
-        SendError::Frame { .. } => "encode",
-    };
-    metrics::counter!("paxlog_peer_messages_dropped_total", "reason" => reason).increment(1);
-    match error {
-        SendError::Full(_) | SendError::Closed(_) => {
-            tracing::trace!(node, to, kind, %error, "dropped a peer message");
-        }
-        SendError::UnknownPeer(_) | SendError::Frame { .. } => {
-            tracing::error!(node, to, kind, %error, reason, "a peer message cannot be sent");
-        }
-    }
-}
-
 impl<S: Store + 'static> Driver<S> {
     /// After a configuration change the peer links follow its members: new
     /// ones are dialed and accepted, departed ones dropped.
@@ -383,23 +357,5 @@ impl<S: Store + 'static> Driver<S> {
         if let Err(error) = self.peer_tx.set_peers(addrs) {
             tracing::error!(node = self.node_id, %error, "cannot follow the new members");
         }
-    }
-}
-
-fn message_kind(message: &Message) -> &'static str {
-    match message {
-        Message::Prepare { .. } => "Prepare",
-        Message::Promise { .. } => "Promise",
-        Message::Nack { .. } => "Nack",
-        Message::Accept { .. } => "Accept",
-        Message::Accepted { .. } => "Accepted",
-        Message::Heartbeat { .. } => "Heartbeat",
-        Message::HeartbeatAck { .. } => "HeartbeatAck",
-        Message::PreVote { .. } => "PreVote",
-        Message::PreVoteReply { .. } => "PreVoteReply",
-        Message::CatchupRequest { .. } => "CatchupRequest",
-        Message::Catchup { .. } => "Catchup",
-        Message::ReadIndexRequest { .. } => "ReadIndexRequest",
-        Message::ReadIndexReply { .. } => "ReadIndexReply",
     }
 }

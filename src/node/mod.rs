@@ -71,6 +71,7 @@
 mod clients;
 mod config;
 mod driver;
+mod dropped;
 mod handle;
 mod latency;
 mod local;
