@@ -47,7 +47,7 @@ fn describe() {
     describe_histogram!(
         "paxlog_client_request_seconds",
         s,
-        "A client request's stay in this node: its frame read to its answer written."
+        "A client request's stay in this node: its frame read to its answer queued for writing."
     );
     describe_histogram!(
         "paxlog_write_wait_seconds",

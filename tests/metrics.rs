@@ -145,7 +145,7 @@ fn every_node_passes_promtool_and_only_the_leader_counts_its_appends() {
             let committed = sample(body, "paxlog_commit_latency_seconds_count").expect("commits");
             assert!(committed >= APPENDS as f64, "{committed} commits timed");
             // The stream's time holds the loop's: read before the proposal,
-            // written after its answer.
+            // queued after its answer.
             let requests = sample(body, "paxlog_client_request_seconds_count").expect("requests");
             let in_stream = sample(body, "paxlog_client_request_seconds_sum").expect("stream sum");
             let in_loop = sample(body, "paxlog_commit_latency_seconds_sum").expect("commit sum");

@@ -6,7 +6,6 @@
 //! what one stream has in flight.
 
 use std::sync::Arc;
-
 use std::time::Instant;
 
 use futures::future::{join, ready, Join, Ready};
@@ -42,8 +41,8 @@ impl Drop for Counted {
     }
 }
 
-/// A request's stay in this node, from its frame read to its answer written:
-/// against `paxlog_commit_latency_seconds` (the loop's part) it shows what
+/// A request's stay in this node, from its frame read to its answer queued
+/// for the stream's next write: against `paxlog_commit_latency_seconds` (the loop's part) it shows what
 /// the stream and the hops to and from the loop add.
 const REQUEST_METRIC: &str = "paxlog_client_request_seconds";
 
@@ -162,20 +161,17 @@ async fn serve_stream(
             Some((response, read_at)) = in_flight.next(), if !in_flight.is_empty() => {
                 // Answers of one commit complete together: they go out in one write.
                 writer.queue(&response)?;
-                let mut read = vec![read_at];
+                timer.record(read_at.elapsed().as_secs_f64());
                 while !writer.batch_full() {
                     match in_flight.next().now_or_never() {
                         Some(Some((response, read_at))) => {
                             writer.queue(&response)?;
-                            read.push(read_at);
+                            timer.record(read_at.elapsed().as_secs_f64());
                         }
                         _ => break,
                     }
                 }
                 writer.write_queued().await?;
-                for read_at in read {
-                    timer.record(read_at.elapsed().as_secs_f64());
-                }
             }
             else => break,
         }
