@@ -55,7 +55,7 @@ pub struct Args {
     /// writer and RocksDB have threads of their own). With 1, the default,
     /// they share one thread and hand work to each other without waking
     /// another: a node is one loop, and on a 2-core machine shared by three
-    /// nodes this spent 7-14 % less CPU per append than two threads. More
+    /// nodes this spent 5-15 % less CPU per append than two threads. More
     /// help a node with many cores and many client connections.
     #[arg(long, env = "PAXLOG_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=THREADS_MAX as i64))]

@@ -42,8 +42,8 @@ impl Drop for Counted {
 }
 
 /// A request's stay in this node, from its frame read to its answer queued
-/// for the stream's next write: against `paxlog_commit_latency_seconds` (the loop's part) it shows what
-/// the stream and the hops to and from the loop add.
+/// for the stream's next write: against `paxlog_commit_latency_seconds` (the
+/// loop's part) it shows what the stream and the hops to and from the loop add.
 const REQUEST_METRIC: &str = "paxlog_client_request_seconds";
 
 /// An answer and when its request was read.
