@@ -58,6 +58,11 @@ pub struct RunArgs {
     /// Keep the nodes' data directories and logs under OUT/work.
     #[arg(long)]
     keep: bool,
+    /// Worker threads of this process's tokio runtime, where every system's
+    /// clients run (1 to 64). They share the machine's cores with the nodes;
+    /// see bench/README's "The load generator's threads".
+    #[arg(long, default_value_t = 2)]
+    load_threads: usize,
 }
 
 struct Plan {
@@ -68,10 +73,12 @@ struct Plan {
     payloads: Vec<usize>,
     duration: Duration,
     warmup: Duration,
+    load_threads: usize,
 }
 
 const PAYLOAD_BYTES_MAX: usize = 1 << 20;
 const CLIENTS_MAX: usize = 4096;
+const LOAD_THREADS_MAX: usize = 64;
 
 fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     let pick = |given: &Vec<usize>, full: &[usize], quick: &[usize]| {
@@ -111,6 +118,10 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         "--payload must be between 1 and {PAYLOAD_BYTES_MAX} bytes"
     );
     anyhow::ensure!(
+        (1..=LOAD_THREADS_MAX).contains(&args.load_threads),
+        "--load-threads must be between 1 and {LOAD_THREADS_MAX}"
+    );
+    anyhow::ensure!(
         args.rate.iter().all(|r| r.is_finite() && *r > 0.0),
         "--rate must be positive"
     );
@@ -140,6 +151,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         payloads,
         duration,
         warmup,
+        load_threads: args.load_threads,
     })
 }
 
@@ -152,6 +164,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.load_threads)
         .enable_all()
         .build()?;
     runtime.block_on(run(args, plan))
@@ -174,6 +187,7 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let machine = machine();
     println!("machine: {machine}");
+    println!("load generator: {} runtime threads", plan.load_threads);
     let limits = limits::measure(&work).context("measure fsync and loopback limits")?;
     println!(
         "limits: fdatasync p50 {} µs p99 {} µs; loopback RTT p50 {} µs p99 {} µs",
@@ -437,6 +451,13 @@ mod tests {
         assert!(parse(&["--duration", "ten"]).is_err());
         assert!(parse(&["--rate", "-5"]).is_err());
         assert!(parse(&["--rate", "1000,0"]).is_err());
+        assert!(parse(&["--load-threads", "0"]).is_err());
+        assert!(parse(&["--load-threads", "65"]).is_err());
+        assert_eq!(parse(&[]).expect("default").load_threads, 2);
+        assert_eq!(
+            parse(&["--load-threads", "1"]).expect("one").load_threads,
+            1
+        );
         let sweep = parse(&["--rate", "5000,1000,5000"]).expect("a sweep");
         assert_eq!(sweep.rates, vec![Some(1000.0), Some(5000.0)]);
         assert_eq!(parse(&[]).expect("closed").rates, vec![None]);
