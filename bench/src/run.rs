@@ -59,10 +59,11 @@ pub struct RunArgs {
     #[arg(long)]
     keep: bool,
     /// Worker threads of this process's tokio runtime, where every system's
-    /// clients run (1 to 64). They share the machine's cores with the nodes;
-    /// see bench/README's "The load generator's threads".
-    #[arg(long, default_value_t = 2)]
-    load_threads: usize,
+    /// clients run (1 to 64) [default: tokio's, one per core]. They share the
+    /// machine's cores with the nodes; see bench/README's "The load
+    /// generator's threads".
+    #[arg(long)]
+    load_threads: Option<usize>,
 }
 
 struct Plan {
@@ -73,7 +74,7 @@ struct Plan {
     payloads: Vec<usize>,
     duration: Duration,
     warmup: Duration,
-    load_threads: usize,
+    load_threads: Option<usize>,
 }
 
 const PAYLOAD_BYTES_MAX: usize = 1 << 20;
@@ -118,7 +119,8 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         "--payload must be between 1 and {PAYLOAD_BYTES_MAX} bytes"
     );
     anyhow::ensure!(
-        (1..=LOAD_THREADS_MAX).contains(&args.load_threads),
+        args.load_threads
+            .is_none_or(|n| (1..=LOAD_THREADS_MAX).contains(&n)),
         "--load-threads must be between 1 and {LOAD_THREADS_MAX}"
     );
     anyhow::ensure!(
@@ -163,10 +165,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(plan.load_threads)
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = plan.load_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime.enable_all().build()?;
     runtime.block_on(run(args, plan))
 }
 
@@ -187,7 +190,10 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let machine = machine();
     println!("machine: {machine}");
-    println!("load generator: {} runtime threads", plan.load_threads);
+    println!(
+        "load generator: {} runtime threads",
+        tokio::runtime::Handle::current().metrics().num_workers()
+    );
     let limits = limits::measure(&work).context("measure fsync and loopback limits")?;
     println!(
         "limits: fdatasync p50 {} µs p99 {} µs; loopback RTT p50 {} µs p99 {} µs",
@@ -453,10 +459,10 @@ mod tests {
         assert!(parse(&["--rate", "1000,0"]).is_err());
         assert!(parse(&["--load-threads", "0"]).is_err());
         assert!(parse(&["--load-threads", "65"]).is_err());
-        assert_eq!(parse(&[]).expect("default").load_threads, 2);
+        assert_eq!(parse(&[]).expect("default").load_threads, None);
         assert_eq!(
             parse(&["--load-threads", "1"]).expect("one").load_threads,
-            1
+            Some(1)
         );
         let sweep = parse(&["--rate", "5000,1000,5000"]).expect("a sweep");
         assert_eq!(sweep.rates, vec![Some(1000.0), Some(5000.0)]);
