@@ -158,17 +158,14 @@ async fn serve_stream(
                     None => reading = false,
                 }
             }
-            Some((response, read_at)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some(first) = in_flight.next(), if !in_flight.is_empty() => {
                 // Answers of one commit complete together: they go out in one write.
-                writer.queue(&response)?;
-                timer.record(read_at.elapsed().as_secs_f64());
-                while !writer.batch_full() {
-                    match in_flight.next().now_or_never() {
-                        Some(Some((response, read_at))) => {
-                            writer.queue(&response)?;
-                            timer.record(read_at.elapsed().as_secs_f64());
-                        }
-                        _ => break,
+                let mut next = Some(first);
+                while let Some((response, read_at)) = next.take() {
+                    writer.queue(&response)?;
+                    timer.record(read_at.elapsed().as_secs_f64());
+                    if !writer.batch_full() {
+                        next = in_flight.next().now_or_never().flatten();
                     }
                 }
                 writer.write_queued().await?;
