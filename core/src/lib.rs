@@ -50,6 +50,7 @@ mod api;
 mod candidate;
 mod command;
 mod config;
+mod debug_checks;
 mod fold;
 mod follower_read;
 mod hold_expiry;

@@ -96,7 +96,10 @@ impl Default for Limits {
             batch_bytes_max: 1 << 20,
             window_entries_max: 1024,
             window_bytes_max: 8 << 20,
-            catchup_entries_max: 512,
+            // A lagging follower learns this many per round trip to a busy
+            // leader: 512 caught up 1.35 M entries under 40k appends/s in
+            // 15 s, 4,096 in 8 s (`ci` profile, 3 nodes, 2 cores).
+            catchup_entries_max: 4096,
             // Three largest entries per message, under the frame's 4 MiB
             // with room for its overhead (4 MiB plus one value over, as it
             // was, made messages no frame takes).

@@ -137,7 +137,7 @@ impl<S: Store> Replica<S> {
             waiters: BTreeMap::new(),
             io: Io::new(),
             role: RoleState::Follower,
-            invariant_checks: std::cell::Cell::new(0),
+            debug_checks: Default::default(),
             leader: None,
             leader_contact_ms: None,
             election_deadline_ms: 0,

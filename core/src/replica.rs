@@ -49,8 +49,7 @@ pub struct Replica<S: Store> {
     pub(crate) waiters: BTreeMap<Index, Vec<super::RequestId>>,
     pub(crate) io: Io,
     pub(crate) role: RoleState,
-    /// Debug checks so far, to pace the full ones (`invariants.rs`).
-    pub(crate) invariant_checks: std::cell::Cell<u64>,
+    pub(crate) debug_checks: super::debug_checks::DebugChecks,
     pub(crate) leader: Option<NodeId>,
     /// Last message from a leader whose ballot is not below our promise.
     pub(crate) leader_contact_ms: Option<u64>,

@@ -834,6 +834,7 @@ fn a_node_that_lost_contact_alone_cannot_depose_a_live_leader() {
     assert!(c.node(3).status().ballot <= ballot);
 }
 
+mod catchup;
 mod chunking;
 mod follower_read;
 mod invariants;
