@@ -15,9 +15,9 @@ mod common;
 use std::time::Duration;
 
 use common::history;
+use common::nemesis;
 use common::workload::{wait_until, Writer, WriterShape};
 use common::WAIT_MAX;
-use common::{nemesis, observe};
 
 const MAIN: WriterShape = WriterShape {
     batch: 1024,
@@ -68,7 +68,15 @@ fn run(outdated: bool) {
         wait_until("appends while the hub is isolated", WAIT_MAX, || {
             acked() >= before + PHASE_ACKS
         });
-        let chosen = observe::chosen(&cluster);
+        // One status round may miss a node on busy cores (seen in CI: the
+        // hub did not answer within the round's 2 s); wait for the hub's.
+        let chosen = cluster.wait_for("the isolated hub's status", |statuses| {
+            let chosen: std::collections::BTreeMap<u64, u64> = statuses
+                .iter()
+                .filter_map(|(id, s)| s.as_ref().map(|s| (*id, s.chosen_index)))
+                .collect();
+            chosen.contains_key(&hub).then_some(chosen)
+        });
         let ahead = chosen.values().copied().max().unwrap_or(0);
         let behind = ahead - chosen[&hub];
         println!("hub {hub} is {behind} indexes behind ({chosen:?})");
