@@ -48,22 +48,19 @@ fn a_follower_restarted_far_behind_catches_up_under_full_write_load() {
     });
 
     cluster.kill_node(victim);
-    let killed_at = observe::chosen(&cluster)[&leader];
+    // Waits, not one status round: a round may miss a busy node.
+    let leader_chosen = |statuses: &[_]| observe::chosen_in(statuses).get(&leader).copied();
+    let killed_at = cluster.wait_for("the leader's chosen index", leader_chosen);
     let behind = cluster.wait_for("the leader to choose BEHIND more entries", |statuses| {
-        let (_, s) = statuses.iter().find(|(id, _)| *id == leader)?;
-        let chosen = s.as_ref()?.chosen_index;
-        (chosen >= killed_at + BEHIND).then_some(chosen)
+        leader_chosen(statuses).filter(|&chosen| chosen >= killed_at + BEHIND)
     });
     cluster.start_node(victim);
     let restarted = Instant::now();
     let acked_at_restart = acked(&writers);
     let (caught_up, leader_then) =
         cluster.wait_for("the restarted follower to catch up", |statuses| {
-            let chosen = |node| {
-                let (_, s) = statuses.iter().find(|(id, _)| *id == node)?;
-                s.as_ref().map(|s| s.chosen_index)
-            };
-            let (mine, theirs) = (chosen(victim)?, chosen(leader)?);
+            let chosen = observe::chosen_in(statuses);
+            let (&mine, &theirs) = (chosen.get(&victim)?, chosen.get(&leader)?);
             (mine + LAG_MAX >= theirs).then_some((mine, theirs))
         });
     let took = restarted.elapsed();

@@ -15,9 +15,9 @@ mod common;
 use std::time::Duration;
 
 use common::history;
-use common::nemesis;
 use common::workload::{wait_until, Writer, WriterShape};
 use common::WAIT_MAX;
+use common::{nemesis, observe};
 
 const MAIN: WriterShape = WriterShape {
     batch: 1024,
@@ -71,10 +71,7 @@ fn run(outdated: bool) {
         // One status round may miss a node on busy cores (seen in CI: the
         // hub did not answer within the round's 2 s); wait for the hub's.
         let chosen = cluster.wait_for("the isolated hub's status", |statuses| {
-            let chosen: std::collections::BTreeMap<u64, u64> = statuses
-                .iter()
-                .filter_map(|(id, s)| s.as_ref().map(|s| (*id, s.chosen_index)))
-                .collect();
+            let chosen = observe::chosen_in(statuses);
             chosen.contains_key(&hub).then_some(chosen)
         });
         let ahead = chosen.values().copied().max().unwrap_or(0);

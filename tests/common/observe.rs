@@ -82,12 +82,13 @@ pub fn now() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }
 
-/// Each node's chosen index as it reports it (absent if it did not answer).
-pub fn chosen(cluster: &TestCluster) -> BTreeMap<u64, u64> {
-    cluster
-        .statuses()
-        .into_iter()
-        .filter_map(|(id, s)| s.map(|s| (id, s.chosen_index)))
+/// Each node's chosen index in one status round (absent if it did not
+/// answer): for `TestCluster::wait_for` predicates, since a single round
+/// may miss a busy node.
+pub fn chosen_in(statuses: &[(u64, Option<NodeStatus>)]) -> BTreeMap<u64, u64> {
+    statuses
+        .iter()
+        .filter_map(|(id, s)| s.as_ref().map(|s| (*id, s.chosen_index)))
         .collect()
 }
 
