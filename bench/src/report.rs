@@ -146,11 +146,14 @@ pub fn markdown(rows: &[Row], command: &str, machine: &str, limits: &Limits) -> 
     let _ = writeln!(
         md,
         "Physical limits: fdatasync of 256 B p50 {} µs / p99 {} µs; loopback TCP round trip \
+         p50 {} µs / p99 {} µs; QUIC round trip over a paxlog-net peer link (mutual TLS) \
          p50 {} µs / p99 {} µs. One client's commit cannot beat fsync + round trip.\n",
         limits.fsync_p50_us,
         limits.fsync_p99_us,
         limits.loopback_rtt_p50_us,
-        limits.loopback_rtt_p99_us
+        limits.loopback_rtt_p99_us,
+        limits.quic_rtt_p50_us,
+        limits.quic_rtt_p99_us
     );
     md.push_str(&table(rows));
     md.push_str(&one_client_bound(rows, limits));
@@ -169,21 +172,28 @@ fn one_client_bound(rows: &[Row], limits: &Limits) -> String {
     if singles.is_empty() {
         return out;
     }
+    let quic_floor_us = limits.quic_commit_floor_us();
     let _ = writeln!(
         out,
-        "\nOne client's p50 against 1.5 × (fsync p50 {} µs + round trip p50 {} µs) = {bound_us:.0} µs:\n",
+        "\nOne client's p50 against 1.5 × (fsync p50 {} µs + round trip p50 {} µs) = {bound_us:.0} µs, \
+         and against fsync p50 + 2 × QUIC round trip p50 = {quic_floor_us} µs (the least a commit \
+         over paxlog's transport takes: client → leader → follower and back):\n",
         limits.fsync_p50_us, limits.loopback_rtt_p50_us
     );
-    let _ = writeln!(out, "| system | payload B | p50 µs | p50 ÷ bound |");
-    let _ = writeln!(out, "| --- | --- | --- | --- |");
+    let _ = writeln!(
+        out,
+        "| system | payload B | p50 µs | p50 ÷ bound | p50 ÷ QUIC floor |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
     for r in singles {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} |",
+            "| {} | {} | {} | {:.2} | {:.2} |",
             r.system,
             r.payload,
             r.p50_us,
-            r.p50_us as f64 / bound_us.max(1.0)
+            r.p50_us as f64 / bound_us.max(1.0),
+            r.p50_us as f64 / (quic_floor_us as f64).max(1.0)
         );
     }
     out
@@ -483,6 +493,8 @@ mod tests {
             fsync_p99_us: 400,
             loopback_rtt_p50_us: 20,
             loopback_rtt_p99_us: 40,
+            quic_rtt_p50_us: 80,
+            quic_rtt_p99_us: 160,
         };
         write_all(dir.path(), &rows, "bench --quick", "test box", &limits).expect("write");
         let json: Vec<serde_json::Value> = serde_json::from_str(
@@ -516,6 +528,9 @@ mod tests {
         assert!(md.contains("| closed") && md.contains("| 9000"));
         // 1.5 × (200 + 20) = 330 µs; the one-client rows only.
         assert!(md.contains("= 330 µs"), "{md}");
+        // 200 + 2 × 80 = 360 µs; p50 200 µs is 0.61 of 330 and 0.56 of 360.
+        assert!(md.contains("= 360 µs"), "{md}");
+        assert!(md.contains("| paxlog | 256 | 200 | 0.61 | 0.56 |"), "{md}");
         let bound_rows: Vec<&str> = md
             .lines()
             .skip_while(|l| !l.starts_with("One client's p50"))

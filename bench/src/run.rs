@@ -196,11 +196,14 @@ async fn run(args: RunArgs, plan: Plan) -> anyhow::Result<()> {
     );
     let limits = limits::measure(&work).context("measure fsync and loopback limits")?;
     println!(
-        "limits: fdatasync p50 {} µs p99 {} µs; loopback RTT p50 {} µs p99 {} µs",
+        "limits: fdatasync p50 {} µs p99 {} µs; loopback RTT p50 {} µs p99 {} µs; \
+         QUIC RTT p50 {} µs p99 {} µs",
         limits.fsync_p50_us,
         limits.fsync_p99_us,
         limits.loopback_rtt_p50_us,
-        limits.loopback_rtt_p99_us
+        limits.loopback_rtt_p99_us,
+        limits.quic_rtt_p50_us,
+        limits.quic_rtt_p99_us
     );
 
     let points = plan.clients.len() * plan.rates.len();

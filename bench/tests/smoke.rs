@@ -53,6 +53,18 @@ fn every_system_completes_a_tiny_run() {
             );
         }
     }
+    // The physical limits were measured, the QUIC probe included: no probe
+    // round trip takes 0 µs, and a failed probe fails the run above.
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("run.json")).expect("run.json"),
+    )
+    .expect("run.json parses");
+    for key in ["fsync_p50_us", "loopback_rtt_p50_us", "quic_rtt_p50_us"] {
+        assert!(
+            run["limits"][key].as_u64().is_some_and(|us| us > 0),
+            "limits.{key} missing or 0: {run}"
+        );
+    }
     for file in ["results.md", "throughput-64B.svg", "latency-cdf-64B-4c.svg"] {
         assert!(out.path().join(file).exists(), "{file} missing");
     }
