@@ -188,10 +188,10 @@ fn quic_ping_pong(certs: &Path) -> anyhow::Result<Histogram<u64>> {
                     .context("link closed")?;
                 hist.record(start.elapsed().as_micros() as u64)?;
             }
-            drop(tx);
-            n1.shutdown().await;
             Ok(hist)
         })
+        // This runtime stops here with its links unpolled, so neither side
+        // sees the other's close: a graceful shutdown would log a lost peer.
     })
     .join()
     .map_err(|_| anyhow::anyhow!("ping thread panicked"));
