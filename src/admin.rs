@@ -92,6 +92,10 @@ fn describe() {
         "Client appends this node answered, by outcome (ok or the error's kind)."
     );
     describe_counter!(
+        "paxlog_loop_syncs_total",
+        "Syncs a follower made in its own loop, without the writer thread (--follower-sync loop)."
+    );
+    describe_counter!(
         "paxlog_entries_chosen_total",
         "Entries this node learned chosen."
     );

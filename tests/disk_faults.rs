@@ -160,6 +160,17 @@ impl Drop for Injector {
 
 #[test]
 fn a_failed_fsync_stops_the_leader_and_nothing_it_acknowledged_is_lost() {
+    failed_fsync_stops(true);
+}
+
+/// A follower syncs in its own loop (`--follower-sync loop`, the default),
+/// not on the writer thread: its failure must stop it just the same.
+#[test]
+fn a_failed_fsync_in_a_followers_loop_stops_it_and_nothing_acknowledged_is_lost() {
+    failed_fsync_stops(false);
+}
+
+fn failed_fsync_stops(leader_fails: bool) {
     if std::env::var_os("CI").is_none() && Command::new("strace").arg("-V").output().is_err() {
         println!("skipping: strace is not installed");
         return;
@@ -169,8 +180,14 @@ fn a_failed_fsync_stops_the_leader_and_nothing_it_acknowledged_is_lost() {
         cluster.start_node(id);
     }
     let leader = cluster.wait_for_leader();
+    let target = if leader_fails {
+        leader
+    } else {
+        let follower = cluster.ids().into_iter().find(|&id| id != leader);
+        follower.expect("a follower")
+    };
     let (mut acked, _, _) = write_until(&mut cluster, "before", 256, 4, |_| false);
-    let injector = Injector::attach(cluster.pid(leader));
+    let injector = Injector::attach(cluster.pid(target));
     let started = Instant::now();
     let mut exit = None;
     // Bounded by time, not by a count of batches: strace takes hold of the
@@ -181,16 +198,17 @@ fn a_failed_fsync_stops_the_leader_and_nothing_it_acknowledged_is_lost() {
         exit = c.exited();
         exit.is_some() || started.elapsed() > common::WAIT_MAX
     });
-    let (id, status) = exit.expect("the leader stopped after its fsync failed");
-    assert_eq!(id, leader);
+    let (id, status) = exit.expect("the node stopped after its fsync failed");
+    assert_eq!(id, target);
     assert!(!status.success(), "node {id} exited with {status}");
-    let log = cluster.log(leader);
+    let log = cluster.log(target);
     assert!(
         log.contains("Input/output error") && log.contains("fail-stop"),
-        "node {leader} stopped for another reason:\n{log}"
+        "node {target} stopped for another reason:\n{log}"
     );
+    let role = if leader_fails { "leader" } else { "follower" };
     println!(
-        "leader {leader} stopped on EIO from fsync; {} acknowledged while it failed, {failed} failed",
+        "{role} {target} stopped on EIO from fsync; {} acknowledged while it failed, {failed} failed",
         during.len()
     );
     acked.extend(during);
@@ -198,6 +216,6 @@ fn a_failed_fsync_stops_the_leader_and_nothing_it_acknowledged_is_lost() {
     let (after, failed, _) = write_until(&mut cluster, "after", 256, 1, |_| true);
     assert_eq!(failed, 0, "appends failed with two healthy nodes");
     acked.extend(after);
-    cluster.start_node(leader);
+    cluster.start_node(target);
     assert_held_everywhere(&cluster, &acked);
 }

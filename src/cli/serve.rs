@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use paxlog_storage::NodeId;
 
 use paxlog::cluster::{ClusterFile, DEFAULT_CLUSTER_ID};
-use paxlog::node::{self, NodeConfig};
+use paxlog::node::{self, FollowerSync, NodeConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -60,6 +60,17 @@ pub struct Args {
     #[arg(long, env = "PAXLOG_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=THREADS_MAX as i64))]
     pub threads: u16,
+    /// Where a follower syncs the accepts it answers: `loop` (the default)
+    /// in the node's loop, without handing each write to the writer thread
+    /// and back; `writer` on the writer thread, as the leader does.
+    #[arg(long, env = "PAXLOG_FOLLOWER_SYNC", value_enum, default_value_t = FollowerSyncArg::Loop)]
+    pub follower_sync: FollowerSyncArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FollowerSyncArg {
+    Loop,
+    Writer,
 }
 
 /// `--threads` at most: a node has one loop, so more threads only serve
@@ -200,6 +211,10 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
     } else {
         args.admin_clients.clone()
     };
+    config.follower_sync = match args.follower_sync {
+        FollowerSyncArg::Loop => FollowerSync::Loop,
+        FollowerSyncArg::Writer => FollowerSync::Writer,
+    };
     if let Some((min, max)) = args.election_timeout_ms {
         config.core.election_timeout_min_ms = min;
         config.core.election_timeout_max_ms = max;
@@ -280,7 +295,21 @@ mod tests {
             election_timeout_ms: None,
             admin_clients: Vec::new(),
             threads: 1,
+            follower_sync: FollowerSyncArg::Loop,
         }
+    }
+
+    /// `serve --id 1 --data d FLAG VALUE`, parsed.
+    fn parse_serve(flag: &str, value: &str) -> Result<Args, String> {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: Args,
+        }
+        let argv = ["serve", "--id", "1", "--data", "d", flag, value];
+        <Serve as clap::Parser>::try_parse_from(argv)
+            .map(|s| s.args)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -291,29 +320,30 @@ mod tests {
         let three = runtime(3).expect("runtime");
         assert_eq!(three.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
         assert_eq!(three.metrics().num_workers(), 3);
-        #[derive(clap::Parser)]
-        struct Serve {
-            #[command(flatten)]
-            args: Args,
-        }
         let parse = |threads: &str| {
-            <Serve as clap::Parser>::try_parse_from([
-                "serve",
-                "--id",
-                "1",
-                "--data",
-                "d",
-                "--threads",
-                threads,
-            ])
-            .map(|s| assert_eq!(s.args.threads.to_string(), threads))
-            .map_err(|e| e.to_string())
+            parse_serve("--threads", threads)
+                .map(|args| assert_eq!(args.threads.to_string(), threads))
         };
         assert_eq!(parse("64"), Ok(()));
         for bad in ["0", "65", "two"] {
             let error = parse(bad).expect_err("refused");
             assert!(error.contains("--threads"), "{bad}: {error}");
         }
+        let sync = |value: &str| parse_serve("--follower-sync", value).map(|a| a.follower_sync);
+        assert_eq!(sync("writer"), Ok(FollowerSyncArg::Writer));
+        assert_eq!(sync("loop"), Ok(FollowerSyncArg::Loop));
+        let error = sync("thread").expect_err("refused");
+        assert!(error.contains("--follower-sync"), "{error}");
+    }
+
+    #[test]
+    fn followers_sync_in_the_loop_unless_told_otherwise() {
+        let config = node_config(&args(&[])).expect("valid");
+        assert_eq!(config.follower_sync, FollowerSync::Loop);
+        let mut writer = args(&[]);
+        writer.follower_sync = FollowerSyncArg::Writer;
+        let config = node_config(&writer).expect("valid");
+        assert_eq!(config.follower_sync, FollowerSync::Writer);
     }
 
     fn error(peer_via: &[&str]) -> String {

@@ -35,6 +35,22 @@ pub struct NodeConfig {
     pub admins: Vec<String>,
     pub core: core::Config,
     pub net: NetConfig,
+    pub follower_sync: FollowerSync,
+}
+
+/// Where a follower syncs the accepts it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FollowerSync {
+    /// On the writer thread, as a leader does: the loop goes on taking
+    /// messages and requests while the disk syncs. The default of
+    /// [`NodeConfig::new`]: an embedded node's loop runs on the application's
+    /// runtime, which a sync must not block.
+    Writer,
+    /// In the loop, whenever the writer has no write in flight: the Accepted
+    /// leaves without two thread hand-offs, and the loop takes nothing while
+    /// the disk syncs (`writer::LoopWriter` says why that is cheap for a
+    /// follower). `paxlog serve`'s default: its runtime is the node's own.
+    Loop,
 }
 
 impl NodeConfig {
@@ -61,6 +77,7 @@ impl NodeConfig {
             admins: vec![DEFAULT_ADMIN.to_string()],
             core,
             net: NetConfig::liveness(),
+            follower_sync: FollowerSync::Writer,
         })
     }
 

@@ -18,7 +18,7 @@ use super::request::Command;
 use super::snapshots::SnapshotDir;
 use super::status::node_status;
 use super::telemetry::Telemetry;
-use super::writer::{Staged, WriteDone};
+use super::writer::{LoopWriter, Staged, WriteDone};
 use crate::core::{self, Envelope, OpError, Replica};
 
 /// How often the loop calls `Replica::tick`.
@@ -29,6 +29,12 @@ const BURST_INPUTS_MAX: usize = 1024;
 pub(super) struct Driver<S: Store + 'static> {
     node_id: NodeId,
     replica: Replica<Arc<S>>,
+    /// Set when a follower syncs in the loop (`FollowerSync::Loop`).
+    loop_writer: Option<LoopWriter<S>>,
+    /// Invariant: the batches handed to the writer thread whose notice has
+    /// not come back; the loop syncs a batch itself only when it is 0, so
+    /// tickets become durable in order.
+    writes_in_flight: usize,
     started: Instant,
     peer_tx: PeerSender<Envelope>,
     write_tx: mpsc::Sender<Staged>,
@@ -62,6 +68,7 @@ impl<S: Store + 'static> Driver<S> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         replica: Replica<Arc<S>>,
+        loop_writer: Option<LoopWriter<S>>,
         started: Instant,
         peer_tx: PeerSender<Envelope>,
         write_tx: mpsc::Sender<Staged>,
@@ -76,6 +83,8 @@ impl<S: Store + 'static> Driver<S> {
         Driver {
             node_id,
             replica,
+            loop_writer,
+            writes_in_flight: 0,
             started,
             peer_tx,
             write_tx,
@@ -226,6 +235,7 @@ impl<S: Store + 'static> Driver<S> {
                 metrics::histogram!("paxlog_write_notice_seconds")
                     .record(synced_at.elapsed().as_secs_f64());
                 let now = self.now_ms();
+                self.writes_in_flight -= tickets.len();
                 for ticket in tickets {
                     self.replica.on_persisted(ticket, now);
                 }
@@ -285,6 +295,18 @@ impl<S: Store + 'static> Driver<S> {
 
     async fn drain(&mut self) -> Result<(), NodeError> {
         while let Some(persist) = self.replica.poll_write() {
+            let follows = self.replica.role() == core::Role::Follower;
+            if let Some(writer) = self.loop_writer.as_ref().filter(|_| follows) {
+                if self.writes_in_flight == 0 {
+                    writer
+                        .write(&persist.batch)
+                        .map_err(|e| NodeError::Fatal(e.to_string()))?;
+                    let now = self.now_ms();
+                    self.replica.on_persisted(persist.ticket, now);
+                    continue;
+                }
+            }
+            self.writes_in_flight += 1;
             if self.write_tx.send(Staged::now(persist)).await.is_err() {
                 return Err(NodeError::Fatal("writer thread stopped".into()));
             }

@@ -9,7 +9,9 @@
 //!   port ([`crate::admin`]) send `request::Command`s, each with a oneshot
 //!   for the answer;
 //! - the writer thread (`writer.rs`) group-commits `Persist` batches and
-//!   reports their tickets durable;
+//!   reports their tickets durable; a follower under `FollowerSync::Loop`
+//!   syncs in the driver instead whenever the writer has nothing in flight
+//!   (`writer::LoopWriter`);
 //! - a ticker drives `Replica::tick`.
 //!
 //! After every burst of inputs the driver drains the core's outputs in the
@@ -84,7 +86,7 @@ mod subscribe;
 mod telemetry;
 pub mod writer;
 
-pub use config::{NodeConfig, NodeError, DEFAULT_ADMIN};
+pub use config::{FollowerSync, NodeConfig, NodeError, DEFAULT_ADMIN};
 pub use driver::TICK_INTERVAL_MS;
 pub use latency::{nearest_rank, LATENCY_WINDOW};
 pub use local::LocalPort;

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::clients;
-use super::config::{NodeConfig, NodeError};
+use super::config::{FollowerSync, NodeConfig, NodeError};
 use super::driver::{Driver, Inputs};
 use super::local::LocalPort;
 use super::snapshots::SnapshotDir;
@@ -157,8 +157,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         snapshots.clone(),
     );
 
+    let loop_writer = (config.follower_sync == FollowerSync::Loop)
+        .then(|| writer::LoopWriter::new(store.clone(), fsync.clone()));
     let driver = Driver::new(
         replica,
+        loop_writer,
         started,
         peer_tx,
         write_tx,
