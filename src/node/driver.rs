@@ -295,16 +295,14 @@ impl<S: Store + 'static> Driver<S> {
 
     async fn drain(&mut self) -> Result<(), NodeError> {
         while let Some(persist) = self.replica.poll_write() {
-            let follows = self.replica.role() == core::Role::Follower;
-            if let Some(writer) = self.loop_writer.as_ref().filter(|_| follows) {
-                if self.writes_in_flight == 0 {
-                    writer
-                        .write(&persist.batch)
-                        .map_err(|e| NodeError::Fatal(e.to_string()))?;
-                    let now = self.now_ms();
-                    self.replica.on_persisted(persist.ticket, now);
-                    continue;
-                }
+            let in_loop = self.writes_in_flight == 0 && self.replica.role() == core::Role::Follower;
+            if let Some(writer) = self.loop_writer.as_ref().filter(|_| in_loop) {
+                writer
+                    .write(&persist.batch)
+                    .map_err(|e| NodeError::Fatal(e.to_string()))?;
+                let now = self.now_ms();
+                self.replica.on_persisted(persist.ticket, now);
+                continue;
             }
             self.writes_in_flight += 1;
             if self.write_tx.send(Staged::now(persist)).await.is_err() {
