@@ -1,5 +1,6 @@
 //! The `paxlog` binary: the CLI's edge, where errors become messages and exit codes.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -19,6 +20,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal; a log file or a
+        // journal gets plain text that grep and log shippers can read.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match &cli.command {
         Cmd::Serve(args) => cli::serve::runtime(args.threads),

@@ -255,6 +255,56 @@ fn leader_sigkill_under_load_loses_nothing_and_the_old_leader_catches_up() {
     assert_same_everywhere(&cluster, entries.len());
 }
 
+/// A follower killed by signal 9 and restarted at once is reached again by
+/// a stateless reset, not by waiting out the QUIC idle timeout. Its peers'
+/// connections to its previous life saw no close; the restarted node answers
+/// their next packet with a reset they accept (the reset key is derived from
+/// the node key, so it survives the restart) and they redial. Before that,
+/// each peer sent into a dead connection until the idle timeout ended it:
+/// the leader's Accepts to the follower vanished for 3 s.
+#[test]
+fn a_follower_killed_and_restarted_at_once_is_reached_through_a_stateless_reset() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    let values = |from: u32| {
+        (from..from + 20)
+            .map(|i| Bytes::from(format!("v{i}")))
+            .collect()
+    };
+    cluster.append_chosen(values(0), 4);
+
+    cluster.kill_node(follower);
+    cluster.start_node(follower);
+    cluster.append_chosen(values(20), 4);
+    assert_same_everywhere(&cluster, 40);
+
+    // Each peer's link to the follower's previous life ended once; how it
+    // ended is in that peer's log.
+    for peer in cluster.ids().into_iter().filter(|&id| id != follower) {
+        let link = format!("peer_link{{node={peer} peer={follower}}}");
+        let ended = |log: &str| {
+            log.lines()
+                .find(|l| l.contains(&link) && l.contains("peer link disconnected"))
+                .map(str::to_owned)
+        };
+        common::workload::wait_until(
+            &format!("node {peer}'s link to node {follower} to end"),
+            common::WAIT_MAX,
+            || ended(&cluster.log(peer)).is_some(),
+        );
+        let line = ended(&cluster.log(peer)).expect("seen above");
+        assert!(
+            line.ends_with("reason=reset by peer"),
+            "node {peer}'s link to the killed node {follower} was not reset: {line}"
+        );
+    }
+}
+
 #[test]
 fn full_cluster_restart_keeps_the_log() {
     let mut cluster = TestCluster::start(3);

@@ -89,8 +89,13 @@ impl NodeEndpoint {
             addr: listen,
             source,
         })?;
+        let mut endpoint_config = quinn::EndpointConfig::new(tls.reset_key.clone());
+        let cid_key = tls.cid_key;
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),

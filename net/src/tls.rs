@@ -20,6 +20,18 @@ pub struct NodeTls {
     pub(crate) node_id: NodeId,
     pub(crate) server: Arc<ServerConfig>,
     pub(crate) dial: Arc<ClientConfig>,
+    /// Signs the stateless-reset tokens of this node's connections. Derived
+    /// from the node key, so it is the same after a restart: a peer or client
+    /// still sending on a connection of the node's previous life gets a reset
+    /// it accepts and redials at once, instead of talking into the void until
+    /// its idle timeout (a random key per process, quinn's default, yields
+    /// resets the peer must ignore). Secret like the node key: whoever knows
+    /// it can cut the node's connections.
+    pub(crate) reset_key: Arc<ring::hmac::Key>,
+    /// Keys the hash that marks this node's connection ids as its own, for
+    /// the same reason: quinn answers with a reset only a packet whose id
+    /// passes that check, so it must pass for ids of the previous life too.
+    pub(crate) cid_key: u64,
 }
 
 impl NodeTls {
@@ -42,6 +54,7 @@ impl NodeTls {
         let roots = Arc::new(load_roots(ca)?);
         let chain = load_chain(cert)?;
         let key = load_key(key)?;
+        let (reset_key, cid_key) = restart_keys(key.secret_der());
         let claimed = crate::Remote::Node(node_id);
         let actual = crate::identity::remote_from_cert(&chain[0])?;
         if actual != claimed {
@@ -71,6 +84,8 @@ impl NodeTls {
             node_id,
             server: Arc::new(server),
             dial: Arc::new(dial),
+            reset_key: Arc::new(reset_key),
+            cid_key,
         })
     }
 
@@ -117,6 +132,22 @@ impl ClientTls {
             config: Arc::new(config),
         }
     }
+}
+
+/// The stateless-reset key and connection-id key of the node whose private
+/// key is `key_der`: HMACs of fixed labels under that key, so they survive a
+/// restart, change when the node key does, and reveal nothing of it.
+fn restart_keys(key_der: &[u8]) -> (ring::hmac::Key, u64) {
+    use ring::hmac;
+    let derive = hmac::Key::new(hmac::HMAC_SHA256, key_der);
+    let reset = hmac::sign(&derive, b"paxlog: QUIC stateless reset key, v1");
+    let cid = hmac::sign(&derive, b"paxlog: QUIC connection id key, v1");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid.as_ref()[..8]);
+    (
+        hmac::Key::new(hmac::HMAC_SHA256, reset.as_ref()),
+        u64::from_le_bytes(cid_key),
+    )
 }
 
 fn provider() -> Arc<CryptoProvider> {

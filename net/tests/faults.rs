@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use paxlog_net::endpoint::close_code;
-use paxlog_net::{NetConfig, NodeEndpoint, NodeTls, SendError};
+use paxlog_net::{NetConfig, NodeEndpoint, NodeTls, PeerReceiver, PeerSender, SendError};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
 
@@ -99,6 +99,49 @@ async fn garbage_does_not_stop_the_endpoint() {
     assert!(rx1.try_recv().is_none(), "garbage was delivered");
 }
 
+/// Binds node `id` on `addr` again, as a restart would; the OS may take a
+/// moment to release the port.
+async fn rebind(
+    dir: &std::path::Path,
+    id: u64,
+    addr: std::net::SocketAddr,
+    cfg: NetConfig,
+) -> NodeEndpoint {
+    within("rebind", async {
+        loop {
+            let tls = NodeTls::load(dir, id).expect("tls");
+            match NodeEndpoint::bind(addr, tls, cfg.clone()) {
+                Ok(ep) => break ep,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await
+}
+
+/// Like Paxos, resends pings between nodes 1 and 2 every 50 ms until each
+/// heard the other; `heard` is `[1 to 2, 2 to 1]`, for a caller that gives up.
+async fn ping_until_both_heard(
+    (tx1, rx1): (&PeerSender<Msg>, &mut PeerReceiver<Msg>),
+    (tx2, rx2): (&PeerSender<Msg>, &mut PeerReceiver<Msg>),
+    heard: &mut [bool; 2],
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut k = 1;
+    while !(heard[0] && heard[1]) {
+        tokio::select! {
+            _ = tick.tick() => {
+                // Full is fine while the link is down: the message is dropped.
+                let _ = tx1.try_send(2, Msg::Ping(k));
+                let _ = tx2.try_send(1, Msg::Ping(k));
+                k += 1;
+            }
+            Some((from, _)) = rx2.recv() => { assert_eq!(from, 1); heard[0] = true; }
+            Some((from, _)) = rx1.recv() => { assert_eq!(from, 2); heard[1] = true; }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_peer_is_reconnected() {
     init_tracing();
@@ -118,39 +161,95 @@ async fn restarted_peer_is_reconnected() {
     drop((tx2, rx2));
     within("shutdown", n2.shutdown()).await;
 
-    // Rebind the same port; the OS may take a moment to release it.
-    let n2 = within("rebind", async {
-        loop {
-            let tls = NodeTls::load(dir.path(), 2).expect("tls");
-            match NodeEndpoint::bind(a2, tls, test_config()) {
-                Ok(ep) => break ep,
-                Err(_) => tokio::task::yield_now().await,
-            }
-        }
-    })
-    .await;
+    let n2 = rebind(dir.path(), 2, a2, test_config()).await;
     assert_eq!(n2.local_addr(), a2);
     let (tx2, mut rx2) = n2.peers::<Msg>(peers).expect("peers");
-
-    // Like Paxos, retransmit until delivered; each side must hear the other.
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
-    let (mut heard_1to2, mut heard_2to1) = (false, false);
-    within("messages flow again", async {
-        let mut k = 1;
-        while !(heard_1to2 && heard_2to1) {
-            tokio::select! {
-                _ = tick.tick() => {
-                    // Full is fine while the link is down: the message is dropped.
-                    let _ = tx1.try_send(2, Msg::Ping(k));
-                    let _ = tx2.try_send(1, Msg::Ping(k));
-                    k += 1;
-                }
-                Some((from, _)) = rx2.recv() => { assert_eq!(from, 1); heard_1to2 = true; }
-                Some((from, _)) = rx1.recv() => { assert_eq!(from, 2); heard_2to1 = true; }
-            }
-        }
-    })
+    within(
+        "messages flow again",
+        ping_until_both_heard((&tx1, &mut rx1), (&tx2, &mut rx2), &mut [false; 2]),
+    )
     .await;
+}
+
+/// A peer killed without a word (no CONNECTION_CLOSE: its runtime and socket
+/// just vanish, as under `kill -9`) and restarted on the same port must be
+/// heard from *and reached* again long before the idle timeout would end our
+/// dead connection to it. The restarted peer answers that connection's
+/// packets with a stateless reset, which we accept only because its reset
+/// key is derived from its node key and so survives the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_peer_is_reached_again_before_the_idle_timeout() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    certs(dir.path(), &[1, 2], &[]);
+    let cfg = NetConfig {
+        idle_timeout_ms: 20_000,
+        ..test_config()
+    };
+    // Well under the idle timeout: reaching node 2 within this proves the old
+    // connection was reset, not timed out.
+    let reached_within = Duration::from_millis(cfg.idle_timeout_ms / 2);
+    let n1 = bind(dir.path(), 1, cfg.clone());
+    let a1 = n1.local_addr();
+
+    // Node 2 lives on a runtime of its own, so that it can die without
+    // running another instruction.
+    let rt2 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime of node 2");
+    let (dir2, cfg2) = (dir.path().to_path_buf(), cfg.clone());
+    let n2 = rt2
+        .spawn(async move { bind(&dir2, 2, cfg2) })
+        .await
+        .expect("bind node 2");
+    let a2 = n2.local_addr();
+    let peers = peer_map(&[(1, a1), (2, a2)]);
+    let (tx1, mut rx1) = n1.peers::<Msg>(peers.clone()).expect("peers");
+    let peers2 = peers.clone();
+    let (n2, (tx2, mut rx2)) = rt2
+        .spawn(async move {
+            let links = n2.peers::<Msg>(peers2).expect("peers");
+            (n2, links)
+        })
+        .await
+        .expect("links of node 2");
+    tx1.try_send(2, Msg::Ping(0)).expect("queue");
+    tx2.try_send(1, Msg::Ping(0)).expect("queue");
+    assert_eq!(
+        within("1 to 2 before the kill", rx2.recv()).await,
+        Some((1, Msg::Ping(0)))
+    );
+    assert_eq!(
+        within("2 to 1 before the kill", rx1.recv()).await,
+        Some((2, Msg::Ping(0)))
+    );
+
+    // The kill: node 2's runtime and its thread stop first, so that nothing
+    // can send a close when its endpoint is dropped (which asks for one).
+    tokio::task::spawn_blocking(move || rt2.shutdown_timeout(TEST_TIMEOUT))
+        .await
+        .expect("stop the runtime of node 2");
+    drop((tx2, rx2, n2));
+
+    let n2 = rebind(dir.path(), 2, a2, cfg).await;
+    let (tx2, mut rx2) = n2.peers::<Msg>(peers).expect("peers");
+    let restarted = std::time::Instant::now();
+    let mut heard = [false; 2];
+    let flowed = tokio::time::timeout(
+        reached_within,
+        ping_until_both_heard((&tx1, &mut rx1), (&tx2, &mut rx2), &mut heard),
+    )
+    .await;
+    assert!(
+        flowed.is_ok(),
+        "{:?} after the restart: 1 to 2 heard {}, 2 to 1 heard {} \
+         (node 1's link to the killed node was not reset)",
+        restarted.elapsed(),
+        heard[0],
+        heard[1],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
