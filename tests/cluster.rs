@@ -255,6 +255,17 @@ fn leader_sigkill_under_load_loses_nothing_and_the_old_leader_catches_up() {
     assert_same_everywhere(&cluster, entries.len());
 }
 
+/// The log lines of node `from`'s peer link to `to` ending, oldest first.
+fn link_ends(cluster: &TestCluster, from: u64, to: u64) -> Vec<String> {
+    let link = format!("peer_link{{node={from} peer={to}}}");
+    cluster
+        .log(from)
+        .lines()
+        .filter(|l| l.contains(&link) && l.contains("peer link disconnected"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A follower killed by signal 9 and restarted at once is reached again by
 /// a stateless reset, not by waiting out the QUIC idle timeout. Its peers'
 /// connections to its previous life saw no close; the restarted node answers
@@ -278,26 +289,30 @@ fn a_follower_killed_and_restarted_at_once_is_reached_through_a_stateless_reset(
     };
     cluster.append_chosen(values(0), 4);
 
+    // How each peer's link to the follower ended is in that peer's log: the
+    // lines of that link's ends, up to now and after the restart.
+    let peers: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|&id| id != follower)
+        .collect();
+    let ended_before: Vec<usize> = peers
+        .iter()
+        .map(|&p| link_ends(&cluster, p, follower).len())
+        .collect();
+
     cluster.kill_node(follower);
     cluster.start_node(follower);
     cluster.append_chosen(values(20), 4);
     assert_same_everywhere(&cluster, 40);
 
-    // Each peer's link to the follower's previous life ended once; how it
-    // ended is in that peer's log.
-    for peer in cluster.ids().into_iter().filter(|&id| id != follower) {
-        let link = format!("peer_link{{node={peer} peer={follower}}}");
-        let ended = |log: &str| {
-            log.lines()
-                .find(|l| l.contains(&link) && l.contains("peer link disconnected"))
-                .map(str::to_owned)
-        };
+    for (&peer, &before) in peers.iter().zip(&ended_before) {
         common::workload::wait_until(
             &format!("node {peer}'s link to node {follower} to end"),
             common::WAIT_MAX,
-            || ended(&cluster.log(peer)).is_some(),
+            || link_ends(&cluster, peer, follower).len() > before,
         );
-        let line = ended(&cluster.log(peer)).expect("seen above");
+        let line = &link_ends(&cluster, peer, follower)[before];
         assert!(
             line.ends_with("reason=reset by peer"),
             "node {peer}'s link to the killed node {follower} was not reset: {line}"
