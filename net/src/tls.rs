@@ -183,3 +183,27 @@ fn load_roots(path: &Path) -> Result<RootCertStore, NetError> {
     }
     Ok(roots)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_of(tls: &NodeTls) -> (Vec<u8>, u64) {
+        let token = ring::hmac::sign(&tls.reset_key, b"a connection id");
+        (token.as_ref().to_vec(), tls.cid_key)
+    }
+
+    /// A restart loads the same key file and must sign the same reset tokens
+    /// and accept the same connection ids; another node's key must not.
+    #[test]
+    fn restart_keys_follow_the_node_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::generate_certs(dir.path(), &[1, 2], &[]).expect("certs");
+        let first = keys_of(&NodeTls::load(dir.path(), 1).expect("node 1"));
+        let restarted = keys_of(&NodeTls::load(dir.path(), 1).expect("node 1 again"));
+        let other = keys_of(&NodeTls::load(dir.path(), 2).expect("node 2"));
+        assert_eq!(first, restarted);
+        assert_ne!(first.0, other.0);
+        assert_ne!(first.1, other.1);
+    }
+}
