@@ -54,8 +54,9 @@ impl Default for NetConfig {
 }
 
 impl NetConfig {
-    /// Settings that notice a dead peer or client within ~3 s, so a
-    /// restarted peer gets a fresh link and a client fails over quickly.
+    /// Settings that notice a dead peer or client within ~3 s, so a client
+    /// fails over quickly. A peer restarted meanwhile is noticed sooner, at
+    /// its answer to our next packet: a stateless reset (see `NodeTls`).
     pub fn liveness() -> Self {
         Self {
             idle_timeout_ms: 3_000,
