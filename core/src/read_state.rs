@@ -99,6 +99,11 @@ pub(crate) struct Asked {
     pub(crate) sent_ms: u64,
 }
 
+/// A life's first read-index request id is below it, picked at random: a
+/// restart's ids then almost never meet its previous life's, and counting up
+/// from any of them never overflows.
+pub(crate) const READ_IDS_START_MAX: u64 = 1 << 62;
+
 #[derive(Debug, Default)]
 pub(crate) struct FollowerReads {
     pub(crate) next_id: u64,

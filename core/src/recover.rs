@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use paxlog_storage::{Accepted, Ballot, Health, ReadLimit, Store};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::acceptor_state::AcceptorState;
@@ -12,6 +12,7 @@ use super::fold::{fold, fold_membership};
 use super::holds::{fold_hold, Holds};
 use super::io::Io;
 use super::learner_state::LearnerState;
+use super::read_state::{FollowerReads, READ_IDS_START_MAX};
 use super::replica::{Replica, RoleState};
 use super::sessions::{Fold, SessionTable, TrimState};
 use super::snapshot_meta::fold_snapshot;
@@ -45,8 +46,14 @@ impl<S: Store> Replica<S> {
             entries.extend(chunk);
             from = last + 1;
         }
-        let rng =
+        let mut rng =
             ChaCha8Rng::seed_from_u64(seed ^ config.node_id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // A previous life's read-index requests may still be answered: the
+        // ids of this one start elsewhere, so such an answer matches none.
+        let follower_reads = FollowerReads {
+            next_id: rng.gen_range(0..READ_IDS_START_MAX),
+            ..FollowerReads::default()
+        };
         let limits = &config.limits;
         let (sessions_max, seqs_max, window) = (
             limits.sessions_max,
@@ -145,7 +152,7 @@ impl<S: Store> Replica<S> {
             catchup_sent_ms: None,
             catchup_asked: BTreeMap::new(),
             pre_vote: None,
-            follower_reads: Default::default(),
+            follower_reads,
             incarnation,
             peer_incarnation: BTreeMap::new(),
             peer_chosen: BTreeMap::new(),
