@@ -66,12 +66,12 @@ fn describe() {
     );
     describe_histogram!(
         "paxlog_write_batch_entries",
-        "Accepted entries in one synced write."
+        "Accepted entries in one store write, synced or not."
     );
     describe_histogram!(
         "paxlog_write_batch_bytes",
         b,
-        "Value bytes in one synced write."
+        "Value bytes in one store write, synced or not."
     );
     describe_histogram!(
         "paxlog_peer_round_trip_time_seconds",
@@ -90,6 +90,10 @@ fn describe() {
     describe_counter!(
         "paxlog_append_answers_total",
         "Client appends this node answered, by outcome (ok or the error's kind)."
+    );
+    describe_counter!(
+        "paxlog_unsynced_writes_total",
+        "Store writes made without a sync: accepts a thrifty leader does not count (--thrifty)."
     );
     describe_counter!(
         "paxlog_loop_syncs_total",

@@ -243,4 +243,7 @@ pub struct PeerStatus {
     /// Median heartbeat round trip over the recent rounds, in microseconds
     /// (leader only; `None` before the first answer).
     pub round_trip_us: Option<u64>,
+    /// Whether the leader asks it to sync the accepts it answers (leader
+    /// only): a thrifty leader asks only a quorum (`paxlog serve --thrifty`).
+    pub syncs: Option<bool>,
 }

@@ -105,6 +105,7 @@ impl<S: Store> Replica<S> {
         self.reset_election_deadline(now_ms);
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_accept(
         &mut self,
         from: NodeId,
@@ -112,6 +113,7 @@ impl<S: Store> Replica<S> {
         first_index: Index,
         values: Vec<Bytes>,
         chosen_index: Index,
+        sync: bool,
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
@@ -125,6 +127,9 @@ impl<S: Store> Replica<S> {
         if !below_promise {
             self.on_leader_contact(from, ballot, now_ms);
         }
+        // A promise is never written unsynced: one a crash can take back
+        // lets this acceptor vote again below it.
+        let sync = sync || ballot > self.acceptor.promised;
         if ballot > self.acceptor.promised {
             // An accept implies the promise; both land in one atomic batch.
             self.raise_promise(ballot);
@@ -147,16 +152,17 @@ impl<S: Store> Replica<S> {
                     || self.config.mutated(Mutation::AcceptBelowPromise),
                 "Invariant: never accept below the promise"
             );
-            self.store_accept(index, Accepted { ballot, value });
+            self.store_accept(index, Accepted { ballot, value }, sync);
             indexes.push(index);
         }
         let message = Message::Accepted {
             ballot,
             indexes,
             chosen_index: self.learner.chosen_index,
+            synced: sync,
         };
         let ungated = self.config.mutated(Mutation::ReplyBeforePersist);
-        self.io.send_durable(from, message, ungated);
+        self.io.send_gated(from, message, ungated, sync);
         if !below_promise {
             self.learn_chosen_from_leader(from, ballot, chosen_index, now_ms);
         }

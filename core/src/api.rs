@@ -212,11 +212,16 @@ impl Ticket {
     }
 }
 
-/// A write the driver must apply with `Store::write`, in ticket order.
+/// A write the driver must apply in ticket order: with `Store::write` when
+/// `sync`, else with `Store::write_unsynced`. A driver that merges
+/// consecutive batches syncs the merge if any of them asks to.
 #[derive(Clone, Debug)]
 pub struct Persist {
     pub ticket: Ticket,
     pub batch: WriteBatch,
+    /// Whether a message waits for the batch to be durable. An unsynced one
+    /// holds only accepts no leader counts (`Config::thrifty`).
+    pub sync: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -264,6 +269,9 @@ pub struct PeerStatus {
     /// only; 0 otherwise).
     pub inflight_entries: u64,
     pub inflight_bytes: u64,
+    /// Whether this leader asks it to sync its accepts (`Config::thrifty`;
+    /// leader only; false otherwise).
+    pub syncs: bool,
 }
 
 #[derive(Clone, Debug)]

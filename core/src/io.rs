@@ -1,6 +1,11 @@
 //! The core's output queues: staged writes become ticketed `Persist`
 //! batches; messages that reflect a promise or an accept wait, as data, for
-//! the ticket of the write that made them true.
+//! the ticket of the write that made them true, synced.
+//!
+//! A batch is written unsynced only when nothing asks for its durability:
+//! it holds accepts of a leader that does not count them (`Accept { sync:
+//! false }`) and no promise. A message that must be durable behind an
+//! unsynced batch makes the next batch a synced one, which syncs both.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -18,19 +23,35 @@ pub(crate) struct Io {
     staged_bytes: usize,
     staged_chosen: Option<Index>,
     staged_trim: Option<(Index, bytes::Bytes)>,
+    /// Something staged, or a message gated behind a written batch, needs
+    /// the next batch synced.
+    staged_sync: bool,
+    /// Unsynced batches since the last synced one (handed out or written).
+    /// Invariant: below `UNSYNCED_BATCHES_MAX`.
+    unsynced_batches: usize,
     writes: VecDeque<Persist>,
-    /// Batches handed out and not yet persisted, oldest first.
+    /// Batches handed out and not yet persisted, oldest first, with whether
+    /// each syncs.
     /// Invariant: tickets are consecutive, from `persisted_ticket + 1` to
     /// `next_ticket - 1`.
-    inflight: VecDeque<(u64, WriteBatch)>,
+    inflight: VecDeque<(u64, WriteBatch, bool)>,
     /// The ticket the next flushed batch gets.
     pub(crate) next_ticket: u64,
-    /// Every ticket `<=` it is durable; never decreases (tickets persist in order).
+    /// Every ticket `<=` it is written; never decreases (tickets persist in order).
     persisted_ticket: u64,
+    /// Every ticket `<=` it is durable: a sync covers the writes before it.
+    /// Invariant: `synced_ticket <= persisted_ticket`.
+    synced_ticket: u64,
     ready: VecDeque<Outbound>,
-    gated: VecDeque<(u64, Outbound)>,
+    /// Messages waiting for a ticket, and whether it must be synced.
+    gated: VecDeque<(u64, bool, Outbound)>,
     replies: VecDeque<Reply>,
 }
+
+/// Unsynced batches in a row at most: a power cut then costs an unsynced
+/// acceptor at most this many batches to fetch again, and a lone sync per
+/// this many batches is cheap.
+pub(crate) const UNSYNCED_BATCHES_MAX: usize = 64;
 
 impl Io {
     pub(crate) fn new() -> Self {
@@ -43,13 +64,15 @@ impl Io {
     pub(crate) fn stage_promise(&mut self, ballot: Ballot) {
         assert!(self.staged_promise.is_none_or(|p| p <= ballot));
         self.staged_promise = Some(ballot);
+        self.staged_sync = true;
     }
 
     /// Stages the accept at `index`, whose value (of `value_bytes`) the
-    /// caller has just put in the mirror.
-    pub(crate) fn stage_accept(&mut self, index: Index, value_bytes: usize) {
+    /// caller has just put in the mirror; `sync` unless no leader counts it.
+    pub(crate) fn stage_accept(&mut self, index: Index, value_bytes: usize, sync: bool) {
         self.staged_bytes += value_bytes;
         self.staged_accepts.insert(index);
+        self.staged_sync |= sync;
     }
 
     pub(crate) fn stage_chosen(&mut self, chosen_index: Index) {
@@ -66,6 +89,7 @@ impl Io {
             "trims are staged in increasing order"
         );
         self.staged_trim = Some((trim_index, state));
+        self.staged_sync = true;
         // Entries at or below the trim point must not be rewritten by this batch.
         self.staged_accepts.retain(|&i| i > trim_index);
     }
@@ -94,14 +118,15 @@ impl Io {
     /// syncing it on its own would cost one more fsync per commit.
     /// `entries` is the acceptor's mirror, where staged values are read.
     pub(crate) fn flush(&mut self, entries: &BTreeMap<Index, Accepted>) {
-        if self.staged_gates() {
+        if self.staged_gates() || self.staged_sync {
             self.flush_all(entries);
         }
     }
 
-    /// Like `flush`, including a lone chosen index.
+    /// Like `flush`, including a lone chosen index. A batch with nothing
+    /// staged is flushed only to sync the ones before it.
     pub(crate) fn flush_all(&mut self, entries: &BTreeMap<Index, Accepted>) {
-        if self.staged_is_empty() {
+        if self.staged_is_empty() && !self.staged_sync {
             return;
         }
         let accepts = std::mem::take(&mut self.staged_accepts)
@@ -120,12 +145,20 @@ impl Io {
             trim_state,
         };
         self.staged_bytes = 0;
+        // A lone chosen index is synced, as it always was: the periodic
+        // flush of one is what bounds how late it becomes durable.
+        let lone_chosen = batch.accepts.is_empty() && batch.chosen_index.is_some();
+        let sync = std::mem::take(&mut self.staged_sync)
+            || lone_chosen
+            || self.unsynced_batches + 1 >= UNSYNCED_BATCHES_MAX;
+        self.unsynced_batches = if sync { 0 } else { self.unsynced_batches + 1 };
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.inflight.push_back((ticket, batch.clone()));
+        self.inflight.push_back((ticket, batch.clone(), sync));
         self.writes.push_back(Persist {
             ticket: Ticket(ticket),
             batch,
+            sync,
         });
     }
 
@@ -147,42 +180,73 @@ impl Io {
         });
     }
 
-    /// Queues `message` behind the write of everything staged so far.
+    /// Queues `message` behind the synced write of everything staged so far.
     pub(crate) fn send_durable(&mut self, to: NodeId, message: Message, ungated: bool) {
+        self.send_gated(to, message, ungated, true);
+    }
+
+    /// Queues `message` behind the write of everything staged so far, synced
+    /// if `sync`: a message that claims no durability only keeps its order.
+    pub(crate) fn send_gated(&mut self, to: NodeId, message: Message, ungated: bool, sync: bool) {
         let gate = self.gate();
-        if ungated || gate <= self.persisted_ticket {
-            self.send(to, message);
+        let done = if sync {
+            self.synced_ticket
         } else {
-            self.gated.push_back((
-                gate,
-                Outbound {
-                    to,
-                    message,
-                    epoch: 0,
-                    incarnation: 0,
-                },
-            ));
+            self.persisted_ticket
+        };
+        if ungated || (gate <= done && self.gated.is_empty()) {
+            return self.send(to, message);
         }
+        if sync && gate > self.synced_ticket {
+            let synced_later = self
+                .inflight
+                .iter()
+                .any(|&(t, _, synced)| synced && t >= gate);
+            if !synced_later {
+                // Written or handed out unsynced, or staged: the next batch syncs it.
+                self.staged_sync = true;
+            }
+        }
+        let out = Outbound {
+            to,
+            message,
+            epoch: 0,
+            incarnation: 0,
+        };
+        self.gated.push_back((gate, sync, out));
     }
 
     pub(crate) fn reply(&mut self, reply: Reply) {
         self.replies.push_back(reply);
     }
 
-    /// Marks `ticket` durable; returns its batch.
-    pub(crate) fn persisted(&mut self, ticket: Ticket) -> WriteBatch {
-        let (t, batch) = self
+    /// Marks `ticket` written (and durable if it synced); returns its batch
+    /// and whether it synced.
+    pub(crate) fn persisted(&mut self, ticket: Ticket) -> (WriteBatch, bool) {
+        let (t, batch, sync) = self
             .inflight
             .pop_front()
             .unwrap_or_else(|| panic!("on_persisted({}) with no write in flight", ticket.0));
         assert_eq!(t, ticket.0, "tickets must be persisted in order");
         self.persisted_ticket = t;
-        while self.gated.front().is_some_and(|(g, _)| *g <= t) {
-            if let Some((_, out)) = self.gated.pop_front() {
+        if sync {
+            self.synced_ticket = t;
+        }
+        // In order: a message never overtakes one queued before it.
+        while let Some(&(g, needs_sync, _)) = self.gated.front() {
+            let done = if needs_sync {
+                self.synced_ticket
+            } else {
+                self.persisted_ticket
+            };
+            if g > done {
+                break;
+            }
+            if let Some((_, _, out)) = self.gated.pop_front() {
                 self.ready.push_back(out);
             }
         }
-        batch
+        (batch, sync)
     }
 
     pub(crate) fn poll_write(&mut self, entries: &BTreeMap<Index, Accepted>) -> Option<Persist> {
@@ -208,7 +272,7 @@ impl Io {
             .iter()
             .take(walk)
             .zip(self.persisted_ticket + 1..)
-            .all(|(&(t, _), want)| t == want)
+            .all(|(&(t, _, _), want)| t == want)
             && self.persisted_ticket + self.inflight.len() as u64 + 1 == self.next_ticket;
         assert!(
             consecutive,
@@ -217,6 +281,16 @@ impl Io {
             self.persisted_ticket,
             self.inflight.len(),
             self.next_ticket
+        );
+        assert!(
+            self.synced_ticket <= self.persisted_ticket,
+            "Invariant: synced_ticket <= persisted_ticket ({} > {})",
+            self.synced_ticket,
+            self.persisted_ticket
+        );
+        assert!(
+            self.unsynced_batches < UNSYNCED_BATCHES_MAX,
+            "Invariant: unsynced batches in a row below {UNSYNCED_BATCHES_MAX}"
         );
         if let Some(&i) = self
             .staged_accepts

@@ -35,11 +35,12 @@ impl<S: Store> Replica<S> {
                 index,
                 LeaderEntry {
                     change,
+                    proposed_ms: now_ms,
                     ..LeaderEntry::default()
                 },
             );
             ls.next_index += 1;
-            self.store_accept(index, Accepted { ballot, value });
+            self.store_accept(index, Accepted { ballot, value }, true);
         }
         // Everything a former leader may have acknowledged is at or below
         // this (Phase 1 found it), and it is chosen only under our ballot.
@@ -109,6 +110,7 @@ impl<S: Store> Replica<S> {
                 p.go_back(now_ms);
             }
         }
+        self.thrifty_tick(now_ms);
     }
 
     pub(crate) fn leader_propose(&mut self, proposal: Proposal, now_ms: u64) {
@@ -254,6 +256,7 @@ impl<S: Store> Replica<S> {
             index,
             LeaderEntry {
                 change,
+                proposed_ms: now_ms,
                 ..LeaderEntry::default()
             },
         );
@@ -273,7 +276,7 @@ impl<S: Store> Replica<S> {
             self.acceptor.promised == ballot,
             "a leader holds its own promise"
         );
-        self.store_accept(index, Accepted { ballot, value });
+        self.store_accept(index, Accepted { ballot, value }, true);
         Ok(())
     }
 
@@ -367,6 +370,7 @@ impl<S: Store> Replica<S> {
                     continue;
                 }
                 let last = first_index + values.len() as Index - 1;
+                let sync = !p.lazy;
                 p.next_index = last + 1;
                 p.sent.push_back((last, bytes));
                 p.inflight_bytes += bytes;
@@ -377,6 +381,7 @@ impl<S: Store> Replica<S> {
                         first_index,
                         values,
                         chosen_index,
+                        sync,
                     },
                 );
             }

@@ -14,6 +14,7 @@ impl<S: Store> Replica<S> {
         ballot: Ballot,
         indexes: &[Index],
         chosen_index: Index,
+        synced: bool,
         now_ms: u64,
     ) {
         self.see_ballot(ballot);
@@ -30,7 +31,9 @@ impl<S: Store> Replica<S> {
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
-        if let Some(p) = ls.peers.get_mut(&from) {
+        // An unsynced answer from a peer asked to sync again is stale: it
+        // must not skip the synced resend (`Progress::make_eager`).
+        if let Some(p) = ls.peers.get_mut(&from).filter(|p| synced || p.lazy) {
             let before = p.match_index;
             for &i in indexes {
                 if i == p.match_index + 1 {
@@ -41,7 +44,10 @@ impl<S: Store> Replica<S> {
                 p.on_match(now_ms);
             }
         }
-        for &i in indexes {
+        // Only a durable accept is a vote: an unsynced one may be gone
+        // after a crash of its acceptor.
+        let counts = synced || self.config.mutated(Mutation::CountUnsyncedAccepted);
+        for &i in indexes.iter().filter(|_| counts) {
             if let Some(e) = ls.log.get_mut(&i) {
                 e.acks.insert(from);
             }

@@ -16,6 +16,8 @@ pub(crate) struct LeaderEntry {
     /// The value is a `Reconfigure`: the index after it is counted against
     /// what it makes (`maybe_advance_leader_chosen`).
     pub(crate) change: bool,
+    /// When this leader proposed it: how long the chosen index has stalled.
+    pub(crate) proposed_ms: u64,
 }
 
 /// Replication state of one acceptor.
@@ -33,6 +35,9 @@ pub(crate) struct Progress {
     /// Invariant: the sum of the bytes in `sent`.
     pub(crate) inflight_bytes: usize,
     pub(crate) last_progress_ms: u64,
+    /// Its Accepts go without `sync`, and its answers count toward nothing
+    /// (`thrifty`); they only pace the window.
+    pub(crate) lazy: bool,
 }
 
 impl Progress {
@@ -43,7 +48,16 @@ impl Progress {
             sent: VecDeque::new(),
             inflight_bytes: 0,
             last_progress_ms: now_ms,
+            lazy: false,
         }
+    }
+
+    /// Asks the peer to sync from now on: everything not known chosen goes
+    /// again with `sync`, since what it accepted unsynced is not a vote.
+    pub(crate) fn make_eager(&mut self, chosen_index: Index, now_ms: u64) {
+        self.lazy = false;
+        self.match_index = self.match_index.min(chosen_index);
+        self.go_back(now_ms);
     }
 
     pub(crate) fn inflight_entries(&self) -> usize {
@@ -128,6 +142,10 @@ pub(crate) struct Leader {
     pub(crate) change_index: Index,
     /// Each retention hold's lease, by this leader's clock.
     pub(crate) hold_clocks: BTreeMap<String, HoldClock>,
+    /// Every peer syncs until then (`thrifty`): the leader's start, or a stall.
+    pub(crate) all_eager_until_ms: u64,
+    /// Turns which peers sync after each stall (`thrifty`).
+    pub(crate) eager_rotation: usize,
 }
 
 impl Leader {
@@ -144,6 +162,8 @@ impl Leader {
             reads: ReadRounds::default(),
             change_index: 0,
             hold_clocks: BTreeMap::new(),
+            all_eager_until_ms: now_ms,
+            eager_rotation: 0,
         }
     }
 

@@ -166,7 +166,7 @@ impl<S: Store> Replica<S> {
                     .entries
                     .insert(index, Accepted { ballot, value });
             } else {
-                self.store_accept(index, Accepted { ballot, value });
+                self.store_accept(index, Accepted { ballot, value }, true);
             }
         } else if let Some(a) = existing {
             self.acceptor.entries.entry(index).or_insert(a);

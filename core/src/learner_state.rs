@@ -29,7 +29,8 @@ pub(crate) struct LearnerState {
     /// never changes (DESIGN.md 1, 2).
     /// Invariant: `dedup_index <= chosen_index`.
     pub(crate) chosen_index: Index,
-    /// Chosen index written by a persisted batch (entries below it are durable).
+    /// Chosen index written by a persisted batch (entries below it are in
+    /// the store, where reads find them; synced or not, see `Io`).
     /// Invariant: `durable_chosen_index <= chosen_index`.
     /// Invariant: every index in `(max(durable_chosen_index, trim_index),
     /// chosen_index]` is mirrored (it is not durable yet).

@@ -11,7 +11,8 @@
 //! - [`Replica::tick`]: call about every 10 ms.
 //! - [`Replica::propose`]: a client append or trim.
 //! - [`Replica::read_index`]: a linearizable tail; no log write (`read_index`).
-//! - [`Replica::on_persisted`]: the write with this ticket is durable.
+//! - [`Replica::on_persisted`]: the write with this ticket is done (synced
+//!   if it asked to be).
 //! - [`Replica::set_applied`]: the application has applied through an index
 //!   (after a restart: what it had applied; below the trim point, it must
 //!   install a snapshot first).
@@ -20,9 +21,10 @@
 //! - [`Replica::on_storage_failed`]: a write failed; the replica fail-stops.
 //!
 //! After any input, poll every output until it returns `None`, in this order:
-//! 1. [`Replica::poll_write`]: execute each [`Persist`] with `Store::write`,
-//!    **in ticket order**, and call `on_persisted(ticket)` only after `write`
-//!    returned `Ok`. On `Err` call `on_storage_failed` and stop.
+//! 1. [`Replica::poll_write`]: execute each [`Persist`] with `Store::write`
+//!    (or `Store::write_unsynced` when not `sync`), **in ticket order**, and
+//!    call `on_persisted(ticket)` only after it returned `Ok`. On `Err` call
+//!    `on_storage_failed` and stop.
 //! 2. [`Replica::poll_message`]: send to `Outbound::to` (losing some is fine).
 //! 3. [`Replica::poll_chosen`]: every chosen index, in order, no gaps,
 //!    including `Noop`, `Register` and `Trim` (an append that is not
@@ -37,8 +39,10 @@
 //! Persistence before reply is enforced by data, not by this comment: a
 //! Promise or Accepted message is queued behind the ticket of the write that
 //! made it true, and `poll_message` releases it only after `on_persisted` of
-//! that ticket. A client reply is produced only once its index is chosen (a
-//! quorum of durable accepts). The leader sends its Accepts to peers while
+//! that ticket, synced. A client reply is produced only once its index is
+//! chosen (a quorum of durable accepts). Under `Config::thrifty` a leader
+//! asks only a quorum to sync: the other acceptors write their accepts
+//! unsynced and answer `Accepted { synced: false }`, which no quorum counts. The leader sends its Accepts to peers while
 //! its own write is in flight, and counts its own accept only once persisted.
 //!
 //! After a crash, build a new replica with [`Replica::new`] over the store;
@@ -78,6 +82,7 @@ mod sessions;
 mod snapshot;
 mod snapshot_meta;
 mod status;
+mod thrifty;
 
 pub use api::{
     Chosen, CoreError, OpError, Outbound, PeerStatus, Persist, Proposal, ProposalCommand, Reply,

@@ -49,18 +49,23 @@ pub enum Message {
         promised: Ballot,
         leader: Option<NodeId>,
     },
-    /// Phase 2: consecutive entries from `first_index`.
+    /// Phase 2: consecutive entries from `first_index`. Without `sync` the
+    /// leader will not count the answer (Thrifty, `Config::thrifty`): the
+    /// acceptor may write the entries unsynced unless they raise its promise.
     Accept {
         ballot: Ballot,
         first_index: Index,
         values: Vec<Bytes>,
         chosen_index: Index,
+        sync: bool,
     },
-    /// The listed indexes are durably accepted at `ballot`.
+    /// The listed indexes are accepted at `ballot`, durably when `synced`;
+    /// only a synced answer counts toward a quorum.
     Accepted {
         ballot: Ballot,
         indexes: Vec<Index>,
         chosen_index: Index,
+        synced: bool,
     },
     /// Also a read round (ReadIndex): `round` is the leader's latest.
     Heartbeat {

@@ -124,12 +124,14 @@ impl<S: Store> Replica<S> {
                 first_index,
                 values,
                 chosen_index,
-            } => self.on_accept(from, ballot, first_index, values, chosen_index, now),
+                sync,
+            } => self.on_accept(from, ballot, first_index, values, chosen_index, sync, now),
             Message::Accepted {
                 ballot,
                 indexes,
                 chosen_index,
-            } => self.on_accepted(from, ballot, &indexes, chosen_index, now),
+                synced,
+            } => self.on_accepted(from, ballot, &indexes, chosen_index, synced, now),
             Message::Heartbeat {
                 ballot,
                 chosen_index,
@@ -214,16 +216,19 @@ impl<S: Store> Replica<S> {
         if self.failed {
             return;
         }
-        let batch = self.io.persisted(ticket);
+        let (batch, synced) = self.io.persisted(ticket);
         if let Some(c) = batch.chosen_index {
             self.learner.durable_chosen_index = self.learner.durable_chosen_index.max(c);
         }
         if let Some(t) = batch.trim_index {
             self.learner.durable_chosen_index = self.learner.durable_chosen_index.max(t);
         }
-        self.leader_on_own_persisted(&batch.accepts);
+        if synced {
+            self.leader_on_own_persisted(&batch.accepts);
+        }
         let now = self.now_ms;
         if let Some(p) = batch.promise {
+            assert!(synced, "Invariant: a promise is always synced");
             self.candidate_on_own_promise(p, now);
         }
         self.after_input();
@@ -360,15 +365,16 @@ impl<S: Store> Replica<S> {
         self.see_ballot(ballot);
     }
 
-    /// Stages an accepted entry and mirrors it in memory.
-    pub(crate) fn store_accept(&mut self, index: Index, accepted: Accepted) {
+    /// Stages an accepted entry (synced unless `sync` is false, see
+    /// `Io::stage_accept`) and mirrors it in memory.
+    pub(crate) fn store_accept(&mut self, index: Index, accepted: Accepted, sync: bool) {
         assert!(index > self.learner.trim_index);
         assert!(
             index > self.learner.chosen_index,
             "Invariant: a chosen value never changes"
         );
         self.acceptor.last_index = self.acceptor.last_index.max(index);
-        self.io.stage_accept(index, accepted.value.len());
+        self.io.stage_accept(index, accepted.value.len(), sync);
         self.acceptor.entries.insert(index, accepted);
     }
 

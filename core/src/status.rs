@@ -26,6 +26,7 @@ impl<S: Store> Replica<S> {
                     last_contact_ms: self.peer_contact_ms.get(&id).copied(),
                     inflight_entries: progress.map_or(0, |p| p.inflight_entries() as u64),
                     inflight_bytes: progress.map_or(0, |p| p.inflight_bytes as u64),
+                    syncs: progress.is_some_and(|p| !p.lazy),
                 }
             })
             .collect();

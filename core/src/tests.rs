@@ -90,7 +90,11 @@ impl Cluster {
         self.collect();
         let k = id as usize - 1;
         for w in std::mem::take(&mut self.pending_writes[k]) {
-            self.stores[k].write(&w.batch).expect("write");
+            if w.sync {
+                self.stores[k].write(&w.batch).expect("write");
+            } else {
+                self.stores[k].write_unsynced(&w.batch).expect("write");
+            }
             let now = self.now_ms;
             self.nodes[k].on_persisted(w.ticket, now);
         }
@@ -227,6 +231,7 @@ fn accept_below_promise_is_refused() {
         first_index: 1,
         values: vec![Command::Noop.encode()],
         chosen_index: 0,
+        sync: true,
     };
     r.on_message(3, accept, 0);
     let w = r.poll_write().expect("promise write");
@@ -248,6 +253,7 @@ fn accept_carries_its_promise_in_the_same_batch() {
         first_index: 1,
         values: vec![Command::Noop.encode()],
         chosen_index: 0,
+        sync: true,
     };
     r.on_message(2, accept, 0);
     let w = r.poll_write().expect("write");
@@ -527,6 +533,7 @@ fn suspect_store_never_votes() {
         first_index: 1,
         values: vec![Command::Noop.encode()],
         chosen_index: 0,
+        sync: true,
     };
     r.on_message(2, accept, 0);
     r.tick(10_000);
@@ -843,3 +850,4 @@ mod read_index;
 mod reads;
 mod sessions;
 mod snapshots;
+mod thrifty;

@@ -396,6 +396,7 @@ impl World {
                 first_index: index,
                 values: self.values(to),
                 chosen_index,
+                sync: self.rng.gen_bool(0.5),
             },
             4 => {
                 let n = self.rng.gen_range(0..8);
@@ -404,6 +405,7 @@ impl World {
                     ballot: self.ballot(to, to),
                     indexes,
                     chosen_index,
+                    synced: self.rng.gen_bool(0.5),
                 }
             }
             5 => Message::Heartbeat {

@@ -65,6 +65,16 @@ pub struct Args {
     /// and back; `writer` on the writer thread, as the leader does.
     #[arg(long, env = "PAXLOG_FOLLOWER_SYNC", value_enum, default_value_t = FollowerSyncArg::Loop)]
     pub follower_sync: FollowerSyncArg,
+    /// As leader, ask only a quorum to sync each Accept (`on`: the others
+    /// write it unsynced, uncounted) or every follower (`off`).
+    #[arg(long, env = "PAXLOG_THRIFTY", value_enum, default_value_t = Switch::On)]
+    pub thrifty: Switch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -215,6 +225,7 @@ pub fn node_config(args: &Args) -> anyhow::Result<NodeConfig> {
         FollowerSyncArg::Loop => FollowerSync::Loop,
         FollowerSyncArg::Writer => FollowerSync::Writer,
     };
+    config.core.thrifty = args.thrifty == Switch::On;
     if let Some((min, max)) = args.election_timeout_ms {
         config.core.election_timeout_min_ms = min;
         config.core.election_timeout_max_ms = max;
@@ -296,6 +307,7 @@ mod tests {
             admin_clients: Vec::new(),
             threads: 1,
             follower_sync: FollowerSyncArg::Loop,
+            thrifty: Switch::On,
         }
     }
 
@@ -334,6 +346,10 @@ mod tests {
         assert_eq!(sync("loop"), Ok(FollowerSyncArg::Loop));
         let error = sync("thread").expect_err("refused");
         assert!(error.contains("--follower-sync"), "{error}");
+        let thrifty = |value: &str| parse_serve("--thrifty", value).map(|a| a.thrifty);
+        assert_eq!(thrifty("off"), Ok(Switch::Off));
+        let error = thrifty("maybe").expect_err("refused");
+        assert!(error.contains("--thrifty"), "{error}");
     }
 
     #[test]
@@ -344,6 +360,9 @@ mod tests {
         writer.follower_sync = FollowerSyncArg::Writer;
         let config = node_config(&writer).expect("valid");
         assert_eq!(config.follower_sync, FollowerSync::Writer);
+        assert!(config.core.thrifty, "thrifty is the default");
+        writer.thrifty = Switch::Off;
+        assert!(!node_config(&writer).expect("valid").core.thrifty);
     }
 
     fn error(peer_via: &[&str]) -> String {

@@ -115,6 +115,9 @@ fn peer_cell(p: &PeerStatus) -> String {
         cell.push_str(&format!(", rtt {}", micros(us)));
     }
     cell.push_str(&format!(", {contact}"));
+    if p.syncs == Some(false) {
+        cell.push_str(", unsynced");
+    }
     cell
 }
 

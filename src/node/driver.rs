@@ -298,7 +298,7 @@ impl<S: Store + 'static> Driver<S> {
             let in_loop = self.writes_in_flight == 0 && self.replica.role() == core::Role::Follower;
             if let Some(writer) = self.loop_writer.as_ref().filter(|_| in_loop) {
                 writer
-                    .write(&persist.batch)
+                    .write(&persist.batch, persist.sync)
                     .map_err(|e| NodeError::Fatal(e.to_string()))?;
                 let now = self.now_ms();
                 self.replica.on_persisted(persist.ticket, now);

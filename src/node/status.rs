@@ -28,6 +28,7 @@ pub(super) fn node_status(s: Status, now_ms: u64) -> NodeStatus {
                 last_contact_ms: p.last_contact_ms.map(|t| now_ms.saturating_sub(t)),
                 inflight_entries: (s.role == Role::Leader).then_some(p.inflight_entries),
                 inflight_bytes: (s.role == Role::Leader).then_some(p.inflight_bytes),
+                syncs: (s.role == Role::Leader).then_some(p.syncs),
                 // Filled in by the driver's telemetry.
                 round_trip_us: None,
             })

@@ -107,18 +107,21 @@ pub fn spawn<S: Store + 'static>(
                 let taken_at = Instant::now();
                 wait.record(taken_at.duration_since(first.staged_at).as_secs_f64());
                 let mut tickets = vec![first.persist.ticket];
+                let mut sync = first.persist.sync;
                 let mut batch = first.persist.batch;
                 while tickets.len() < MERGE_BATCHES_MAX && batch.value_bytes() < MERGE_BYTES_MAX {
                     match rx.try_recv() {
                         Ok(next) => {
                             wait.record(taken_at.duration_since(next.staged_at).as_secs_f64());
                             tickets.push(next.persist.ticket);
+                            // One sync covers the unsynced batches merged with it.
+                            sync |= next.persist.sync;
                             merge_into(&mut batch, next.persist.batch);
                         }
                         Err(_) => break,
                     }
                 }
-                match write_synced(store.as_ref(), &batch, &fsync) {
+                match write_batch(store.as_ref(), &batch, sync, &fsync) {
                     Ok(()) => {
                         let synced_at = Instant::now();
                         if done
@@ -137,20 +140,28 @@ pub fn spawn<S: Store + 'static>(
         })
 }
 
-/// One synced write, timed into the fsync metrics. An error is fatal to the
-/// node, and logged as such here so both places that sync say it alike.
-fn write_synced<S: Store>(
+/// One write, synced (timed into the fsync metrics) or not (counted). An
+/// error is fatal to the node, and logged as such here so both places that
+/// write say it alike.
+fn write_batch<S: Store>(
     store: &S,
     batch: &WriteBatch,
+    sync: bool,
     fsync: &SharedWindow,
 ) -> Result<(), StoreError> {
-    let started = Instant::now();
-    let result = store.write(batch);
-    let took = started.elapsed();
-    metrics::histogram!("paxlog_fsync_duration_seconds").record(took.as_secs_f64());
     metrics::histogram!("paxlog_write_batch_entries").record(batch.accepts.len() as f64);
     metrics::histogram!("paxlog_write_batch_bytes").record(batch.value_bytes() as f64);
-    fsync.lock().unwrap_or_else(|e| e.into_inner()).record(took);
+    let result = if sync {
+        let started = Instant::now();
+        let result = store.write(batch);
+        let took = started.elapsed();
+        metrics::histogram!("paxlog_fsync_duration_seconds").record(took.as_secs_f64());
+        fsync.lock().unwrap_or_else(|e| e.into_inner()).record(took);
+        result
+    } else {
+        metrics::counter!("paxlog_unsynced_writes_total").increment(1);
+        store.write_unsynced(batch)
+    };
     if let Err(error) = &result {
         tracing::error!(%error, "storage write failed; stopping the node (fail-stop)");
     }
@@ -182,10 +193,10 @@ impl<S: Store> LoopWriter<S> {
         LoopWriter { store, fsync }
     }
 
-    /// Syncs `batch` on the calling thread, blocking it.
-    pub fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        let result = write_synced(self.store.as_ref(), batch, &self.fsync);
-        if result.is_ok() {
+    /// Writes `batch` on the calling thread, blocking it while it syncs.
+    pub fn write(&self, batch: &WriteBatch, sync: bool) -> Result<(), StoreError> {
+        let result = write_batch(self.store.as_ref(), batch, sync, &self.fsync);
+        if result.is_ok() && sync {
             metrics::counter!("paxlog_loop_syncs_total").increment(1);
         }
         result

@@ -100,7 +100,8 @@ pub struct Metadata {
     pub trim_index: Index,
 }
 
-/// One atomic, synced unit of durable change.
+/// One atomic unit of durable change (synced unless written with
+/// [`Store::write_unsynced`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     /// A new promised ballot.
@@ -220,6 +221,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// the original error, and nothing more becomes durable.
     fn write(&self, batch: &WriteBatch) -> Result<()>;
 
+    /// Like [`Store::write`] without the sync: reads see `batch` at once,
+    /// and the next synced write makes it durable with everything written
+    /// before it. A crash before that may lose it and any unsynced write
+    /// after it, never a synced one: the store reopens at a prefix of its
+    /// writes, or [`Health::Suspect`] if the crash damaged one in the middle.
+    /// Only for state no message has claimed durable (an accept a leader
+    /// does not count, `core::Config::thrifty`). An empty `batch` writes
+    /// nothing; syncing one (`write`) syncs what came before.
+    fn write_unsynced(&self, batch: &WriteBatch) -> Result<()>;
+
     /// Like [`Store::write`], and in the same atomic, synced write clears the
     /// [`Health::Suspect`] mark and deletes every accepted entry above the
     /// chosen index (the batch's, else the current one) before applying
@@ -261,6 +272,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     fn write(&self, batch: &WriteBatch) -> Result<()> {
         (**self).write(batch)
+    }
+    fn write_unsynced(&self, batch: &WriteBatch) -> Result<()> {
+        (**self).write_unsynced(batch)
     }
     fn repair(&self, batch: &WriteBatch) -> Result<()> {
         (**self).repair(batch)

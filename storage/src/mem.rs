@@ -296,6 +296,10 @@ impl Store for MemStore {
         self.commit(batch, false)
     }
 
+    fn write_unsynced(&self, batch: &WriteBatch) -> Result<()> {
+        self.stage(batch)
+    }
+
     fn repair(&self, batch: &WriteBatch) -> Result<()> {
         self.commit(batch, true)
     }

@@ -236,7 +236,7 @@ impl RocksStore {
         self.fail_next.store(true, Ordering::SeqCst);
     }
 
-    fn commit(&self, batch: &WriteBatch, repair: bool) -> Result<()> {
+    fn commit(&self, batch: &WriteBatch, repair: bool, sync: bool) -> Result<()> {
         let _writer = lock(&self.write_lock);
         if self.failed.load(Ordering::SeqCst) {
             return Err(StoreError::Failed);
@@ -289,8 +289,19 @@ impl RocksStore {
             wb.delete_cf(meta_cf, Meta::Suspect.key());
         }
         let mut opts = synced();
-        opts.set_sync(self.sync.load(Ordering::SeqCst));
-        if let Err(e) = self.db.write_opt(wb, &opts) {
+        let sync = sync && self.sync.load(Ordering::SeqCst);
+        opts.set_sync(sync);
+        // An empty synced write still syncs the writes before it.
+        let written = if wb.is_empty() {
+            if sync {
+                self.db.flush_wal(true)
+            } else {
+                Ok(())
+            }
+        } else {
+            self.db.write_opt(wb, &opts)
+        };
+        if let Err(e) = written {
             self.failed.store(true, Ordering::SeqCst);
             tracing::error!(dir = %self.dir.display(), error = %e, "write failed; store is failed");
             return Err(io(e));
@@ -366,11 +377,15 @@ impl Store for RocksStore {
     }
 
     fn write(&self, batch: &WriteBatch) -> Result<()> {
-        self.commit(batch, false)
+        self.commit(batch, false, true)
+    }
+
+    fn write_unsynced(&self, batch: &WriteBatch) -> Result<()> {
+        self.commit(batch, false, false)
     }
 
     fn repair(&self, batch: &WriteBatch) -> Result<()> {
-        self.commit(batch, true)
+        self.commit(batch, true, true)
     }
 
     fn get(&self, index: Index) -> Result<Option<Accepted>> {

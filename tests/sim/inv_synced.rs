@@ -1,7 +1,10 @@
 //! Invariant 8 — a promise is synced before any vote reflects it: when an
-//! acceptor sends Promise or Accepted at a ballot, its durable promise is at
-//! least that ballot (README, Durability). A vote whose promise a crash can
-//! take back lets the acceptor vote again for a lower ballot.
+//! acceptor sends Promise or a synced Accepted at a ballot, its durable
+//! promise is at least that ballot (README, Durability). A vote whose
+//! promise a crash can take back lets the acceptor vote again for a lower
+//! ballot. An unsynced Accepted (`Config::thrifty`) is no vote: the world
+//! passes it to no checker, and `CountUnsyncedAccepted` shows what counting
+//! it breaks.
 
 use paxlog::core::{Ballot, NodeId};
 

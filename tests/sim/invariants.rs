@@ -35,7 +35,7 @@ pub const TABLE: &[(&str, Kind, &str)] = &[
     ("inv_accept", Kind::Safety, "5. An acceptor never accepts at a ballot below its promise."),
     ("inv_leader", Kind::Safety, "6. At most one leader per ballot."),
     ("inv_chosen", Kind::Safety, "7. A node learns a value only once a quorum durably accepted it at one ballot."),
-    ("inv_synced", Kind::Safety, "8. A Promise or Accepted leaves only once the promise it reflects is durable."),
+    ("inv_synced", Kind::Safety, "8. A Promise or synced Accepted leaves only once the promise it reflects is durable; an unsynced Accepted is no vote."),
     ("inv_recovery", Kind::Safety, "9. After a crash, a node's durable chosen prefix holds the chosen values."),
     ("net_frame", Kind::Safety, "10. Every peer message fits the transport's frame limit, and every Promise and Catchup of entries the chunk bound (catchup_bytes_max + message overhead)."),
     ("trim", Kind::Safety, "11. A node's trim point is the upto of a Trim chosen at or below its applied index; after a last Trim in the quiet phase every node ends on it."),

@@ -217,6 +217,7 @@ fn stragglers_do_not_keep_a_cut_off_leader() {
             ballot: stale,
             indexes: vec![1],
             chosen_index: 0,
+            synced: true,
         },
         Message::PreVoteReply {
             ballot: Ballot::new(ballot.counter + 1, 1),
