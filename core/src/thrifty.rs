@@ -12,7 +12,8 @@
 //! - a stall is the oldest entry not chosen waiting two heartbeat intervals:
 //!   a syncing peer died or is slow, and the lazy ones are asked to sync
 //!   everything not known chosen again (`Progress::make_eager`);
-//! - otherwise the syncing peers are voters that keep up, taken in turn
+//! - otherwise the syncing peers are voters that keep up (answered lately,
+//!   and nothing waits on them long), taken in turn
 //!   from a rotation that moves at each stall; the rest are lazy, until
 //!   the next stall;
 //! - while a configuration change is in flight, or when this leader is not
@@ -48,6 +49,7 @@ impl<S: Store> Replica<S> {
         let m = &self.learner.membership;
         let plain = m.is_voter(me) && self.config.thrifty;
         let quorum = self.quorum_of(m);
+        let contact = &self.peer_contact_ms;
         let RoleState::Leader(ls) = &mut self.role else {
             return None;
         };
@@ -78,12 +80,18 @@ impl<S: Store> Replica<S> {
                     .collect(),
             );
         }
-        // A peer keeps up when nothing of ours waits on it, or it answered lately.
+        // A peer keeps up when it answered at our ballot lately and nothing
+        // of ours waits on it long. Not the window alone: a go-back empties
+        // a dead peer's window and restarts its clock.
         let keeping_up: Vec<NodeId> = ls
             .peers
             .iter()
             .filter(|(id, p)| {
+                let heard = contact
+                    .get(id)
+                    .is_some_and(|&t| now_ms.saturating_sub(t) < stall_ms);
                 m.is_voter(**id)
+                    && heard
                     && (p.inflight_entries() == 0
                         || now_ms.saturating_sub(p.last_progress_ms) < stall_ms)
             })

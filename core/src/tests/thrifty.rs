@@ -188,3 +188,22 @@ fn without_thrifty_every_follower_syncs() {
     c.propose(1, 10, 1, "a");
     assert_eq!(accept_syncs(&mut c), vec![(2, true), (3, true)]);
 }
+
+/// Regression: a go-back empties a dead peer's window and restarts its
+/// clock, so by its window alone a dead peer looked as if it kept up and
+/// could be the one asked to sync, which costs a stall.
+#[test]
+fn a_dead_follower_is_never_the_one_asked_to_sync() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    for _ in 0..20 {
+        c.now_ms += 50;
+        let now = c.now_ms;
+        for id in [1, 3] {
+            c.node(id).tick(now);
+        }
+        c.round_without(2);
+    }
+    c.propose(1, 10, 1, "a");
+    assert_eq!(accept_syncs(&mut c), vec![(2, false), (3, true)]);
+}
