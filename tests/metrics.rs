@@ -13,25 +13,9 @@ use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use common::workload::wait_until;
-use common::{block_on, dashboard_exprs, http_get, TestCluster, WAIT_MAX};
+use common::{block_on, dashboard_exprs, sample, TestCluster, WAIT_MAX};
 
 const APPENDS: u64 = 300;
-
-fn metrics(cluster: &TestCluster, id: u64) -> String {
-    let admin = cluster.file.node(id).and_then(|n| n.admin).expect("admin");
-    let (code, body) = http_get(admin, "/metrics");
-    assert_eq!(code, 200, "/metrics of node {id}: {body}");
-    body
-}
-
-/// The value of the series named exactly `series` (name and labels as
-/// rendered), if present.
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines().find_map(|line| {
-        let (name, value) = line.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().expect("a number"))
-    })
-}
 
 /// `promtool check metrics` (Debian's `prometheus` package); under `CI` a
 /// missing promtool fails rather than skips.
@@ -78,7 +62,7 @@ fn every_node_passes_promtool_and_only_the_leader_counts_its_appends() {
     // Gauges are exported once a second: wait until every node's says so.
     wait_until("every node to export its chosen index", WAIT_MAX, || {
         cluster.ids().into_iter().all(|id| {
-            sample(&metrics(&cluster, id), "paxlog_chosen_index").is_some_and(|v| v >= last as f64)
+            sample(&cluster.metrics(id), "paxlog_chosen_index").is_some_and(|v| v >= last as f64)
         })
     });
     let peers: Vec<u64> = cluster
@@ -88,7 +72,7 @@ fn every_node_passes_promtool_and_only_the_leader_counts_its_appends() {
         .collect();
     // The leader times a heartbeat round to each peer; wait for one each.
     wait_until("a round trip to each peer", WAIT_MAX, || {
-        let body = metrics(&cluster, leader);
+        let body = cluster.metrics(leader);
         peers.iter().all(|p| {
             let series = format!("paxlog_peer_round_trip_time_seconds_count{{peer=\"{p}\"}}");
             sample(&body, &series).is_some_and(|n| n > 0.0)
@@ -98,7 +82,7 @@ fn every_node_passes_promtool_and_only_the_leader_counts_its_appends() {
     let bodies: BTreeMap<u64, String> = cluster
         .ids()
         .into_iter()
-        .map(|id| (id, metrics(&cluster, id)))
+        .map(|id| (id, cluster.metrics(id)))
         .collect();
     for (id, body) in &bodies {
         if let Some((ok, said)) = promtool_check(body) {

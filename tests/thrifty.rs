@@ -9,21 +9,13 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{block_on, http_get, TestCluster};
+use common::{block_on, sample, TestCluster};
 
 /// What the leader logs when a stall makes every follower sync again.
 const STALL_LINE: &str = "every follower syncs again";
 
 fn metric(cluster: &TestCluster, id: u64, series: &str) -> f64 {
-    let admin = cluster.file.node(id).and_then(|n| n.admin).expect("admin");
-    let (code, body) = http_get(admin, "/metrics");
-    assert_eq!(code, 200, "/metrics of node {id}: {body}");
-    body.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().expect("a number"))
-        })
-        .unwrap_or(0.0)
+    sample(&cluster.metrics(id), series).unwrap_or(0.0)
 }
 
 fn values(from: u32, n: u32) -> Vec<Bytes> {

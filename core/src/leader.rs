@@ -45,6 +45,8 @@ impl<S: Store> Replica<S> {
         // Everything a former leader may have acknowledged is at or below
         // this (Phase 1 found it), and it is chosen only under our ballot.
         ls.reads.recovered_index = ls.next_index - 1;
+        // A new leader's peers all sync until it has seen who keeps up (`thrifty`).
+        ls.all_eager_until_ms = now_ms + self.config.election_timeout_max_ms;
         for peer in self.member_peers() {
             ls.peers.insert(peer, Progress::new(start, now_ms));
         }

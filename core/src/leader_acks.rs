@@ -46,10 +46,11 @@ impl<S: Store> Replica<S> {
         }
         // Only a durable accept is a vote: an unsynced one may be gone
         // after a crash of its acceptor.
-        let counts = synced || self.config.mutated(Mutation::CountUnsyncedAccepted);
-        for &i in indexes.iter().filter(|_| counts) {
-            if let Some(e) = ls.log.get_mut(&i) {
-                e.acks.insert(from);
+        if synced || self.config.mutated(Mutation::CountUnsyncedAccepted) {
+            for &i in indexes {
+                if let Some(e) = ls.log.get_mut(&i) {
+                    e.acks.insert(from);
+                }
             }
         }
         self.maybe_advance_leader_chosen();

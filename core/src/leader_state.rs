@@ -142,7 +142,8 @@ pub(crate) struct Leader {
     pub(crate) change_index: Index,
     /// Each retention hold's lease, by this leader's clock.
     pub(crate) hold_clocks: BTreeMap<String, HoldClock>,
-    /// Every peer syncs until then (`thrifty`): the leader's start, or a stall.
+    /// Every peer syncs until then (`thrifty`): an election timeout after the
+    /// leader's start (`start_leading`) or after a stall.
     pub(crate) all_eager_until_ms: u64,
     /// Turns which peers sync after each stall (`thrifty`).
     pub(crate) eager_rotation: usize,

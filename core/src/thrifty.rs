@@ -66,7 +66,7 @@ impl<S: Store> Replica<S> {
                 "the chosen index stalled: every follower syncs again"
             );
         }
-        let settling = now_ms < ls.all_eager_until_ms || now_ms < ls.started_ms + settle_ms;
+        let settling = now_ms < ls.all_eager_until_ms;
         if !plain || settling || ls.change_index > self.learner.chosen_index {
             return None;
         }

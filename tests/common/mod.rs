@@ -196,6 +196,14 @@ impl TestCluster {
         self.local.is_running(id)
     }
 
+    /// Node `id`'s `/metrics` (Prometheus text), from its admin port.
+    pub fn metrics(&self, id: u64) -> String {
+        let admin = self.file.node(id).and_then(|n| n.admin).expect("admin");
+        let (code, body) = http_get(admin, "/metrics");
+        assert_eq!(code, 200, "/metrics of node {id}: {body}");
+        body
+    }
+
     pub fn log(&self, id: u64) -> String {
         self.local.log(id)
     }
@@ -369,6 +377,15 @@ pub fn proc_state(pid: u32) -> char {
         .next()
         .and_then(|rest| rest.trim_start().chars().next())
         .expect("a state in /proc stat")
+}
+
+/// The value of the series named exactly `series` (name and labels as
+/// rendered) in a `/metrics` body, if present.
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().expect("a number"))
+    })
 }
 
 /// A plain HTTP/1.0 GET; returns the status code and body.

@@ -268,6 +268,17 @@ struct Node {
     config_epoch: u64,
 }
 
+impl Node {
+    /// A power loss of the store: what was written unsynced goes, with its
+    /// record here. Returns how many such batches went.
+    fn crash_store(&mut self) -> u64 {
+        self.store.crash();
+        let lost = self.unsynced.len() as u64;
+        self.unsynced.clear();
+        lost
+    }
+}
+
 pub struct World {
     p: Params,
     /// fsync latency bound for this seed.
@@ -501,9 +512,7 @@ impl World {
         let seed = self.rng.gen();
         let now = self.now_ms;
         let node = self.nodes.get_mut(&id).expect("member");
-        node.store.crash();
-        self.stats.unsynced_lost += node.unsynced.len() as u64;
-        node.unsynced.clear();
+        self.stats.unsynced_lost += node.crash_store();
         self.checkers.on_store_restart(id, &node.store);
         if !self.checkers.found.is_empty() {
             // Recovering over a prefix already known wrong may panic in the
@@ -531,10 +540,8 @@ impl World {
         }
         node.replica = None;
         node.pending.clear();
-        self.stats.unsynced_lost += node.unsynced.len() as u64;
-        node.unsynced.clear();
         node.persist_scheduled = false;
-        node.store.crash();
+        self.stats.unsynced_lost += node.crash_store();
         self.stats.crashes += 1;
         if self.crashing == Some(id) {
             self.crashing = None;

@@ -23,6 +23,17 @@ fn thrifty_cluster() -> Cluster {
     c
 }
 
+/// An Accept of one no-op at `first_index`, from the leader of `ballot`.
+fn noop_accept(ballot: Ballot, first_index: Index, sync: bool) -> Message {
+    Message::Accept {
+        ballot,
+        first_index,
+        values: vec![Command::Noop.encode()],
+        chosen_index: 0,
+        sync,
+    }
+}
+
 /// The `sync` flag of the Accept in flight to each of nodes 2 and 3.
 fn accept_syncs(c: &mut Cluster) -> Vec<(NodeId, bool)> {
     c.collect();
@@ -67,14 +78,7 @@ fn a_leader_asks_one_follower_of_two_to_sync_and_counts_only_its_answer() {
 #[test]
 fn an_accept_that_raises_the_promise_is_synced_though_the_leader_did_not_ask() {
     let mut r = Replica::new(config(1, 3), store(1), 1, 0).expect("new");
-    let accept = Message::Accept {
-        ballot: Ballot::new(3, 2),
-        first_index: 1,
-        values: vec![Command::Noop.encode()],
-        chosen_index: 0,
-        sync: false,
-    };
-    r.on_message(2, accept, 0);
+    r.on_message(2, noop_accept(Ballot::new(3, 2), 1, false), 0);
     let w = r.poll_write().expect("write");
     assert!(w.sync, "a promise is never written unsynced");
     r.on_persisted(w.ticket, 0);
@@ -89,18 +93,11 @@ fn an_accept_that_raises_the_promise_is_synced_though_the_leader_did_not_ask() {
 fn a_promise_behind_an_unsynced_write_waits_for_a_sync() {
     let mut r = Replica::new(config(1, 3), store(1), 1, 0).expect("new");
     let ballot = Ballot::new(3, 2);
-    let accept = |first_index, sync| Message::Accept {
-        ballot,
-        first_index,
-        values: vec![Command::Noop.encode()],
-        chosen_index: 0,
-        sync,
-    };
-    r.on_message(2, accept(1, true), 0);
+    r.on_message(2, noop_accept(ballot, 1, true), 0);
     let w = r.poll_write().expect("write");
     r.on_persisted(w.ticket, 0);
     while r.poll_message().is_some() {}
-    r.on_message(2, accept(2, false), 0);
+    r.on_message(2, noop_accept(ballot, 2, false), 0);
     let lazy = r.poll_write().expect("write");
     assert!(!lazy.sync);
     r.on_persisted(lazy.ticket, 0);
@@ -131,14 +128,7 @@ fn unsynced_writes_in_a_row_are_bounded() {
     let ballot = Ballot::new(3, 2);
     let mut syncs = Vec::new();
     for index in 1..=(2 * crate::io::UNSYNCED_BATCHES_MAX as Index) {
-        let accept = Message::Accept {
-            ballot,
-            first_index: index,
-            values: vec![Command::Noop.encode()],
-            chosen_index: 0,
-            sync: false,
-        };
-        r.on_message(2, accept, 0);
+        r.on_message(2, noop_accept(ballot, index, false), 0);
         let w = r.poll_write().expect("write");
         syncs.push(w.sync);
         r.on_persisted(w.ticket, 0);
