@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::thrifty::who_syncs;
 use common::{block_on, sample, TestCluster};
 
 /// What the leader logs when a stall makes every follower sync again.
@@ -22,28 +23,6 @@ fn values(from: u32, n: u32) -> Vec<Bytes> {
     (from..from + n)
         .map(|i| Bytes::from(format!("v{i}")))
         .collect()
-}
-
-/// The follower the leader asks to sync and the one it does not.
-fn who_syncs(cluster: &TestCluster, leader: u64) -> (u64, u64) {
-    cluster.wait_for(
-        "the leader to ask one follower of two to sync",
-        |statuses| {
-            let (_, status) = statuses.iter().find(|(id, _)| *id == leader)?;
-            let peers = &status.as_ref()?.peers;
-            let with = |syncs| -> Vec<u64> {
-                peers
-                    .iter()
-                    .filter(|p| p.syncs == Some(syncs))
-                    .map(|p| p.id)
-                    .collect()
-            };
-            match (with(true).as_slice(), with(false).as_slice()) {
-                ([eager], [lazy]) => Some((*eager, *lazy)),
-                _ => None,
-            }
-        },
-    )
 }
 
 #[test]

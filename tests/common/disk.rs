@@ -177,6 +177,18 @@ pub fn power_cut(
     dir: &Path,
     ids: &[u64],
 ) {
+    power_cut_then(cluster, disks, dir, ids, |_, _| {});
+}
+
+/// [`power_cut`], with `inspect(id, mount point)` called for each cut disk
+/// once it holds what survived and before its node restarts.
+pub fn power_cut_then(
+    cluster: &mut TestCluster,
+    disks: &mut BTreeMap<u64, LoopDisk>,
+    dir: &Path,
+    ids: &[u64],
+    mut inspect: impl FnMut(u64, &Path),
+) {
     let cuts: Vec<(u64, PathBuf)> = ids
         .iter()
         .filter_map(|&id| {
@@ -190,7 +202,9 @@ pub fn power_cut(
         cluster.kill_node(id);
     }
     for (id, cut) in &cuts {
-        disks.get_mut(id).expect("disk").restore(cut);
+        let disk = disks.get_mut(id).expect("disk");
+        disk.restore(cut);
+        inspect(*id, disk.mount_point());
     }
     for &id in ids {
         cluster.start_node(id);

@@ -10,6 +10,7 @@ pub mod nemesis;
 pub mod observe;
 pub mod observers;
 pub mod proxy;
+pub mod thrifty;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -282,10 +283,17 @@ impl TestCluster {
     }
 
     /// Appends `values` through one pipelining client, `window` in flight,
-    /// fails the test on any error, waits until every running node has
-    /// them chosen, and returns the highest index.
+    /// fails the test on any error or if they are not all answered within
+    /// [`WAIT_MAX`] (the client itself retries for as long as it takes),
+    /// waits until every running node has them chosen, and returns the
+    /// highest index.
     pub fn append_chosen(&self, values: Vec<bytes::Bytes>, window: usize) -> u64 {
-        let last = block_on(self.client().append_all(values, window))
+        let n = values.len();
+        let client = self.client();
+        let appends = client.append_all(values, window);
+        let answered = block_on(async { tokio::time::timeout(WAIT_MAX, appends).await })
+            .unwrap_or_else(|_| panic!("{n} appends were not all answered within {WAIT_MAX:?}"));
+        let last = answered
             .into_iter()
             .map(|r| r.expect("append"))
             .max()
