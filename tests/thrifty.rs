@@ -2,18 +2,21 @@
 //! follower of two to sync the Accepts it answers; the other writes them
 //! unsynced, and its answers count toward nothing. When the follower that
 //! syncs dies, the chosen index stalls until the leader asks the other to
-//! sync again, and every acknowledged append is on both survivors.
+//! sync again, and every acknowledged append is on both survivors. With
+//! five nodes the leader asks two followers of four, and losing both stalls
+//! it the same way.
 
 mod common;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::thrifty::who_syncs;
+use common::thrifty::{sync_split, who_syncs};
 use common::{block_on, sample, TestCluster};
 
 /// What the leader logs when a stall makes every follower sync again.
 const STALL_LINE: &str = "every follower syncs again";
+const UNSYNCED: &str = "paxlog_unsynced_writes_total";
 
 fn metric(cluster: &TestCluster, id: u64, series: &str) -> f64 {
     sample(&cluster.metrics(id), series).unwrap_or(0.0)
@@ -27,7 +30,6 @@ fn values(from: u32, n: u32) -> Vec<Bytes> {
 
 #[test]
 fn killing_the_follower_that_syncs_makes_the_other_sync_and_loses_nothing() {
-    const UNSYNCED: &str = "paxlog_unsynced_writes_total";
     let mut cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader();
     cluster.append_chosen(values(0, 100), 8);
@@ -68,18 +70,75 @@ fn killing_the_follower_that_syncs_makes_the_other_sync_and_loses_nothing() {
     });
 
     // The raw logs of both survivors hold the same 300 values.
+    assert_same_logs_holding(&cluster, &[leader, lazy], last, 300);
+}
+
+#[test]
+fn in_five_nodes_two_followers_sync_and_killing_both_makes_the_other_two_sync() {
+    let mut cluster = TestCluster::start(5);
+    let leader = cluster.wait_for_leader();
+    cluster.append_chosen(values(0, 100), 8);
+    let (eager, lazy) = sync_split(&cluster, leader, 2);
+    println!("node {leader} leads; {eager:?} sync, {lazy:?} do not");
+
+    let before: Vec<f64> = lazy
+        .iter()
+        .map(|&id| metric(&cluster, id, UNSYNCED))
+        .collect();
+    cluster.append_chosen(values(100, 100), 8);
+    let after: Vec<f64> = lazy
+        .iter()
+        .map(|&id| metric(&cluster, id, UNSYNCED))
+        .collect();
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| a > b),
+        "nodes {lazy:?}, not asked to sync, did not all write unsynced ({before:?} → {after:?})"
+    );
+    assert_eq!(
+        sync_split(&cluster, leader, 2),
+        (eager.clone(), lazy.clone()),
+        "a stall changed who syncs before the kill"
+    );
+    let stalls_before = cluster.log(leader).matches(STALL_LINE).count();
+
+    for &id in &eager {
+        cluster.kill_node(id);
+    }
+    // A quorum is the leader and both nodes that did not sync: each append
+    // needs their synced accepts now.
+    let last = cluster.append_chosen(values(200, 100), 8);
+    let stalls = cluster.log(leader).matches(STALL_LINE).count();
+    assert!(
+        stalls > stalls_before,
+        "the leader never saw the stall that losing nodes {eager:?} made ({stalls_before} → {stalls})"
+    );
+
+    let survivors: Vec<u64> = std::iter::once(leader).chain(lazy).collect();
+    assert_same_logs_holding(&cluster, &survivors, last, 300);
+}
+
+/// The raw logs of `nodes` up to `last` are the same, and hold the values
+/// `values(0, n)`, each once.
+fn assert_same_logs_holding(cluster: &TestCluster, nodes: &[u64], last: u64, n: u32) {
     let read = |id| {
         block_on(
             cluster
                 .client_for_node(id, Duration::from_secs(10))
                 .read(1, Some(last)),
         )
-        .expect("read")
+        .unwrap_or_else(|e| panic!("reading node {id}: {e}"))
     };
-    let (on_leader, on_lazy) = (read(leader), read(lazy));
-    assert_eq!(on_leader, on_lazy, "the survivors' logs differ");
-    let mut got: Vec<Bytes> = on_leader.into_iter().map(|e| e.payload).collect();
-    let mut want = values(0, 300);
+    let first = read(nodes[0]);
+    for &id in &nodes[1..] {
+        assert_eq!(
+            read(id),
+            first,
+            "node {id}'s log differs from node {}'s",
+            nodes[0]
+        );
+    }
+    let mut got: Vec<Bytes> = first.into_iter().map(|e| e.payload).collect();
+    let mut want = values(0, n);
     got.sort();
     want.sort();
     assert_eq!(got, want, "every acknowledged append, once");
