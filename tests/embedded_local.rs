@@ -29,6 +29,8 @@ use paxlog::node::NodeConfig;
 const BEFORE: usize = 200;
 const ACROSS: usize = 20_000;
 const AFTER: usize = 200;
+/// Refusals as out of order across the kill that the test tolerates.
+const OUT_OF_ORDER_MAX: u64 = 1_000;
 /// Entries of the pipelined phase acknowledged before node 2 is killed.
 const ACROSS_BEFORE_KILL: u64 = 500;
 
@@ -148,8 +150,12 @@ fn embedded_calls_go_in_process_while_its_node_leads_and_share_one_session() {
     // Once node 1 leads, every append in flight is resent. The leader takes
     // a seq only right after the one before it, so resends that polled
     // independently were refused millions of times (node 1 counted 2.5
-    // million, and the batch ended 37 s after the kills; since each waits
-    // for the one before it to be resent, 1,500–1,900 and 4.5 s).
+    // million, and the batch ended 37 s after the kills). With each resend
+    // waiting for the one before it, the pipeline's fresh appends still ran
+    // ahead of the resends and were refused once each, as long as the batch
+    // lasted: 0 to 32,597 in 19 runs, 3,229 or more in 16 of them. Now no
+    // attempt goes while the seq before it is held (`client::seqs`): 0 in
+    // 8 of 8. The bound leaves room for one wave of the batch's 256 in flight.
     let out_of_order = metric(
         admin,
         "paxlog_append_answers_total{outcome=\"out_of_order\"}",
@@ -161,9 +167,9 @@ fn embedded_calls_go_in_process_while_its_node_leads_and_share_one_session() {
         ACROSS - failed
     );
     assert!(
-        out_of_order < ACROSS as u64,
+        out_of_order < OUT_OF_ORDER_MAX,
         "node 1 refused {out_of_order} appends as out of order: the resends of one pipeline \
-         must follow each other, not poll"
+         must follow each other, and none may go while the one before it is held"
     );
 
     // Phase 3: node 1 leads; the log's appends go to its loop in process.

@@ -205,6 +205,10 @@ impl Client {
             ids[(*rotation - 1) % ids.len()]
         });
         let tx = self.session(target).await?;
+        if let Some(wake) = taken.and_then(|taken| self.seqs(|s| s.behind_held(taken))) {
+            // Bounded: a wake missed costs one refusal, no more.
+            let _ = tokio::time::timeout(TURN_WAIT_MAX, wake.notified()).await;
+        }
         let req = self.next_req();
         let answer = self.queue(target, tx, make(req)).await;
         let stamp = taken.map_or(0, |taken| self.seqs(|s| s.queued(taken)));
@@ -261,7 +265,10 @@ impl Client {
                     attempts.maybe_applied(|| "no answer before the timeout".into());
                     continue;
                 }
-                Ok(Ok(Response::Error { error, .. })) => error,
+                Ok(Ok(Response::Error { error, .. })) => {
+                    self.held_back(taken, stamp);
+                    error
+                }
                 Ok(Ok(response)) => {
                     self.set_leader(Some(target));
                     return Ok(response);
@@ -274,6 +281,7 @@ impl Client {
                     })
                 }
                 Ok(Err(e)) => {
+                    self.held_back(taken, stamp);
                     tracing::debug!(node = target, error = %e, "session failed");
                     // The request may have reached the node before the connection failed.
                     self.drop_session(target).await;
@@ -334,6 +342,14 @@ impl Client {
             let taken = Taken { client_id, seq };
             let started = self.start(&make, Some(taken)).await;
             return Ok((started, make, taken));
+        }
+    }
+
+    /// The attempt of `taken` queued at `stamp` failed: the seqs after it
+    /// wait until it is queued again.
+    fn held_back(&self, taken: Option<Taken>, stamp: u64) {
+        if let Some(taken) = taken {
+            self.seqs(|s| s.failed(taken, stamp));
         }
     }
 

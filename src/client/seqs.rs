@@ -15,9 +15,13 @@
 //! unsettled seq was last queued: a seq refused as out of order waits for
 //! the seq before it to be queued again and goes right after it, on the same
 //! stream, instead of polling — a window of polling retries kept a new
-//! leader busy refusing them for tens of seconds.
+//! leader busy refusing them for tens of seconds. And no attempt, first or
+//! not, goes while the seq before it is *held* (its latest attempt failed
+//! and it has not been queued again): it would be refused for certain, and
+//! the fresh appends of a pipeline kept arriving ahead of the resends they
+//! follow, each refused once, for as long as the pipeline ran.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -53,6 +57,9 @@ pub(super) struct Seqs {
     /// queued (`None`: none yet).
     /// Invariant: every key is below `next`.
     unsettled: BTreeMap<u64, Option<u64>>,
+    /// Seqs whose latest attempt failed and that have not been queued since.
+    /// Invariant: every one is in `unsettled`.
+    held: BTreeSet<u64>,
     broken: bool,
     /// Ticks once per queued attempt; orders the ticks in `unsettled`.
     clock: u64,
@@ -79,6 +86,7 @@ impl Default for Seqs {
             id: None,
             next: 1,
             unsettled: BTreeMap::new(),
+            held: BTreeSet::new(),
             broken: false,
             clock: 0,
             turns: BTreeMap::new(),
@@ -138,6 +146,7 @@ impl Seqs {
             return;
         }
         self.unsettled.remove(&taken.seq);
+        self.held.remove(&taken.seq);
         self.turns.remove(&taken.seq);
         self.wake(taken.seq + 1);
         if !ok {
@@ -155,8 +164,33 @@ impl Seqs {
         };
         self.clock += 1;
         *at = Some(self.clock);
+        self.held.remove(&taken.seq);
         self.wake(taken.seq + 1);
         self.clock
+    }
+
+    /// `taken`'s attempt queued at `stamp` failed (refused, or its
+    /// session broke); it is held until queued again, unless it already was.
+    pub(super) fn failed(&mut self, taken: Taken, stamp: u64) {
+        if self.id != Some(taken.client_id) {
+            return;
+        }
+        if self.unsettled.get(&taken.seq) == Some(&Some(stamp)) {
+            self.held.insert(taken.seq);
+        }
+    }
+
+    /// Before an attempt of `taken` is queued: the wake to wait for if the
+    /// seq before it is held, since the attempt would be refused as out of
+    /// order. The wake comes when that seq is queued again or settles.
+    pub(super) fn behind_held(&mut self, taken: Taken) -> Option<Arc<Notify>> {
+        if self.id != Some(taken.client_id) {
+            return None;
+        }
+        let before = taken.seq.checked_sub(1)?;
+        self.held
+            .contains(&before)
+            .then(|| self.turns.entry(taken.seq).or_default().clone())
     }
 
     /// `taken`'s attempt queued at `stamp` was refused as out of order.
@@ -241,6 +275,39 @@ mod tests {
             matches!(s.turn(two, two_again), Turn::Pause),
             "one settled: the leader has yet to catch up"
         );
+    }
+
+    #[test]
+    fn no_attempt_goes_while_the_seq_before_it_is_held() {
+        let mut s = Seqs::default();
+        s.open(5);
+        let mut take = || Taken {
+            client_id: 5,
+            seq: s.take(8).expect("seq").1,
+        };
+        let (one, two) = (take(), take());
+        let one_sent = s.queued(one);
+        assert!(s.behind_held(two).is_none(), "one is in flight, not held");
+        s.failed(one, one_sent);
+        let wake = s.behind_held(two).expect("one failed: two waits");
+        assert!(s.behind_held(one).is_none(), "nothing comes before seq 1");
+        s.queued(one);
+        futures::executor::block_on(wake.notified());
+        assert!(s.behind_held(two).is_none(), "one was queued again");
+
+        let stale = s.queued(one);
+        s.queued(one);
+        s.failed(one, stale);
+        assert!(
+            s.behind_held(two).is_none(),
+            "an older attempt's failure does not hold a newer one"
+        );
+        let latest = s.queued(one);
+        s.failed(one, latest);
+        let wake = s.behind_held(two).expect("held again");
+        s.settle(one, true);
+        futures::executor::block_on(wake.notified());
+        assert!(s.behind_held(two).is_none(), "one settled");
     }
 
     #[test]
