@@ -14,7 +14,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,19 +33,14 @@ const OUT_OF_ORDER_MAX: u64 = 1_000;
 /// Entries of the pipelined phase acknowledged before node 2 is killed.
 const ACROSS_BEFORE_KILL: u64 = 500;
 
-/// The value of `series` (a metric name with its labels, as exported) on
-/// the node whose admin address is `admin`; `None` if it is not exported.
-fn metric(admin: SocketAddr, series: &str) -> Option<u64> {
-    let (code, body) = common::http_get(admin, "/metrics");
-    assert_eq!(code, 200, "/metrics answered {code}: {body}");
-    body.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+/// Node 1's value of `series` (a metric name with its labels, as
+/// exported); `None` if it is not exported.
+fn metric(cluster: &TestCluster, series: &str) -> Option<u64> {
+    common::sample(&cluster.metrics(1), series).map(|v| v as u64)
 }
 
-fn client_connections(admin: SocketAddr) -> u64 {
-    metric(admin, "paxlog_client_connections").expect("node 1 exports paxlog_client_connections")
+fn client_connections(cluster: &TestCluster) -> u64 {
+    metric(cluster, "paxlog_client_connections").expect("node 1 exports paxlog_client_connections")
 }
 
 fn leader_seen_by(log: &Log) -> Option<u64> {
@@ -160,11 +154,7 @@ fn embedded_calls_go_in_process_while_its_node_leads_and_share_one_session() {
     // lasted: 0 to 32,597 in 19 runs, 3,229 or more in 16 of them. Now no
     // attempt goes while the seq before it is held (`client::seqs`): 0 in
     // 8 of 8. The bound leaves room for one wave of the batch's 256 in flight.
-    let out_of_order = metric(
-        admin,
-        "paxlog_append_answers_total{outcome=\"out_of_order\"}",
-    )
-    .unwrap_or(0);
+    let out_of_order = metric(&cluster, common::OUT_OF_ORDER_SERIES).unwrap_or(0);
     println!(
         "across the kill: {} acknowledged, {failed} failed; node 1 refused {out_of_order} \
          appends as out of order",
@@ -188,7 +178,7 @@ fn embedded_calls_go_in_process_while_its_node_leads_and_share_one_session() {
     let tail = block_on(log.tail()).expect("tail from the embedded leader");
     assert!(tail >= acked.last().expect("acked").0);
     assert_eq!(
-        client_connections(admin),
+        client_connections(&cluster),
         0,
         "the embedded log's own calls to its leading node must not be QUIC connections"
     );
@@ -197,7 +187,7 @@ fn embedded_calls_go_in_process_while_its_node_leads_and_share_one_session() {
     let network = cluster.client_for_node(1, Duration::from_secs(10));
     let read_1 = raw_log(&network);
     wait_until("node 1 to count a network client", WAIT_MAX, || {
-        client_connections(admin) >= 1
+        client_connections(&cluster) >= 1
     });
     drop(network);
     let read_3 = raw_log(&cluster.client_for_node(3, Duration::from_secs(10)));

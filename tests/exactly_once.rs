@@ -100,11 +100,8 @@ fn pipelined_writers_are_exactly_once_and_in_order_across_leader_kills() {
     // in a loaded CI run; the client before that rule: 0, 11,306, 0, 10,600,
     // 34, 491, 308, 2,440.
     let leader = cluster.wait_for_leader();
-    let refused = common::sample(
-        &cluster.metrics(leader),
-        "paxlog_append_answers_total{outcome=\"out_of_order\"}",
-    )
-    .unwrap_or(0.0);
+    let refused =
+        common::sample(&cluster.metrics(leader), common::OUT_OF_ORDER_SERIES).unwrap_or(0.0);
     println!("node {leader}, leading since the second kill at the latest, refused {refused} appends as out of order");
     assert!(
         refused < OUT_OF_ORDER_MAX,

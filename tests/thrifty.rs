@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::thrifty::{sync_split, who_syncs};
+use common::thrifty::sync_split;
 use common::{block_on, sample, TestCluster};
 
 /// What the leader logs when a stall makes every follower sync again.
@@ -30,88 +30,62 @@ fn values(from: u32, n: u32) -> Vec<Bytes> {
 
 #[test]
 fn killing_the_follower_that_syncs_makes_the_other_sync_and_loses_nothing() {
-    let mut cluster = TestCluster::start(3);
-    let leader = cluster.wait_for_leader();
-    cluster.append_chosen(values(0, 100), 8);
-    let (eager, lazy) = who_syncs(&cluster, leader);
-
-    let before = [
-        metric(&cluster, lazy, UNSYNCED),
-        metric(&cluster, eager, UNSYNCED),
-    ];
-    cluster.append_chosen(values(100, 100), 8);
-    let after = [
-        metric(&cluster, lazy, UNSYNCED),
-        metric(&cluster, eager, UNSYNCED),
-    ];
-    assert!(
-        after[0] > before[0],
-        "node {lazy}, not asked to sync, wrote nothing unsynced ({before:?} → {after:?})"
-    );
-    let stalls_before = cluster.log(leader).matches(STALL_LINE).count();
-    assert_eq!(
-        who_syncs(&cluster, leader),
-        (eager, lazy),
-        "a stall changed who syncs before the kill"
-    );
-
-    cluster.kill_node(eager);
-    // Each needs node `lazy`'s synced accept now.
-    let last = cluster.append_chosen(values(200, 100), 8);
-    let stalls = cluster.log(leader).matches(STALL_LINE).count();
-    assert!(
-        stalls > stalls_before,
-        "the leader never saw the stall that losing node {eager} made ({stalls_before} → {stalls})"
-    );
-    cluster.wait_for("the survivor to be asked to sync", |statuses| {
-        let (_, status) = statuses.iter().find(|(id, _)| *id == leader)?;
-        let peer = status.as_ref()?.peers.iter().find(|p| p.id == lazy)?;
-        (peer.syncs == Some(true)).then_some(())
-    });
-
-    // The raw logs of both survivors hold the same 300 values.
-    assert_same_logs_holding(&cluster, &[leader, lazy], last, 300);
+    kill_the_followers_that_sync(3, 1);
 }
 
 #[test]
 fn in_five_nodes_two_followers_sync_and_killing_both_makes_the_other_two_sync() {
-    let mut cluster = TestCluster::start(5);
+    kill_the_followers_that_sync(5, 2);
+}
+
+/// In a cluster of `nodes`, waits for `eager` followers syncing and the
+/// rest not, checks the rest write unsynced, SIGKILLs the `eager` ones and
+/// appends again: each append then needs the others' synced accepts, so
+/// the leader must stall and ask them to sync. The survivors' raw logs
+/// must hold the same 300 values.
+fn kill_the_followers_that_sync(nodes: u64, eager: usize) {
+    let mut cluster = TestCluster::start(nodes);
     let leader = cluster.wait_for_leader();
     cluster.append_chosen(values(0, 100), 8);
-    let (eager, lazy) = sync_split(&cluster, leader, 2);
+    let (eager, lazy) = sync_split(&cluster, leader, eager);
     println!("node {leader} leads; {eager:?} sync, {lazy:?} do not");
 
-    let before: Vec<f64> = lazy
-        .iter()
-        .map(|&id| metric(&cluster, id, UNSYNCED))
-        .collect();
+    let unsynced = |cluster: &TestCluster| -> Vec<f64> {
+        lazy.iter()
+            .map(|&id| metric(cluster, id, UNSYNCED))
+            .collect()
+    };
+    let before = unsynced(&cluster);
     cluster.append_chosen(values(100, 100), 8);
-    let after: Vec<f64> = lazy
-        .iter()
-        .map(|&id| metric(&cluster, id, UNSYNCED))
-        .collect();
+    let after = unsynced(&cluster);
     assert!(
         before.iter().zip(&after).all(|(b, a)| a > b),
         "nodes {lazy:?}, not asked to sync, did not all write unsynced ({before:?} → {after:?})"
     );
+    let stalls_before = cluster.log(leader).matches(STALL_LINE).count();
     assert_eq!(
-        sync_split(&cluster, leader, 2),
+        sync_split(&cluster, leader, eager.len()),
         (eager.clone(), lazy.clone()),
         "a stall changed who syncs before the kill"
     );
-    let stalls_before = cluster.log(leader).matches(STALL_LINE).count();
 
     for &id in &eager {
         cluster.kill_node(id);
     }
-    // A quorum is the leader and both nodes that did not sync: each append
-    // needs their synced accepts now.
+    // Each needs the synced accepts of the nodes that did not sync now.
     let last = cluster.append_chosen(values(200, 100), 8);
     let stalls = cluster.log(leader).matches(STALL_LINE).count();
     assert!(
         stalls > stalls_before,
         "the leader never saw the stall that losing nodes {eager:?} made ({stalls_before} → {stalls})"
     );
+    cluster.wait_for("the survivors to be asked to sync", |statuses| {
+        let (_, status) = statuses.iter().find(|(id, _)| *id == leader)?;
+        let peers = &status.as_ref()?.peers;
+        lazy.iter()
+            .all(|&id| peers.iter().any(|p| p.id == id && p.syncs == Some(true)))
+            .then_some(())
+    });
 
     let survivors: Vec<u64> = std::iter::once(leader).chain(lazy).collect();
     assert_same_logs_holding(&cluster, &survivors, last, 300);

@@ -387,6 +387,9 @@ pub fn proc_state(pid: u32) -> char {
         .expect("a state in /proc stat")
 }
 
+/// The appends a node refused as out of order (`sample` it from `/metrics`).
+pub const OUT_OF_ORDER_SERIES: &str = "paxlog_append_answers_total{outcome=\"out_of_order\"}";
+
 /// The value of the series named exactly `series` (name and labels as
 /// rendered) in a `/metrics` body, if present.
 pub fn sample(body: &str, series: &str) -> Option<f64> {
