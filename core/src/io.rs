@@ -4,8 +4,10 @@
 //!
 //! A batch is written unsynced only when nothing asks for its durability:
 //! it holds accepts of a leader that does not count them (`Accept { sync:
-//! false }`) and no promise. A message that must be durable behind an
-//! unsynced batch makes the next batch a synced one, which syncs both.
+//! false }`), no promise, no trim and no chosen index (a power cut may keep
+//! it and lose the unsynced batches before it). A message that must be
+//! durable behind an unsynced batch makes the next batch a synced one, which
+//! syncs both.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -123,13 +125,20 @@ impl Io {
         }
     }
 
+    /// Flushes everything, and syncs the batch if it must carry a staged
+    /// chosen index: the periodic flush that bounds how late one is durable.
+    pub(crate) fn flush_chosen(&mut self, entries: &BTreeMap<Index, Accepted>) {
+        self.staged_sync |= self.staged_chosen.is_some();
+        self.flush_all(entries);
+    }
+
     /// Like `flush`, including a lone chosen index. A batch with nothing
     /// staged is flushed only to sync the ones before it.
     pub(crate) fn flush_all(&mut self, entries: &BTreeMap<Index, Accepted>) {
         if self.staged_is_empty() && !self.staged_sync {
             return;
         }
-        let accepts = std::mem::take(&mut self.staged_accepts)
+        let accepts: Vec<(Index, Accepted)> = std::mem::take(&mut self.staged_accepts)
             .into_iter()
             .map(|i| {
                 let accepted = entries.get(&i).cloned();
@@ -137,20 +146,33 @@ impl Io {
             })
             .collect();
         let (trim_index, trim_state) = self.staged_trim.take().unzip();
-        let batch = WriteBatch {
-            promise: self.staged_promise.take(),
-            accepts,
-            chosen_index: self.staged_chosen.take(),
-            trim_index,
-            trim_state,
-        };
-        self.staged_bytes = 0;
         // A lone chosen index is synced, as it always was: the periodic
         // flush of one is what bounds how late it becomes durable.
-        let lone_chosen = batch.accepts.is_empty() && batch.chosen_index.is_some();
+        let lone_chosen = accepts.is_empty() && self.staged_chosen.is_some();
         let sync = std::mem::take(&mut self.staged_sync)
             || lone_chosen
             || self.unsynced_batches + 1 >= UNSYNCED_BATCHES_MAX;
+        // An unsynced batch may survive a power cut without the unsynced
+        // ones before it (a WAL block lost to a hole is skipped silently), so
+        // it must not say that their accepts are chosen: the chosen index
+        // waits, staged, for a synced batch.
+        let chosen_index = if sync {
+            self.staged_chosen.take()
+        } else {
+            None
+        };
+        let batch = WriteBatch {
+            promise: self.staged_promise.take(),
+            accepts,
+            chosen_index,
+            trim_index,
+            trim_state,
+        };
+        assert!(
+            sync || (batch.promise.is_none() && batch.trim_index.is_none()),
+            "Invariant: an unsynced batch holds accepts only"
+        );
+        self.staged_bytes = 0;
         self.unsynced_batches = if sync { 0 } else { self.unsynced_batches + 1 };
         let ticket = self.next_ticket;
         self.next_ticket += 1;

@@ -185,7 +185,7 @@ impl<S: Store> Replica<S> {
         }
         self.expire_follower_reads(now);
         if now >= self.chosen_flushed_ms + self.config.chosen_flush_interval_ms {
-            self.io.flush_all(&self.acceptor.entries);
+            self.io.flush_chosen(&self.acceptor.entries);
             self.chosen_flushed_ms = now;
         }
         self.after_input();

@@ -154,8 +154,22 @@ impl MemStore {
     /// a failed store becomes writable again (it is a new process), and an
     /// unrepaired suspect mark stays.
     pub fn crash(&self) {
-        let mut inner = self.lock();
-        inner.staged.clear();
+        self.crash_keeping(|_| false);
+    }
+
+    /// [`MemStore::crash`], except that the staged batches for which `keep`
+    /// (given each one's position) says so survive, applied in order. A real
+    /// WAL keeps some of its unsynced tail: usually a prefix, and a run after
+    /// a hole when the kernel wrote a later page back before an earlier one
+    /// (RocksDB skips a zeroed block silently).
+    pub fn crash_keeping(&self, mut keep: impl FnMut(usize) -> bool) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        for (position, batch) in std::mem::take(&mut inner.staged).iter().enumerate() {
+            if keep(position) {
+                inner.durable.apply(batch);
+            }
+        }
         inner.visible = inner.durable.clone();
         inner.failed = false;
         inner.fail_next = false;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use common::{
     accepts, delete_raw, flip_value_byte, identity, put_raw, raw_cf, raw_open, snapshot, value_of,
+    wal_files,
 };
 use paxlog_storage::record::{self, Meta, FORMAT_VERSION};
 use paxlog_storage::{Ballot, Health, ReadLimit, RocksStore, Store, StoreError, WriteBatch};
@@ -35,16 +36,6 @@ fn suspect_reason(store: &RocksStore) -> String {
         Health::Suspect { reason } => reason,
         Health::Ok => panic!("expected a suspect store"),
     }
-}
-
-fn wal_files(dir: &Path) -> Vec<PathBuf> {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    logs
 }
 
 #[test]

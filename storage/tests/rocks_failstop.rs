@@ -8,19 +8,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{accepts, identity};
+use common::{accepts, identity, wal_files};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{SigSet, Signal};
 use paxlog_storage::{Ballot, Health, RocksStore, Store, StoreError, WriteBatch};
 
 fn newest_wal(dir: &Path) -> PathBuf {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    logs.pop().expect("a WAL file")
+    wal_files(dir).pop().expect("a WAL file")
 }
 
 #[test]

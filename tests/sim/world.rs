@@ -32,6 +32,9 @@ pub use reconfig::ReconfigStats;
 pub use settle::{CATCH_UP, QUIET_MS, TRIM};
 #[path = "world/stale.rs"]
 mod stale;
+#[path = "world/survivors.rs"]
+mod survivors;
+use survivors::Survivors;
 #[path = "world/tails.rs"]
 mod tails;
 use super::inv_acked;
@@ -41,6 +44,8 @@ use super::net::{Fate, Net};
 /// Time a topology gets to settle (a leader without quorum steps down, a new
 /// one is elected) before progress is demanded.
 const TOPOLOGY_SETTLE_MS: u64 = 2_000;
+/// Mixed into the seed for the crash-survivors stream (`world/survivors.rs`).
+const CRASH_STREAM: u64 = 0x5eed_0c4a_54ed_0001;
 
 /// A client got nothing chosen after the heal.
 pub const LIVENESS: &str = "liveness";
@@ -182,6 +187,8 @@ pub struct Stats {
     /// crash took back before a sync.
     pub unsynced_writes: u64,
     pub unsynced_lost: u64,
+    /// Unsynced batches a crash left on disk (`world/survivors.rs`).
+    pub unsynced_kept: u64,
     /// The seed's leaders were thrifty (`Params::thrifty`).
     pub thrifty: bool,
     /// What the tailers asked and were answered (`world/tails.rs`).
@@ -258,8 +265,9 @@ struct Node {
     replica: Option<Replica<MemStore>>,
     /// Persist batches handed out and not yet written: lost on a crash.
     pending: VecDeque<Persist>,
-    /// Batches written unsynced since the last sync: lost on a crash, made
-    /// durable (for the checkers too) by the next synced write.
+    /// Batches written unsynced since the last sync: lost or kept by a crash
+    /// (`world/survivors.rs`), made durable (for the checkers too) by the
+    /// next synced write.
     unsynced: Vec<WriteBatch>,
     persist_scheduled: bool,
     epoch: u64,
@@ -269,13 +277,17 @@ struct Node {
 }
 
 impl Node {
-    /// A power loss of the store: what was written unsynced goes, with its
-    /// record here. Returns how many such batches went.
-    fn crash_store(&mut self) -> u64 {
-        self.store.crash();
-        let lost = self.unsynced.len() as u64;
-        self.unsynced.clear();
-        lost
+    /// A power loss of the store: of what was written unsynced, the batches
+    /// `survivors` picks stay (durable now) and the rest go. Returns the
+    /// batches that stayed.
+    fn crash_store(&mut self, survivors: Survivors) -> Vec<WriteBatch> {
+        let kept = survivors.pick(self.unsynced.len());
+        self.store.crash_keeping(|position| kept[position]);
+        std::mem::take(&mut self.unsynced)
+            .into_iter()
+            .zip(kept)
+            .filter_map(|(batch, kept)| kept.then_some(batch))
+            .collect()
     }
 }
 
@@ -288,6 +300,8 @@ pub struct World {
     client_restart_per_mille: u32,
     now_ms: u64,
     rng: ChaCha8Rng,
+    /// Which unsynced batches each power loss keeps (`world/survivors.rs`).
+    crash_rng: ChaCha8Rng,
     events: BTreeMap<(u64, u64), Event>,
     next_event: u64,
     nodes: BTreeMap<NodeId, Node>,
@@ -348,6 +362,7 @@ impl World {
         };
         let members: Vec<NodeId> = (1..=(p.nodes + spares) as NodeId).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+        let crash_rng = ChaCha8Rng::seed_from_u64(p.seed ^ CRASH_STREAM);
         let mut nodes = BTreeMap::new();
         for &id in &members {
             let store = MemStore::new(Identity {
@@ -398,6 +413,7 @@ impl World {
             client_restart_per_mille,
             now_ms: 0,
             rng,
+            crash_rng,
             events: BTreeMap::new(),
             next_event: 0,
             nodes,
@@ -511,8 +527,8 @@ impl World {
         let config = self.config(id);
         let seed = self.rng.gen();
         let now = self.now_ms;
+        self.power_loss(id);
         let node = self.nodes.get_mut(&id).expect("member");
-        self.stats.unsynced_lost += node.crash_store();
         self.checkers.on_store_restart(id, &node.store);
         if !self.checkers.found.is_empty() {
             // Recovering over a prefix already known wrong may panic in the
@@ -533,6 +549,20 @@ impl World {
         self.trace(&format!("start node {id}"));
     }
 
+    /// `id`'s store loses power: the unsynced batches it keeps are durable
+    /// from now on, for the checkers too.
+    fn power_loss(&mut self, id: NodeId) {
+        let survivors = self.survivors();
+        let node = self.nodes.get_mut(&id).expect("member");
+        let unsynced = node.unsynced.len() as u64;
+        let kept = node.crash_store(survivors);
+        self.stats.unsynced_lost += unsynced - kept.len() as u64;
+        self.stats.unsynced_kept += kept.len() as u64;
+        for batch in &kept {
+            self.checkers.on_durable_write(id, batch);
+        }
+    }
+
     fn crash_node(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("member");
         if node.replica.is_none() {
@@ -541,7 +571,7 @@ impl World {
         node.replica = None;
         node.pending.clear();
         node.persist_scheduled = false;
-        self.stats.unsynced_lost += node.crash_store();
+        self.power_loss(id);
         self.stats.crashes += 1;
         if self.crashing == Some(id) {
             self.crashing = None;

@@ -139,6 +139,40 @@ fn unsynced_writes_in_a_row_are_bounded() {
     assert_eq!(at, vec![0, crate::io::UNSYNCED_BATCHES_MAX]);
 }
 
+/// An unsynced batch may outlive the unsynced ones before it (a hole in the
+/// WAL: `storage/tests/rocks_wal_hole.rs`), so it never says their accepts
+/// are chosen: the chosen index waits for a synced batch, at the latest the
+/// periodic flush.
+#[test]
+fn a_chosen_index_is_written_only_by_a_synced_batch() {
+    let mut r = Replica::new(config(1, 3), store(1), 1, 0).expect("new");
+    let ballot = Ballot::new(3, 2);
+    let mut written = Vec::new();
+    for index in 1..=10 {
+        let mut accept = noop_accept(ballot, index, index == 1);
+        if let Message::Accept { chosen_index, .. } = &mut accept {
+            *chosen_index = index - 1;
+        }
+        r.on_message(2, accept, 0);
+        while let Some(w) = r.poll_write() {
+            r.on_persisted(w.ticket, 0);
+            written.push(w);
+        }
+        while r.poll_message().is_some() {}
+    }
+    let unsynced: Vec<&Persist> = written.iter().filter(|w| !w.sync).collect();
+    assert_eq!(unsynced.len(), 9, "{written:?}");
+    assert!(
+        unsynced.iter().all(|w| w.batch.chosen_index.is_none()),
+        "an unsynced batch carries a chosen index: {unsynced:?}"
+    );
+    assert_eq!(r.status().chosen_index, 9);
+    let flush_ms = config(1, 3).chosen_flush_interval_ms;
+    r.tick(flush_ms);
+    let w = r.poll_write().expect("the periodic flush");
+    assert!(w.sync && w.batch.chosen_index == Some(9), "{w:?}");
+}
+
 #[test]
 fn a_stall_makes_every_follower_sync_and_resends_what_is_not_chosen() {
     let mut c = thrifty_cluster();

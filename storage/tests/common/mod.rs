@@ -36,6 +36,17 @@ pub fn accepts(ballot: Ballot, indexes: impl IntoIterator<Item = Index>) -> Writ
     }
 }
 
+/// The WAL files of the RocksDB directory `dir`, oldest first.
+pub fn wal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
 /// A recognizable value for index `i`, of a size that varies with `i`.
 pub fn value_of(i: Index) -> Vec<u8> {
     format!("value-{i}-")
