@@ -65,10 +65,15 @@ pub enum Meta {
     /// The directory's incarnation id (payload: nonzero `u64`), created with
     /// it. A build that predates it ignores it, so the format version stays.
     Incarnation,
+    /// The first operation of every batch written unsynced (payload: the
+    /// RocksDB sequence number every synced write had reached): lets an open
+    /// that finds the WAL torn tell unsynced writes past the damage from
+    /// synced ones (`rocks/wal_scan.rs`). Older builds never read it.
+    Unsynced,
 }
 
 impl Meta {
-    pub const ALL: [Meta; 8] = [
+    pub const ALL: [Meta; 9] = [
         Meta::Format,
         Meta::Identity,
         Meta::Promised,
@@ -77,6 +82,7 @@ impl Meta {
         Meta::Suspect,
         Meta::TrimState,
         Meta::Incarnation,
+        Meta::Unsynced,
     ];
 
     fn tag(self) -> u8 {
@@ -89,6 +95,7 @@ impl Meta {
             Meta::Suspect => 6,
             Meta::TrimState => 7,
             Meta::Incarnation => 8,
+            Meta::Unsynced => 9,
         }
     }
 
@@ -102,6 +109,7 @@ impl Meta {
             Meta::Suspect => "meta/suspect",
             Meta::TrimState => "meta/trim_state",
             Meta::Incarnation => "meta/incarnation",
+            Meta::Unsynced => "meta/unsynced",
         }
     }
 

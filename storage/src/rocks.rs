@@ -6,6 +6,7 @@
 
 mod open;
 mod reclaim;
+mod wal_scan;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +43,9 @@ pub struct RocksStore {
     /// Off only through [`RocksStore::unsynced`], for the power-loss test
     /// that must show what losing it costs.
     sync: AtomicBool,
+    /// RocksDB's sequence number as of the last synced write: what an
+    /// unsynced batch's `meta/unsynced` marker records (`rocks/wal_scan.rs`).
+    synced_seq: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -169,6 +173,8 @@ impl RocksStore {
             db.put_cf_opt(meta_cf, key, record::encode(&key, reason), &synced())
                 .map_err(io)?;
         }
+        // Whatever an open recovered stays on disk: count it as synced.
+        let synced_seq = db.latest_sequence_number();
         let db = Arc::new(db);
         let reclaimer = reclaim::Reclaimer::start(db.clone(), loaded.meta.trim_index)
             .map_err(|e| StoreError::Io(format!("start the reclaim thread: {e}")))?;
@@ -188,6 +194,7 @@ impl RocksStore {
             failed: AtomicBool::new(false),
             fail_next: AtomicBool::new(false),
             sync: AtomicBool::new(true),
+            synced_seq: AtomicU64::new(synced_seq),
         })
     }
 
@@ -248,7 +255,14 @@ impl RocksStore {
         let current = lock(&self.cache).meta;
         let current_trim = current.trim_index;
         let meta_cf = open::cf(&self.db, META_CF)?;
+        let sync = sync && self.sync.load(Ordering::SeqCst);
         let mut wb = rocksdb::WriteBatch::default();
+        if !sync && !batch.is_empty() {
+            // First, so that `wal_scan` finds it without decoding the rest.
+            let key = Meta::Unsynced.key();
+            let synced = self.synced_seq.load(Ordering::SeqCst);
+            wb.put_cf(meta_cf, key, record::encode(&key, &synced));
+        }
         if repair {
             // The rebuilt state replaces everything above the chosen index,
             // damaged records included; the puts below come after and win.
@@ -289,7 +303,6 @@ impl RocksStore {
             wb.delete_cf(meta_cf, Meta::Suspect.key());
         }
         let mut opts = synced();
-        let sync = sync && self.sync.load(Ordering::SeqCst);
         opts.set_sync(sync);
         // An empty synced write still syncs the writes before it.
         let written = if wb.is_empty() {
@@ -305,6 +318,10 @@ impl RocksStore {
             self.failed.store(true, Ordering::SeqCst);
             tracing::error!(dir = %self.dir.display(), error = %e, "write failed; store is failed");
             return Err(io(e));
+        }
+        if sync {
+            self.synced_seq
+                .store(self.db.latest_sequence_number(), Ordering::SeqCst);
         }
         let mut cache = lock(&self.cache);
         if let Some(promised) = batch.promise {

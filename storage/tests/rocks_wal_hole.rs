@@ -1,15 +1,22 @@
-//! What RocksDB makes of a hole in its WAL: a block of unsynced records
-//! lost while a later one reached the disk, as a power cut during write-back
-//! can leave. Its reader takes a zeroed record header for preallocated space,
-//! skips the rest of that 32 KiB block and reads on, reporting nothing
-//! (`log_reader.cc`, `kZeroType` with length 0). The store then opens healthy
-//! with a run of records missing and later ones present, so an unsynced batch
-//! must never depend on the unsynced batches before it: it holds accepts only
-//! (`core/src/io.rs`).
+//! What damage to the unsynced part of RocksDB's WAL costs, as a power cut
+//! during write-back can leave it: a thrifty acceptor writes accepts
+//! unsynced, so that part can hold many writes.
+//!
+//! A hole (a block of records never written, a later one written): RocksDB's
+//! reader takes a zeroed record header for preallocated space, skips the rest
+//! of that 32 KiB block and reads on, reporting nothing (`log_reader.cc`,
+//! `kZeroType` with length 0). The store opens healthy with a run of records
+//! missing and later ones present, so an unsynced batch must never depend on
+//! the unsynced batches before it: it holds accepts only (`core/src/io.rs`).
+//!
+//! A tear (a record half written, later ones whole): RocksDB reports
+//! corruption before the tail. The store opens healthy when every write past
+//! the damage was unsynced and came after its last sync
+//! (`storage/src/rocks/wal_scan.rs`), and suspect otherwise.
 
 mod common;
 
-use common::{accepted, identity, wal_files};
+use common::{accepted, accepts, identity, value_of, wal_files};
 use paxlog_storage::{Ballot, Health, Index, RocksStore, Store, WriteBatch};
 
 /// RocksDB's WAL block.
@@ -97,4 +104,96 @@ fn a_zeroed_wal_block_is_skipped_and_later_records_are_kept() {
         lost[lost.len() - 1] + 1,
         last
     );
+}
+
+/// Synced indexes 1..=10, then `unsynced` written one by one unsynced, with
+/// `middle` between the two halves of them; then the value of index `torn`
+/// damaged in the WAL.
+fn torn_after(unsynced: &[Index], middle: Option<WriteBatch>, torn: Index) -> RocksStore {
+    let tmp = tempfile::tempdir().expect("temp dir").keep();
+    let dir = tmp.join("data");
+    let store = RocksStore::open(&dir, identity(1)).expect("open");
+    store
+        .write(&accepts(Ballot::new(1, 1), 1..=10))
+        .expect("write");
+    let (first, second) = unsynced.split_at(unsynced.len() / 2);
+    for &i in first {
+        store
+            .write_unsynced(&accepts(Ballot::new(1, 1), [i]))
+            .expect("write");
+    }
+    if let Some(batch) = middle {
+        store.write(&batch).expect("write");
+    }
+    for &i in second {
+        store
+            .write_unsynced(&accepts(Ballot::new(1, 1), [i]))
+            .expect("write");
+    }
+    drop(store);
+    let wal = wal_files(&dir).pop().expect("a WAL file");
+    let mut bytes = std::fs::read(&wal).expect("read WAL");
+    let value = value_of(torn);
+    let at = bytes
+        .windows(value.len())
+        .position(|w| w == value)
+        .expect("the torn value is in the WAL");
+    bytes[at] ^= 0x01;
+    std::fs::write(&wal, &bytes).expect("write WAL");
+    RocksStore::open(&dir, identity(1)).expect("open after the tear")
+}
+
+fn held(store: &RocksStore, indexes: impl IntoIterator<Item = Index>) -> Vec<Index> {
+    indexes
+        .into_iter()
+        .filter(|&i| store.get(i).expect("get").is_some())
+        .collect()
+}
+
+#[test]
+fn a_tear_followed_by_unsynced_writes_only_opens_healthy_without_them() {
+    let unsynced: Vec<Index> = (11..=40).collect();
+    let store = torn_after(&unsynced, None, 20);
+    assert!(matches!(store.health(), Health::Ok), "{:?}", store.health());
+    assert_eq!(held(&store, 1..=40), (1..=19).collect::<Vec<_>>());
+    // The recovery is final: a synced write after it, and a reopen, find the
+    // same state plus that write, and no damage.
+    store
+        .write(&accepts(Ballot::new(1, 1), [41]))
+        .expect("write");
+    let dir = store.dir().to_path_buf();
+    drop(store);
+    let store = RocksStore::open(&dir, identity(1)).expect("reopen");
+    assert!(matches!(store.health(), Health::Ok), "{:?}", store.health());
+    assert_eq!(
+        held(&store, 1..=41),
+        (1..=19).chain([41]).collect::<Vec<_>>()
+    );
+    let _ = std::fs::remove_dir_all(dir.parent().expect("temp dir"));
+}
+
+#[test]
+fn a_tear_before_a_synced_write_keeps_the_store_suspect() {
+    let unsynced: Vec<Index> = (11..=20).collect();
+    let store = torn_after(&unsynced, Some(accepts(Ballot::new(1, 1), 21..=30)), 12);
+    let reason = match store.health() {
+        Health::Suspect { reason } => reason,
+        Health::Ok => panic!("a synced write past the damage was dropped silently"),
+    };
+    assert!(reason.contains("was synced"), "{reason}");
+    let _ = std::fs::remove_dir_all(store.dir().parent().expect("temp dir"));
+}
+
+#[test]
+fn a_tear_before_a_sync_of_nothing_keeps_the_store_suspect() {
+    // An empty synced write syncs the unsynced writes before it: they became
+    // durable, so damage to them is not a power cut's doing.
+    let unsynced: Vec<Index> = (11..=30).collect();
+    let store = torn_after(&unsynced, Some(WriteBatch::default()), 12);
+    let reason = match store.health() {
+        Health::Suspect { reason } => reason,
+        Health::Ok => panic!("writes a sync covered were dropped silently"),
+    };
+    assert!(reason.contains("followed a sync"), "{reason}");
+    let _ = std::fs::remove_dir_all(store.dir().parent().expect("temp dir"));
 }

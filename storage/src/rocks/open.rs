@@ -8,6 +8,7 @@ use rocksdb::{
     Options, ReadOptions, WriteOptions, DB,
 };
 
+use super::wal_scan;
 use crate::record::{self, Meta, ENTRIES_CF, FORMAT_MIGRATED, FORMAT_VERSION, META_CF};
 use crate::{Ballot, Health, Identity, Index, Metadata, Result, StoreError};
 
@@ -49,6 +50,9 @@ fn io(e: rocksdb::Error) -> StoreError {
 /// write whose sync never returned, so nobody was told it happened and
 /// dropping it is safe. Corruption anywhere before the tail means records we
 /// acknowledged are damaged: this mode refuses to open then, so we find out.
+/// The one exception is read past the damage by [`wal_scan`]: when every
+/// write after it was unsynced and followed the last sync (a thrifty
+/// acceptor's accepts, torn by a power cut), the open is healthy.
 /// `PointInTime` would instead stop replay at the first bad record and quietly
 /// drop every later acknowledged write, a promise among them: exactly how one
 /// index gets two values. We use `PointInTime` only as the fallback that opens
@@ -299,13 +303,28 @@ pub(super) fn open_rw(dir: &Path) -> Result<(DB, Option<String>)> {
     match open(DBRecoveryMode::TolerateCorruptedTailRecords) {
         Ok(db) => Ok((db, None)),
         Err(e) if is_corruption(&e) => {
-            let reason = format!(
-                "write-ahead log corrupt before its tail ({}); recovered to the last consistent point",
-                e.clone().into_string()
-            );
-            tracing::error!(dir = %dir.display(), %reason, "opening data directory as suspect");
+            // Read before the recovery below rewrites the log.
+            let scanned = wal_scan::batches(dir);
             let db = open(DBRecoveryMode::PointInTime).map_err(io)?;
-            Ok((db, Some(reason)))
+            let recovered = db.latest_sequence_number();
+            let verdict =
+                scanned.and_then(|batches| wal_scan::dropped_unsynced_only(&batches, recovered));
+            match verdict {
+                Ok(dropped) => {
+                    tracing::warn!(dir = %dir.display(), dropped, recovered_seq = recovered,
+                        error = %e.into_string(),
+                        "write-ahead log torn past its last sync; dropped the unsynced writes after the damage");
+                    Ok((db, None))
+                }
+                Err(why) => {
+                    let reason = format!(
+                        "write-ahead log corrupt before its tail ({}; {why}); recovered to the last consistent point",
+                        e.into_string()
+                    );
+                    tracing::error!(dir = %dir.display(), %reason, "opening data directory as suspect");
+                    Ok((db, Some(reason)))
+                }
+            }
         }
         Err(e) => Err(io(e)),
     }
