@@ -37,6 +37,8 @@ mod rocks;
 
 pub use mem::{MemStore, STAGED_BATCHES_MAX};
 #[cfg(feature = "rocksdb")]
+pub use rocks::wal_scan::{batches as wal_batches, Batch as WalBatch};
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
 /// A cluster member's id. 0 is never a valid node id.

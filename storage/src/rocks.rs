@@ -6,7 +6,7 @@
 
 mod open;
 mod reclaim;
-mod wal_scan;
+pub mod wal_scan;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -40,16 +40,20 @@ const RESYNC_BYTES_MAX: usize = 1 << 30;
 
 /// A write batch found intact in the log.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Batch {
+pub struct Batch {
     /// RocksDB's sequence number of its first operation.
     pub seq: u64,
     /// Its `meta/unsynced` marker: the sequence number synced writes had
     /// reached when it was written; `None` for a synced batch.
     pub synced_before: Option<u64>,
+    /// The log file, and where in it the record's first fragment starts.
+    pub file: PathBuf,
+    pub offset: usize,
 }
 
-/// The intact batches of every log file in `dir`, oldest first.
-pub(super) fn batches(dir: &Path) -> Result<Vec<Batch>, String> {
+/// The intact batches of every log file in `dir`, oldest first. Public for
+/// the tests that tear a real node's unsynced writes (`tests/thrifty.rs`).
+pub fn batches(dir: &Path) -> Result<Vec<Batch>, String> {
     let mut logs: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .map_err(|e| format!("list {}: {e}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -75,8 +79,8 @@ pub(super) fn batches(dir: &Path) -> Result<Vec<Batch>, String> {
         }
         found.extend(
             records(&bytes, &mut budget)?
-                .iter()
-                .filter_map(|r| batch(r)),
+                .into_iter()
+                .filter_map(|(offset, r)| batch(&r, &path, offset)),
         );
     }
     Ok(found)
@@ -114,10 +118,10 @@ pub(super) fn dropped_unsynced_only(
 /// the next intact fragment byte by byte: the writes past a tear are what
 /// tell whether it was unsynced. A fragment counts only if its checksum
 /// holds; `budget` bounds the bytes checksummed while looking.
-fn records(bytes: &[u8], budget: &mut usize) -> Result<Vec<Vec<u8>>, String> {
+fn records(bytes: &[u8], budget: &mut usize) -> Result<Vec<(usize, Vec<u8>)>, String> {
     let mut out = Vec::new();
-    let mut partial: Option<Vec<u8>> = None;
-    for block in bytes.chunks(BLOCK_BYTES) {
+    let mut partial: Option<(usize, Vec<u8>)> = None;
+    for (number, block) in bytes.chunks(BLOCK_BYTES).enumerate() {
         let mut at = 0;
         let mut in_step = true;
         while at + HEADER_BYTES <= block.len() {
@@ -142,21 +146,22 @@ fn records(bytes: &[u8], budget: &mut usize) -> Result<Vec<Vec<u8>>, String> {
             }
             in_step = true;
             let data = &block[at + HEADER_BYTES..end];
+            let offset = number * BLOCK_BYTES + at;
             match kind {
                 FULL => {
                     partial = None;
-                    out.push(data.to_vec());
+                    out.push((offset, data.to_vec()));
                 }
-                FIRST => partial = Some(data.to_vec()),
+                FIRST => partial = Some((offset, data.to_vec())),
                 MIDDLE => {
-                    if let Some(p) = &mut partial {
+                    if let Some((_, p)) = &mut partial {
                         p.extend_from_slice(data);
                     }
                 }
                 LAST => {
-                    if let Some(mut p) = partial.take() {
+                    if let Some((start, mut p)) = partial.take() {
                         p.extend_from_slice(data);
-                        out.push(p);
+                        out.push((start, p));
                     }
                 }
                 // RocksDB's own records (compression type, predecessor WAL).
@@ -181,12 +186,14 @@ fn unmask(masked: u32) -> u32 {
     rotated.rotate_left(15)
 }
 
-fn batch(record: &[u8]) -> Option<Batch> {
+fn batch(record: &[u8], file: &Path, offset: usize) -> Option<Batch> {
     let header = record.get(..BATCH_HEADER_BYTES)?;
     let seq = u64::from_le_bytes(header[..8].try_into().ok()?);
     Some(Batch {
         seq,
         synced_before: marker(&record[BATCH_HEADER_BYTES..]),
+        file: file.to_path_buf(),
+        offset,
     })
 }
 
@@ -232,7 +239,12 @@ mod tests {
 
     #[test]
     fn only_unsynced_batches_past_the_recovered_point_are_a_torn_tail() {
-        let b = |seq, synced_before| Batch { seq, synced_before };
+        let b = |seq, synced_before| Batch {
+            seq,
+            synced_before,
+            file: PathBuf::new(),
+            offset: 0,
+        };
         assert_eq!(
             dropped_unsynced_only(&[b(5, None), b(9, Some(5)), b(11, Some(5))], 8),
             Ok(2)
