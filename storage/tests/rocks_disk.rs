@@ -6,8 +6,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    accepts, delete_raw, flip_value_byte, identity, put_raw, raw_cf, raw_open, snapshot, value_of,
-    wal_files,
+    accepts, delete_raw, find, flip_value_byte, identity, put_raw, raw_cf, raw_open, snapshot,
+    value_of, wal_files,
 };
 use paxlog_storage::record::{self, Meta, FORMAT_VERSION};
 use paxlog_storage::{Ballot, Health, ReadLimit, RocksStore, Store, StoreError, WriteBatch};
@@ -335,10 +335,6 @@ fn write_four_batches(dir: &Path) {
         batch.chosen_index = Some(10 * k);
         store.write(&batch).expect("write");
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[test]

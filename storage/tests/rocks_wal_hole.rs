@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{accepted, accepts, identity, value_of, wal_files};
+use common::{accepted, accepts, find, identity, value_of, wal_files};
 use paxlog_storage::{Ballot, Health, Index, RocksStore, Store, WriteBatch};
 
 /// RocksDB's WAL block.
@@ -108,10 +108,15 @@ fn a_zeroed_wal_block_is_skipped_and_later_records_are_kept() {
 
 /// Synced indexes 1..=10, then `unsynced` written one by one unsynced, with
 /// `middle` between the two halves of them; then the value of index `torn`
-/// damaged in the WAL.
-fn torn_after(unsynced: &[Index], middle: Option<WriteBatch>, torn: Index) -> RocksStore {
-    let tmp = tempfile::tempdir().expect("temp dir").keep();
-    let dir = tmp.join("data");
+/// damaged in the WAL. The store comes with the directory that holds it,
+/// removed when dropped, failures included.
+fn torn_after(
+    unsynced: &[Index],
+    middle: Option<WriteBatch>,
+    torn: Index,
+) -> (tempfile::TempDir, RocksStore) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("data");
     let store = RocksStore::open(&dir, identity(1)).expect("open");
     store
         .write(&accepts(Ballot::new(1, 1), 1..=10))
@@ -133,14 +138,11 @@ fn torn_after(unsynced: &[Index], middle: Option<WriteBatch>, torn: Index) -> Ro
     drop(store);
     let wal = wal_files(&dir).pop().expect("a WAL file");
     let mut bytes = std::fs::read(&wal).expect("read WAL");
-    let value = value_of(torn);
-    let at = bytes
-        .windows(value.len())
-        .position(|w| w == value)
-        .expect("the torn value is in the WAL");
+    let at = find(&bytes, &value_of(torn)).expect("the torn value is in the WAL");
     bytes[at] ^= 0x01;
     std::fs::write(&wal, &bytes).expect("write WAL");
-    RocksStore::open(&dir, identity(1)).expect("open after the tear")
+    let store = RocksStore::open(&dir, identity(1)).expect("open after the tear");
+    (tmp, store)
 }
 
 fn held(store: &RocksStore, indexes: impl IntoIterator<Item = Index>) -> Vec<Index> {
@@ -153,7 +155,7 @@ fn held(store: &RocksStore, indexes: impl IntoIterator<Item = Index>) -> Vec<Ind
 #[test]
 fn a_tear_followed_by_unsynced_writes_only_opens_healthy_without_them() {
     let unsynced: Vec<Index> = (11..=40).collect();
-    let store = torn_after(&unsynced, None, 20);
+    let (_tmp, store) = torn_after(&unsynced, None, 20);
     assert!(matches!(store.health(), Health::Ok), "{:?}", store.health());
     assert_eq!(held(&store, 1..=40), (1..=19).collect::<Vec<_>>());
     // The recovery is final: a synced write after it, and a reopen, find the
@@ -169,19 +171,17 @@ fn a_tear_followed_by_unsynced_writes_only_opens_healthy_without_them() {
         held(&store, 1..=41),
         (1..=19).chain([41]).collect::<Vec<_>>()
     );
-    let _ = std::fs::remove_dir_all(dir.parent().expect("temp dir"));
 }
 
 #[test]
 fn a_tear_before_a_synced_write_keeps_the_store_suspect() {
     let unsynced: Vec<Index> = (11..=20).collect();
-    let store = torn_after(&unsynced, Some(accepts(Ballot::new(1, 1), 21..=30)), 12);
+    let (_tmp, store) = torn_after(&unsynced, Some(accepts(Ballot::new(1, 1), 21..=30)), 12);
     let reason = match store.health() {
         Health::Suspect { reason } => reason,
         Health::Ok => panic!("a synced write past the damage was dropped silently"),
     };
     assert!(reason.contains("was synced"), "{reason}");
-    let _ = std::fs::remove_dir_all(store.dir().parent().expect("temp dir"));
 }
 
 #[test]
@@ -189,11 +189,10 @@ fn a_tear_before_a_sync_of_nothing_keeps_the_store_suspect() {
     // An empty synced write syncs the unsynced writes before it: they became
     // durable, so damage to them is not a power cut's doing.
     let unsynced: Vec<Index> = (11..=30).collect();
-    let store = torn_after(&unsynced, Some(WriteBatch::default()), 12);
+    let (_tmp, store) = torn_after(&unsynced, Some(WriteBatch::default()), 12);
     let reason = match store.health() {
         Health::Suspect { reason } => reason,
         Health::Ok => panic!("writes a sync covered were dropped silently"),
     };
     assert!(reason.contains("followed a sync"), "{reason}");
-    let _ = std::fs::remove_dir_all(store.dir().parent().expect("temp dir"));
 }

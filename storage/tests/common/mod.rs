@@ -47,6 +47,11 @@ pub fn wal_files(dir: &Path) -> Vec<PathBuf> {
     logs
 }
 
+/// Where `needle` first occurs in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// A recognizable value for index `i`, of a size that varies with `i`.
 pub fn value_of(i: Index) -> Vec<u8> {
     format!("value-{i}-")
